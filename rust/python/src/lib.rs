@@ -1,1 +1,21 @@
-//! placeholder
+//! `ddbshard._core`: the thin PyO3 layer over ddbshard-core. It converts types and errors and
+//! releases the GIL around each chunk of work; all logic lives in the core crate.
+
+mod convert;
+mod errors;
+mod reader;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(convert::loads, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::dumps, m)?)?;
+    m.add_class::<reader::LineReader>()?;
+    m.add(
+        "REASONS",
+        ddbshard_core::Reason::ALL.map(|r| r.code()).to_vec(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+from ddbshard.cli import main
+
+raise SystemExit(main())

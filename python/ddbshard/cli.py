@@ -1,0 +1,60 @@
+"""Command line: parse arguments, hand the work to the command's module, map errors to exits.
+
+Exit status (DESIGN.md): 0 success; 1 the job ran but found problems (rejected items,
+differences); 2 bad usage, bad config or unreadable input. Errors are one line; a traceback
+only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ddbshard.exceptions import DdbShardError
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ddbshard",
+        description="Split, reshape and copy DynamoDB table exports into ImportTable-ready shards.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check DynamoDB-JSON line files against DynamoDB's rules")
+    p.add_argument("paths", nargs="+", help="files of export lines (.json, .json.gz, .json.zst)")
+    p.add_argument("--shape", choices=["export", "map", "any"], default="export")
+    p.add_argument("--show", type=int, default=10, help="refusals to print (default 10)")
+
+    p = sub.add_parser("demo", help="run the main job on an export shipped in the package")
+    p.add_argument("out", nargs="?", default="ddbshard-demo", help="output folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "validate":
+            from ddbshard.commands.validate import run_validate
+
+            return run_validate(args.paths, shape=args.shape, show=args.show)
+        if args.command == "demo":
+            from ddbshard.commands.demo import run_demo
+
+            return run_demo(args.out)
+        parser.error(f"unknown command {args.command}")
+    except DdbShardError as e:
+        if args.debug:
+            raise
+        print(f"ddbshard: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ddbshard: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_OK

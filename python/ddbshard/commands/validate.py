@@ -1,0 +1,40 @@
+"""`validate`: stream line files through the native reader and report what DynamoDB would refuse."""
+
+from __future__ import annotations
+
+import sys
+
+from ddbshard._core import LineReader
+from ddbshard.exceptions import InputError
+
+CHUNK = 4 << 20  # bytes per call into Rust: the GIL is released once per chunk
+
+
+def validate_file(path: str, shape: str = "export") -> tuple[LineReader, list[tuple[int, str, str, bytes]]]:
+    """Reads one file in chunks; returns the reader (counts) and its refusals."""
+    reader = LineReader(shape)
+    refusals: list[tuple[int, str, str, bytes]] = []
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below, read in chunks
+    except OSError as e:
+        raise InputError(f"{path}: cannot open: {e.strerror}") from e
+    with f:
+        while chunk := f.read(CHUNK):
+            reader.feed(chunk)
+            refusals.extend(reader.take_refusals())
+    reader.finish()
+    refusals.extend(reader.take_refusals())
+    return reader, refusals
+
+
+def run_validate(paths: list[str], *, shape: str, show: int) -> int:
+    total_items = total_refused = 0
+    for path in paths:
+        reader, refusals = validate_file(path, shape)
+        total_items += reader.items
+        total_refused += reader.refused
+        print(f"{path}: {reader.items} items valid, {reader.refused} refused")
+        for line, reason, message, _raw in refusals[:show]:
+            print(f"  line {line}: {reason}: {message}")
+    print(f"total: {total_items} valid, {total_refused} refused", file=sys.stderr)
+    return 1 if total_refused else 0

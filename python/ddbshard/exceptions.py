@@ -1,0 +1,48 @@
+"""Exceptions of ddbshard: one root, one class per kind of failure.
+
+The native module raises these classes (it imports them from here), so `except ParseError`
+works the same for errors found in Rust and in Python.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DdbShardError",
+    "DecompressError",
+    "InputError",
+    "ParseError",
+]
+
+
+class DdbShardError(Exception):
+    """Root of every error ddbshard raises on purpose."""
+
+
+class ParseError(DdbShardError, ValueError):
+    """A line or value that DynamoDB would refuse.
+
+    `reason` is a stable code (such as ``invalid_number``), `line` the 1-based line number
+    (0 for a lone value), `offset` the byte offset in the line, `excerpt` the bytes around it.
+    """
+
+    def __init__(
+        self, message: str, reason: str, line: int = 0, offset: int = 0, excerpt: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.line = line
+        self.offset = offset
+        self.excerpt = excerpt
+
+
+class DecompressError(DdbShardError):
+    """A gzip or zstd stream that is corrupt or ends early."""
+
+
+class ConfigError(DdbShardError):
+    """A configuration that cannot be run, found before any data is read."""
+
+
+class InputError(DdbShardError):
+    """Input that cannot be read: a missing file, a manifest that does not match its files."""

@@ -1,0 +1,117 @@
+//! `LineReader`: feeds compressed chunks through the core's reader with the GIL released,
+//! counting items and collecting refusals. Used by `ddbshard validate` and the benchmarks.
+
+use ddbshard_core::reader::{LineEvent, LineReader as CoreReader};
+use ddbshard_core::Shape;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors;
+
+/// (line number, reason code, message, raw line)
+type Refusal = (u64, &'static str, String, Vec<u8>);
+
+#[pyclass(module = "ddbshard._core")]
+pub struct LineReader {
+    inner: CoreReader,
+    items: u64,
+    refusals: Vec<Refusal>,
+    refused: u64,
+}
+
+#[pymethods]
+impl LineReader {
+    #[new]
+    #[pyo3(signature = (shape = "export"))]
+    fn new(shape: &str) -> PyResult<Self> {
+        let shape = match shape {
+            "export" => Shape::ExportLine,
+            "map" => Shape::AttributeMap,
+            "any" => Shape::Any,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "shape must be 'export', 'map' or 'any', not {other:?}"
+                )))
+            }
+        };
+        Ok(LineReader {
+            inner: CoreReader::new(shape),
+            items: 0,
+            refusals: Vec::new(),
+            refused: 0,
+        })
+    }
+
+    /// Feeds one chunk of (possibly compressed) input; the GIL is released meanwhile.
+    fn feed(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let LineReader {
+            inner,
+            items,
+            refusals,
+            refused,
+        } = self;
+        py.detach(|| inner.feed(data, &mut |e| count(e, items, refusals, refused)))
+            .map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Ends the input; raises DecompressError if it was truncated.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        let LineReader {
+            inner,
+            items,
+            refusals,
+            refused,
+        } = self;
+        py.detach(|| inner.finish(&mut |e| count(e, items, refusals, refused)))
+            .map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Valid items seen so far.
+    #[getter]
+    fn items(&self) -> u64 {
+        self.items
+    }
+
+    /// Refused lines seen so far.
+    #[getter]
+    fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    #[getter]
+    fn bytes_in(&self) -> u64 {
+        self.inner.bytes_in()
+    }
+
+    #[getter]
+    fn bytes_out(&self) -> u64 {
+        self.inner.bytes_out()
+    }
+
+    /// Refusals collected since the last call: (line, reason, message, raw line bytes).
+    fn take_refusals<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Vec<(u64, &'static str, String, Bound<'py, PyBytes>)> {
+        std::mem::take(&mut self.refusals)
+            .into_iter()
+            .map(|(n, r, m, raw)| (n, r, m, PyBytes::new(py, &raw)))
+            .collect()
+    }
+}
+
+fn count(e: LineEvent<'_, '_>, items: &mut u64, refusals: &mut Vec<Refusal>, refused: &mut u64) {
+    match e.item {
+        Ok(_) => *items += 1,
+        Err(err) => {
+            *refused += 1;
+            refusals.push((
+                e.line_no,
+                err.reason.code(),
+                err.to_string(),
+                e.raw.to_vec(),
+            ));
+        }
+    }
+}
