@@ -22,7 +22,7 @@ fn sextet(c: u8) -> bool {
 /// Checks base64 text without decoding it and returns the decoded length.
 pub fn decoded_len(text: &str) -> Result<usize, &'static str> {
     let b = text.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return Err("base64 length is not a multiple of 4");
     }
     let pad = b.iter().rev().take(2).take_while(|&&c| c == b'=').count();

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod decode;
 pub mod error;
+pub mod expr;
 pub mod lines;
 pub mod number;
 pub mod parse;

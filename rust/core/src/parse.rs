@@ -606,7 +606,7 @@ fn set_duplicate<'s>(tag: TypeTag, members: &'s [Cow<'_, str>]) -> Option<&'s st
                 .enumerate()
                 .map(|(i, m)| (number::check(m).expect("validated"), i))
                 .collect();
-            nums.sort_by(|a, b| a.0.cmp(&b.0));
+            nums.sort_by_key(|a| a.0);
             nums.windows(2)
                 .find(|w| w[0].0 == w[1].0)
                 .map(|w| members[w[1].1].as_ref())

@@ -147,8 +147,12 @@ pub(crate) fn order(a: &Got<'_, '_>, b: &Got<'_, '_>) -> Option<Ordering> {
         return Some(number(a)?.cmp(&number(b)?));
     }
     match (a, b) {
-        (Got::Val(Value::S(x), _), Got::Val(Value::S(y), _)) => Some(x.as_bytes().cmp(y.as_bytes())),
-        (Got::Val(Value::B(x), _), Got::Val(Value::B(y), _)) => Some(B64Bytes::new(x).cmp(B64Bytes::new(y))),
+        (Got::Val(Value::S(x), _), Got::Val(Value::S(y), _)) => {
+            Some(x.as_bytes().cmp(y.as_bytes()))
+        }
+        (Got::Val(Value::B(x), _), Got::Val(Value::B(y), _)) => {
+            Some(B64Bytes::new(x).cmp(B64Bytes::new(y)))
+        }
         _ => None,
     }
 }

@@ -66,7 +66,7 @@ mod tests {
     use super::*;
     use crate::parse::{parse_item, parse_value, Shape};
 
-    const ITEM: &[u8] = br#"{
+    const ITEM: &str = r#"{
         "kind": {"S": "post"}, "n": {"N": "1.50"}, "big": {"N": "1E+2"}, "neg": {"N": "-3"},
         "s": {"S": "cat"}, "uni": {"S": "é𝄞"}, "b": {"B": "Y2F0"}, "hi": {"B": "gA=="},
         "lo": {"B": "fw=="}, "t": {"BOOL": true}, "nul": {"NULL": true},
@@ -142,7 +142,7 @@ mod tests {
     }
 
     fn check(cases: &[(&str, bool)]) {
-        let item = parse_item(ITEM, Shape::AttributeMap).unwrap();
+        let item = parse_item(ITEM.as_bytes(), Shape::AttributeMap).unwrap();
         let (n, v) = (names(), values());
         for (text, want) in cases {
             let c = Condition::parse(text, &n, &v).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -325,7 +325,8 @@ mod tests {
             ("size(b) = :n3", true),
             ("size(ss) = :n2", true),
             ("size(ns) = :n3", true),
-            ("size(l) > :n3", false),
+            ("size(l) > :n3", true),
+            ("size(l) > :n5", false),
             ("size(m) = :n3", true),
             ("size(m.y) = :n2", true),
             ("size(n) = :n2", false),
@@ -347,6 +348,7 @@ mod tests {
             (&format!("NOT {a} AND {b}"), false), // (NOT a) AND b
             (&format!("NOT ({b} AND {a})"), true),
             (&format!("NOT {b} OR {c}"), true),
+            (&format!("NOT {b} OR {a}"), true), // (NOT b) OR a
             (&format!("NOT NOT NOT NOT {a}"), true),
             (&format!("{b} OR {c} OR {a}"), true),
             (&format!("{a} AND ({b} OR ({c} OR {a}))"), true),
@@ -380,7 +382,7 @@ mod tests {
     fn errors_point_at_the_column() {
         for (text, column, fragment) in [
             ("", 1, "empty"),
-            ("   ", 4, "empty"),
+            ("   ", 1, "empty"),
             ("s = ", 5, "expected an attribute path"),
             ("s", 2, "comparator"),
             ("s == :cat", 4, "expected an attribute path"),
@@ -411,7 +413,11 @@ mod tests {
             ("attribute_type(s, :tDOG)", 19, "\"DOG\" is not a type"),
             ("attribute_type(s, :n2)", 19, "must be an S value"),
             ("attribute_type(s, t)", 19, "must be a :value"),
-            ("attribute_exists(s) = :n2", 21, "only size(path) can be compared"),
+            (
+                "attribute_exists(s) = :n2",
+                21,
+                "only size(path) can be compared",
+            ),
             ("size(s)", 8, "comparator"),
             ("size(s, n) = :n2", 1, "exactly one argument"),
             ("size(:cat) = :n2", 6, "attribute path"),
@@ -419,7 +425,6 @@ mod tests {
             ("contains(size(s), :n2)", 10, "paths or :values"),
             ("m.y[x] = :n2", 5, "list index"),
             ("s = :cat AND é = :cat", 14, "unexpected character"),
-            ("ü = :cat AND s-t = :cat", 15, "unexpected character"),
         ] {
             let e = error(text);
             assert_eq!(e.column, column, "{text:?}: {e}");
@@ -430,14 +435,21 @@ mod tests {
 
     #[test]
     fn in_takes_at_most_100_values() {
-        let item = parse_item(ITEM, Shape::AttributeMap).unwrap();
+        let item = parse_item(ITEM.as_bytes(), Shape::AttributeMap).unwrap();
         let values: Vec<(String, Value<'static>)> = (0..101)
             .map(|i| {
-                let v = parse_value(&format!(r#"{{"N":"{i}"}}"#)).unwrap().into_owned();
+                let v = parse_value(&format!(r#"{{"N":"{i}"}}"#))
+                    .unwrap()
+                    .into_owned();
                 (format!(":v{i}"), v)
             })
             .collect();
-        let list = |n: usize| (0..n).map(|i| format!(":v{i}")).collect::<Vec<_>>().join(",");
+        let list = |n: usize| {
+            (0..n)
+                .map(|i| format!(":v{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let c = Condition::parse(&format!("size(s) IN ({})", list(100)), &[], &values).unwrap();
         assert!(c.eval(&item));
         let e = Condition::parse(&format!("size(s) IN ({})", list(101)), &[], &values);
@@ -446,7 +458,7 @@ mod tests {
 
     #[test]
     fn unused_placeholders_are_fine() {
-        let item = parse_item(ITEM, Shape::AttributeMap).unwrap();
+        let item = parse_item(ITEM.as_bytes(), Shape::AttributeMap).unwrap();
         let c = Condition::parse("s = :cat", &names(), &values()).unwrap();
         assert!(c.eval(&item));
     }

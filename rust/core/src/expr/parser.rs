@@ -101,7 +101,10 @@ impl<'t> Parser<'_, 't, '_> {
     }
 
     fn peek2(&self) -> Tok<'t> {
-        self.cur.tokens.get(self.cur.pos + 1).map_or(Tok::Eof, |t| t.tok)
+        self.cur
+            .tokens
+            .get(self.cur.pos + 1)
+            .map_or(Tok::Eof, |t| t.tok)
     }
 
     fn bump(&mut self) -> Token<'t> {
@@ -118,7 +121,10 @@ impl<'t> Parser<'_, 't, '_> {
     fn expect(&mut self, tok: Tok<'_>, what: &str) -> Result<(), ExprError> {
         let t = self.peek();
         if t.tok != tok {
-            return Err(self.err(t.start, format!("expected {what}, found {}", t.tok.describe())));
+            return Err(self.err(
+                t.start,
+                format!("expected {what}, found {}", t.tok.describe()),
+            ));
         }
         self.cur.pos += 1;
         Ok(())
@@ -206,7 +212,9 @@ impl<'t> Parser<'_, 't, '_> {
                 if !self.keyword("and") {
                     let n = self.peek();
                     let found = n.tok.describe();
-                    return Err(self.err(n.start, format!("expected AND in BETWEEN, found {found}")));
+                    return Err(
+                        self.err(n.start, format!("expected AND in BETWEEN, found {found}"))
+                    );
                 }
                 let high = self.operand()?;
                 for o in [&left, &low, &high] {
@@ -301,7 +309,10 @@ impl<'t> Parser<'_, 't, '_> {
             .find(|(k, _)| k == placeholder)
             .map(|(_, v)| v.clone())
             .ok_or_else(|| {
-                self.err(at, format!("expression attribute value {placeholder} is not defined"))
+                self.err(
+                    at,
+                    format!("expression attribute value {placeholder} is not defined"),
+                )
             })?;
         let number = match &value {
             Value::N(t) => Decimal::parse(t).ok(),
@@ -371,8 +382,10 @@ impl<'t> Parser<'_, 't, '_> {
             }
         };
         let t = self.peek();
-        if matches!(t.tok, Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge)
-            || t.tok.is_keyword("between")
+        if matches!(
+            t.tok,
+            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge
+        ) || t.tok.is_keyword("between")
             || t.tok.is_keyword("in")
         {
             return Err(self.err(
@@ -397,7 +410,13 @@ impl<'t> Parser<'_, 't, '_> {
     }
 
     /// Expects the `)` after the last argument (`last` true) or the `,` before the next one.
-    fn args_sep(&mut self, function: &str, n: usize, start: usize, last: bool) -> Result<(), ExprError> {
+    fn args_sep(
+        &mut self,
+        function: &str,
+        n: usize,
+        start: usize,
+        last: bool,
+    ) -> Result<(), ExprError> {
         let t = self.peek();
         let (want, other) = if last {
             (Tok::RParen, Tok::Comma)
@@ -410,11 +429,17 @@ impl<'t> Parser<'_, 't, '_> {
         }
         if t.tok == other {
             let plural = if n == 1 { "" } else { "s" };
-            return Err(self.err(start, format!("{function} takes exactly {n} argument{plural}")));
+            return Err(self.err(
+                start,
+                format!("{function} takes exactly {n} argument{plural}"),
+            ));
         }
         let found = t.tok.describe();
         let want = want.describe();
-        Err(self.err(t.start, format!("expected {want} in {function}(...), found {found}")))
+        Err(self.err(
+            t.start,
+            format!("expected {want} in {function}(...), found {found}"),
+        ))
     }
 
     /// DynamoDB refuses, when it receives the expression, a `:value` of a type that cannot be
@@ -437,7 +462,11 @@ impl<'t> Parser<'_, 't, '_> {
 
     /// Two `:value` bounds of BETWEEN must share a type and be in order (DynamoDB:
     /// "BETWEEN operator requires lower_bound <= upper_bound").
-    fn check_bounds(&self, low: &(Operand, usize), high: &(Operand, usize)) -> Result<(), ExprError> {
+    fn check_bounds(
+        &self,
+        low: &(Operand, usize),
+        high: &(Operand, usize),
+    ) -> Result<(), ExprError> {
         if let (Operand::Literal(lo), Operand::Literal(hi)) = (&low.0, &high.0) {
             let (a, b) = (lit_got(lo), lit_got(hi));
             match order(&a, &b) {
@@ -467,7 +496,10 @@ impl<'t> Parser<'_, 't, '_> {
             if !matches!(tag, TypeTag::S | TypeTag::B) {
                 return Err(self.err(
                     o.1,
-                    format!("begins_with takes S or B values; this value is {}", tag.as_str()),
+                    format!(
+                        "begins_with takes S or B values; this value is {}",
+                        tag.as_str()
+                    ),
                 ));
             }
         }
@@ -486,7 +518,10 @@ fn unknown_function(f: &str) -> String {
         Some(k) => format!("unknown function {f}; function names are case-sensitive: {k}"),
         None => {
             let list: Vec<&str> = known.copied().collect();
-            format!("unknown function {f}; conditions may use {}", list.join(", "))
+            format!(
+                "unknown function {f}; conditions may use {}",
+                list.join(", ")
+            )
         }
     }
 }

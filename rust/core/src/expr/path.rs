@@ -40,7 +40,10 @@ impl DocPath {
             t => Err(ExprError::at(
                 text,
                 t.start,
-                format!("expected '.', '[' or end of path, found {}", t.tok.describe()),
+                format!(
+                    "expected '.', '[' or end of path, found {}",
+                    t.tok.describe()
+                ),
             )),
         }
     }
@@ -145,7 +148,11 @@ impl<'t> PathCursor<'_, 't> {
             ));
         };
         let i = digits.parse::<usize>().map_err(|_| {
-            ExprError::at(self.text, t.start, format!("list index {digits} is too large"))
+            ExprError::at(
+                self.text,
+                t.start,
+                format!("list index {digits} is too large"),
+            )
         })?;
         self.pos += 1;
         let close = self.peek();
