@@ -12,6 +12,7 @@ __all__ = [
     "DecompressError",
     "InputError",
     "ParseError",
+    "UnmatchedError",
 ]
 
 
@@ -46,3 +47,7 @@ class ConfigError(DdbShardError):
 
 class InputError(DdbShardError):
     """Input that cannot be read: a missing file, a manifest that does not match its files."""
+
+
+class UnmatchedError(DdbShardError):
+    """An item matched no target while the config says `unmatched = "error"`."""

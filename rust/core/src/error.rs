@@ -22,10 +22,18 @@ pub enum Reason {
     DuplicateAttribute,
     EmptyAttributeName,
     LineTooLong,
+    // Refusals by a target, after parsing: the item is valid DynamoDB but cannot be imported.
+    Unmatched,
+    MissingKey,
+    WrongKeyType,
+    EmptyKey,
+    KeyTooLong,
+    TemplateMissingAttribute,
+    TemplateType,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 22] = [
         Reason::InvalidJson,
         Reason::InvalidUtf8,
         Reason::NotAnItem,
@@ -41,6 +49,13 @@ impl Reason {
         Reason::DuplicateAttribute,
         Reason::EmptyAttributeName,
         Reason::LineTooLong,
+        Reason::Unmatched,
+        Reason::MissingKey,
+        Reason::WrongKeyType,
+        Reason::EmptyKey,
+        Reason::KeyTooLong,
+        Reason::TemplateMissingAttribute,
+        Reason::TemplateType,
     ];
 
     pub fn code(self) -> &'static str {
@@ -60,6 +75,13 @@ impl Reason {
             Reason::DuplicateAttribute => "duplicate_attribute",
             Reason::EmptyAttributeName => "empty_attribute_name",
             Reason::LineTooLong => "line_too_long",
+            Reason::Unmatched => "unmatched",
+            Reason::MissingKey => "missing_key",
+            Reason::WrongKeyType => "wrong_key_type",
+            Reason::EmptyKey => "empty_key",
+            Reason::KeyTooLong => "key_too_long",
+            Reason::TemplateMissingAttribute => "template_missing_attribute",
+            Reason::TemplateType => "template_type",
         }
     }
 }
@@ -132,4 +154,7 @@ pub enum Error {
     Config(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// `unmatched = "error"`: an item matched no target and the run must stop.
+    #[error("{0}")]
+    Unmatched(String),
 }

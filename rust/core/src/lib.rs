@@ -1,7 +1,9 @@
 //! ddbshard-core: the data path of ddbshard without Python.
 //!
-//! decode (gzip/zstd/plain) → lines → parse (DynamoDB JSON, validated) → value → serialize,
-//! with number and binary rules in their own modules and the item-size rule in `size`.
+//! The data path, one module per step: decode (gzip/zstd/plain) → lines → parse (DynamoDB
+//! JSON, validated) → expr (routing conditions) → transform → target (key checks) →
+//! serialize → shard (round-robin, compressed blocks); `split` drives them for one worker.
+//! Number, binary and item-size rules live in `number`, `binary` and `size`.
 
 pub mod binary;
 pub mod decode;
@@ -12,7 +14,11 @@ pub mod number;
 pub mod parse;
 pub mod reader;
 pub mod serialize;
+pub mod shard;
 pub mod size;
+pub mod split;
+pub mod target;
+pub mod transform;
 pub mod value;
 
 pub use error::{Error, ParseError, Reason};

@@ -22,6 +22,7 @@ fn class<'py>(
 static PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static DECOMPRESS_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CONFIG_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static UNMATCHED_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `ParseError(message, reason, line, offset, excerpt)`.
 pub fn parse_error(py: Python<'_>, e: &ParseError) -> PyErr {
@@ -55,6 +56,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
         Error::Decompress(m) => simple(&DECOMPRESS_ERROR, "DecompressError", m),
         Error::Config(m) => simple(&CONFIG_ERROR, "ConfigError", m),
         Error::Io(io) => PyErr::from(io),
+        Error::Unmatched(m) => simple(&UNMATCHED_ERROR, "UnmatchedError", m),
     }
 }
 

@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod reader;
+mod splitter;
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::loads, m)?)?;
     m.add_function(wrap_pyfunction!(convert::dumps, m)?)?;
     m.add_class::<reader::LineReader>()?;
+    m.add_class::<splitter::Splitter>()?;
     m.add(
         "REASONS",
         ddbshard_core::Reason::ALL.map(|r| r.code()).to_vec(),

@@ -22,8 +22,8 @@ pub struct ExprError {
 }
 
 impl ExprError {
-    /// An error at byte offset `offset` of `text`, reported as a character column so that it
-    /// points at the right place in expressions with non-ASCII names.
+    /// An error at byte offset `offset` of `text`, reported as the character column an editor
+    /// shows (the two differ once a non-ASCII character precedes the error).
     #[cold]
     pub(crate) fn at(text: &str, offset: usize, message: impl Into<String>) -> ExprError {
         let column = text.get(..offset).map_or(offset, |s| s.chars().count()) + 1;
@@ -65,6 +65,7 @@ impl Condition {
 mod tests {
     use super::*;
     use crate::parse::{parse_item, parse_value, Shape};
+    use crate::value::TypeTag;
 
     const ITEM: &str = r#"{
         "kind": {"S": "post"}, "n": {"N": "1.50"}, "big": {"N": "1E+2"}, "neg": {"N": "-3"},
@@ -74,7 +75,8 @@ mod tests {
         "l": {"L": [{"N": "2"}, {"S": "dog"}, {"NS": ["1", "2"]}, {"L": [{"N": "3"}]}]},
         "m": {"M": {"x": {"N": "1"}, "y": {"L": [{"N": "-1"}, {"N": "2"}]},
                     "z": {"M": {"deep": {"S": "yes"}}}}},
-        "a.b": {"S": "dotted"}, "and": {"N": "5"}, "size": {"N": "9"}
+        "a.b": {"S": "dotted"}, "and": {"N": "5"}, "size": {"N": "9"},
+        "weird name-with ünïcode": {"S": "odd"}
     }"#;
 
     fn names() -> Vec<(String, String)> {
@@ -124,20 +126,13 @@ mod tests {
             (":l3", r#"{"L":[{"N":"3"}]}"#),
             (":l", r#"{"L":[{"N":"2.0"},{"S":"dog"},{"NS":["2","1"]},{"L":[{"N":"3"}]}]}"#),
             (":m", r#"{"M":{"z":{"M":{"deep":{"S":"yes"}}},"y":{"L":[{"N":"-1"},{"N":"2"}]},"x":{"N":"1.0"}}}"#),
-            (":tS", r#"{"S":"S"}"#),
-            (":tN", r#"{"S":"N"}"#),
-            (":tB", r#"{"S":"B"}"#),
-            (":tBOOL", r#"{"S":"BOOL"}"#),
-            (":tNULL", r#"{"S":"NULL"}"#),
-            (":tSS", r#"{"S":"SS"}"#),
-            (":tNS", r#"{"S":"NS"}"#),
-            (":tBS", r#"{"S":"BS"}"#),
-            (":tL", r#"{"S":"L"}"#),
-            (":tM", r#"{"S":"M"}"#),
-            (":tDOG", r#"{"S":"DOG"}"#),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), parse_value(v).unwrap().into_owned()))
+        // ":tS" → "S" and so on for the ten type names, plus one that is no type.
+        .chain(TypeTag::ALL.iter().map(|t| t.as_str()).chain(["DOG"]).map(|t| {
+            (format!(":t{t}"), Value::S(t.to_owned().into()))
+        }))
         .collect()
     }
 
@@ -279,7 +274,7 @@ mod tests {
             ("attribute_exists(m.y[2])", false),
             ("attribute_not_exists(m.y[2])", true),
             ("attribute_not_exists(kind)", false),
-            ("attribute_exists(#odd)", false),
+            ("attribute_exists(#odd)", true),
             ("attribute_exists(#and)", true),
             ("attribute_type(s, :tS)", true),
             ("attribute_type(n, :tN)", true),
@@ -350,6 +345,7 @@ mod tests {
             (&format!("NOT {b} OR {c}"), true),
             (&format!("NOT {b} OR {a}"), true), // (NOT b) OR a
             (&format!("NOT NOT NOT NOT {a}"), true),
+            (&format!("nOt {b} oR {a}"), true),
             (&format!("{b} OR {c} OR {a}"), true),
             (&format!("{a} AND ({b} OR ({c} OR {a}))"), true),
             ("n BETWEEN :n0 AND :n2 AND s = :dog", false), // BETWEEN binds before AND
@@ -395,9 +391,9 @@ mod tests {
             ("and = :cat", 1, "keyword"),
             ("m.in = :cat", 3, "keyword"),
             ("s BETWEEN :n0 :n5", 15, "AND in BETWEEN"),
-            ("s IN ()", 7, "expected an attribute path"),
+            ("s IN ()", 3, "at least one value"),
             ("s IN :cat", 6, "'('"),
-            ("s < :l3", 5, "only N, S or B"),
+            ("s < :l3", 5, "only N, S or B values can be used with <"),
             ("s BETWEEN :n0 AND :m", 19, "only N, S or B"),
             ("s BETWEEN :n5 AND :n0", 11, "lower bound"),
             ("s BETWEEN :n0 AND :cat", 19, "same type"),
@@ -408,10 +404,10 @@ mod tests {
             ("attribute_exists(s, n)", 1, "exactly 1 argument"),
             ("attribute_exists()", 1, "exactly 1 argument"),
             ("contains(s)", 1, "exactly 2 arguments"),
-            ("begins_with(s, :n2)", 16, "S or B"),
+            ("begins_with(s, :n2)", 16, "only S or B values"),
             ("begins_with(s, :a, :a)", 1, "exactly 2 arguments"),
             ("attribute_type(s, :tDOG)", 19, "\"DOG\" is not a type"),
-            ("attribute_type(s, :n2)", 19, "must be an S value"),
+            ("attribute_type(s, :n2)", 19, "must be S, not N"),
             ("attribute_type(s, t)", 19, "must be a :value"),
             (
                 "attribute_exists(s) = :n2",
@@ -419,7 +415,7 @@ mod tests {
                 "only size(path) can be compared",
             ),
             ("size(s)", 8, "comparator"),
-            ("size(s, n) = :n2", 1, "exactly one argument"),
+            ("size(s, n) = :n2", 1, "exactly 1 argument"),
             ("size(:cat) = :n2", 6, "attribute path"),
             ("s = contains(s, :a)", 5, "cannot be used as an operand"),
             ("contains(size(s), :n2)", 10, "paths or :values"),
@@ -454,6 +450,27 @@ mod tests {
         assert!(c.eval(&item));
         let e = Condition::parse(&format!("size(s) IN ({})", list(101)), &[], &values);
         assert!(e.unwrap_err().message.contains("at most 100"));
+    }
+
+    #[test]
+    fn refuses_oversized_and_overnested_conditions() {
+        let long = format!("s = :cat{}", " ".repeat(4090));
+        assert!(error(&long).message.contains("DynamoDB allows 4096"));
+        let deep = format!("{}s = :cat{}", "(".repeat(101), ")".repeat(101));
+        assert_eq!(error(&deep).column, 101);
+        let nots = format!("{}s = :cat", "NOT ".repeat(101));
+        assert_eq!(error(&nots).column, 401);
+        check(&[(
+            &format!("{}s = :cat{}", "(".repeat(100), ")".repeat(100)),
+            true,
+        )]);
+        check(&[(&format!("{}s = :cat", "NOT ".repeat(100)), true)]);
+    }
+
+    #[test]
+    fn conditions_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Condition>();
     }
 
     #[test]

@@ -1,0 +1,241 @@
+//! Per-target reshaping of an item: `keep` (projection), `drop`, `rename`, and `set` (new
+//! string attributes from templates such as `"USER#{user_id}"`).
+//!
+//! The output is a list of references into the input item plus the few values the templates
+//! made, so reshaping copies no attribute values. Names in keep/drop/rename are input names.
+//! When two output attributes would share a name, `set` wins over `rename`, and `rename` over
+//! an original attribute of that name: an item never carries one name twice.
+
+use std::borrow::Cow;
+
+use crate::expr::DocPath;
+use crate::value::{Map, TypeTag, Value};
+
+/// Why a template could not be filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    Missing(String),
+    Type(String, TypeTag),
+}
+
+#[derive(Debug)]
+enum Part {
+    Lit(String),
+    Path { path: DocPath, text: String },
+}
+
+/// A string with `{path}` holes; `{{` and `}}` are literal braces.
+#[derive(Debug)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    pub fn parse(text: &str, names: &[(String, String)]) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let rest = &text[i + 1..];
+                    let Some(end) = rest.find('}') else {
+                        return Err(format!("unclosed '{{' at column {}", i + 1));
+                    };
+                    let inner = rest[..end].trim();
+                    let path = DocPath::parse(inner, names)
+                        .map_err(|e| format!("bad attribute path {inner:?}: {e}"))?;
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Part::Path {
+                        path,
+                        text: inner.to_owned(),
+                    });
+                    for _ in 0..end + 1 {
+                        chars.next();
+                    }
+                }
+                '}' => return Err(format!("unmatched '}}' at column {}", i + 1)),
+                _ => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Fills the holes from `item`: strings as they are, numbers as written, binaries as
+    /// base64 text, booleans as true/false. Other types cannot become part of a string key.
+    pub fn render(&self, item: &Map<'_>, out: &mut String) -> Result<(), TemplateError> {
+        out.clear();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Path { path, text } => match path.resolve(item) {
+                    None => return Err(TemplateError::Missing(text.clone())),
+                    Some(Value::S(s) | Value::N(s) | Value::B(s)) => out.push_str(s),
+                    Some(Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+                    Some(v) => return Err(TemplateError::Type(text.clone(), v.type_tag())),
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Transform {
+    pub keep: Option<Vec<String>>,
+    pub drop: Vec<String>,
+    pub rename: Vec<(String, String)>,
+    pub set: Vec<(String, Template)>,
+}
+
+impl Transform {
+    pub fn is_identity(&self) -> bool {
+        self.keep.is_none() && self.drop.is_empty() && self.rename.is_empty() && self.set.is_empty()
+    }
+
+    /// Renders the `set` templates into `values` (one per template, in order).
+    pub fn render_sets(
+        &self,
+        item: &Map<'_>,
+        values: &mut Vec<Value<'static>>,
+    ) -> Result<(), TemplateError> {
+        values.clear();
+        let mut buf = String::new();
+        for (_, t) in &self.set {
+            t.render(item, &mut buf)?;
+            values.push(Value::S(Cow::Owned(buf.clone())));
+        }
+        Ok(())
+    }
+
+    /// The output attributes: references into `item` and into the rendered `sets`.
+    pub fn project<'m, 'a>(
+        &'m self,
+        item: &'m Map<'a>,
+        sets: &'m [Value<'static>],
+        out: &mut Vec<(&'m str, &'m Value<'a>)>,
+    ) {
+        out.clear();
+        let set_name = |n: &str| self.set.iter().any(|(s, _)| s == n);
+        let renamed_to = |n: &str| self.rename.iter().any(|(_, to)| to == n);
+        for (name, value) in item {
+            let name = name.as_ref();
+            if let Some(keep) = &self.keep {
+                if !keep.iter().any(|k| k == name) {
+                    continue;
+                }
+            }
+            if self.drop.iter().any(|d| d == name) {
+                continue;
+            }
+            let out_name = match self.rename.iter().find(|(from, _)| from == name) {
+                Some((_, to)) => to.as_str(),
+                None if renamed_to(name) => continue,
+                None => name,
+            };
+            if set_name(out_name) {
+                continue;
+            }
+            out.push((out_name, value));
+        }
+        for ((name, _), value) in self.set.iter().zip(sets) {
+            out.push((name.as_str(), value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_item, Shape};
+
+    fn names(out: &[(&str, &Value<'_>)]) -> Vec<String> {
+        out.iter().map(|(n, _)| n.to_string()).collect()
+    }
+
+    #[test]
+    fn keep_drop_rename_set() {
+        let item = parse_item(
+            br#"{"pk":{"S":"1"},"user_id":{"S":"u7"},"created_at":{"S":"t"},"legacy":{"S":"x"},"n":{"N":"1.50"},"m":{"M":{"a":{"N":"2"}}}}"#,
+            Shape::AttributeMap,
+        )
+        .unwrap();
+        let t = Transform {
+            keep: None,
+            drop: vec!["legacy".into()],
+            rename: vec![("created_at".into(), "createdAt".into())],
+            set: vec![(
+                "gsi1pk".into(),
+                Template::parse("USER#{user_id}/{n}/{m.a}", &[]).unwrap(),
+            )],
+        };
+        let mut sets = Vec::new();
+        t.render_sets(&item, &mut sets).unwrap();
+        let mut out = Vec::new();
+        t.project(&item, &sets, &mut out);
+        assert_eq!(
+            names(&out),
+            ["pk", "user_id", "createdAt", "n", "m", "gsi1pk"]
+        );
+        assert_eq!(out[5].1, &Value::S("USER#u7/1.50/2".into()));
+
+        let keep = Transform {
+            keep: Some(vec!["pk".into(), "n".into()]),
+            ..Default::default()
+        };
+        keep.project(&item, &[], &mut out);
+        assert_eq!(names(&out), ["pk", "n"]);
+    }
+
+    #[test]
+    fn collisions_keep_names_unique() {
+        let item = parse_item(
+            br#"{"a":{"S":"1"},"b":{"S":"2"},"c":{"S":"3"}}"#,
+            Shape::AttributeMap,
+        )
+        .unwrap();
+        let t = Transform {
+            rename: vec![("a".into(), "b".into())],
+            set: vec![("c".into(), Template::parse("x{{y}}", &[]).unwrap())],
+            ..Default::default()
+        };
+        let mut sets = Vec::new();
+        t.render_sets(&item, &mut sets).unwrap();
+        let mut out = Vec::new();
+        t.project(&item, &sets, &mut out);
+        assert_eq!(names(&out), ["b", "c"]);
+        assert_eq!(out[0].1, &Value::S("1".into()));
+        assert_eq!(out[1].1, &Value::S("x{y}".into()));
+    }
+
+    #[test]
+    fn template_errors() {
+        let item = parse_item(br#"{"l":{"L":[]}}"#, Shape::AttributeMap).unwrap();
+        let mut s = String::new();
+        let t = Template::parse("{missing}", &[]).unwrap();
+        assert_eq!(
+            t.render(&item, &mut s),
+            Err(TemplateError::Missing("missing".into()))
+        );
+        let t = Template::parse("{l}", &[]).unwrap();
+        assert_eq!(
+            t.render(&item, &mut s),
+            Err(TemplateError::Type("l".into(), TypeTag::L))
+        );
+        assert!(Template::parse("{open", &[]).is_err());
+        assert!(Template::parse("close}", &[]).is_err());
+    }
+}
