@@ -31,6 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", choices=["export", "map", "any"], default="export")
     p.add_argument("--show", type=int, default=10, help="refusals to print (default 10)")
 
+    p = sub.add_parser("split", help="route, transform and shard an export (the main job)")
+    p.add_argument("config", help="the migration's TOML config")
+    p.add_argument(
+        "--s3-dest",
+        help="s3://bucket/prefix/ the shards will be uploaded to, for import-table.json "
+        "(when dest is a local folder)",
+    )
+    p.add_argument("--shards", help="override [output] shards (a number or 'auto')")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier output in dest")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
     p = sub.add_parser("demo", help="run the main job on an export shipped in the package")
     p.add_argument("out", nargs="?", default="ddbshard-demo", help="output folder")
     return parser
@@ -44,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ddbshard.commands.validate import run_validate
 
             return run_validate(args.paths, shape=args.shape, show=args.show)
+        if args.command == "split":
+            from ddbshard.commands.split import run_split_command
+
+            return run_split_command(args)
         if args.command == "demo":
             from ddbshard.commands.demo import run_demo
 

@@ -29,6 +29,15 @@ fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyR
     }
 }
 
+/// A dict of str → str in its insertion order (the order of the config file).
+fn pairs(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<(String, String)>> {
+    let inner: Bound<'_, PyDict> = get(d, key)?;
+    inner
+        .iter()
+        .map(|(k, v)| Ok((k.extract()?, v.extract()?)))
+        .collect()
+}
+
 fn key_type(py: Python<'_>, target: &str, attr: &str, t: &str) -> PyResult<TypeTag> {
     match t {
         "S" => Ok(TypeTag::S),
@@ -43,12 +52,9 @@ fn key_type(py: Python<'_>, target: &str, attr: &str, t: &str) -> PyResult<TypeT
 
 fn build_target(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Target> {
     let name: String = get(spec, "name")?;
-    let names: Vec<(String, String)> =
-        get::<std::collections::BTreeMap<String, String>>(spec, "names")?
-            .into_iter()
-            .collect();
+    let names = pairs(spec, "names")?;
     let mut values: Vec<(String, Value<'static>)> = Vec::new();
-    for (k, text) in get::<std::collections::BTreeMap<String, String>>(spec, "values")? {
+    for (k, text) in pairs(spec, "values")? {
         let v = parse_value(&text)
             .map_err(|e| config_err(py, format!("target {name}: value {k}: {e}")))?
             .into_owned();
@@ -62,7 +68,7 @@ fn build_target(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Target> {
         None => None,
     };
     let mut set = Vec::new();
-    for (attr, text) in get::<Vec<(String, String)>>(spec, "set_items")? {
+    for (attr, text) in pairs(spec, "set")? {
         let t = Template::parse(&text, &names)
             .map_err(|e| config_err(py, format!("target {name}: set {attr}: {e}")))?;
         set.push((attr, t));
@@ -70,12 +76,11 @@ fn build_target(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Target> {
     let transform = Transform {
         keep: get(spec, "keep")?,
         drop: get(spec, "drop")?,
-        rename: get::<std::collections::BTreeMap<String, String>>(spec, "rename")?
-            .into_iter()
-            .collect(),
+        rename: pairs(spec, "rename")?,
         set,
     };
-    let key_types: std::collections::BTreeMap<String, String> = get(spec, "key_types")?;
+    let key_types: std::collections::BTreeMap<String, String> =
+        pairs(spec, "key_types")?.into_iter().collect();
     let typed = |attr: &str| -> PyResult<TypeTag> {
         let t = key_types
             .get(attr)
@@ -90,7 +95,7 @@ fn build_target(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Target> {
         None => None,
     };
     let mut index_keys = Vec::new();
-    for (attr, t) in get::<std::collections::BTreeMap<String, String>>(spec, "index_keys")? {
+    for (attr, t) in pairs(spec, "index_keys")? {
         index_keys.push((attr.clone(), key_type(py, &name, &attr, &t)?));
     }
     Ok(Target {

@@ -1,0 +1,48 @@
+"""Progress of a long job: a one-line bar on a terminal, a log line every 10 s otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(
+        self, *, total_items: int | None, total_bytes: int, enabled: bool = True
+    ) -> None:
+        self.total_items = total_items
+        self.total_bytes = total_bytes
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.items = 0
+        self.bytes = 0
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def update(self, items: int, more_bytes: int) -> None:
+        self.items = items
+        self.bytes += more_bytes
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        self._show(now, end="\r" if self.tty else "\n")
+
+    def _show(self, now: float, end: str) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.items / elapsed
+        parts = [f"{self.items:,} items"]
+        if self.total_items:
+            parts[0] += f" / {self.total_items:,} ({100 * self.items / self.total_items:.0f}%)"
+        parts.append(f"{self.bytes / 2**20:,.0f} / {self.total_bytes / 2**20:,.0f} MiB")
+        parts.append(f"{rate:,.0f} items/s")
+        if self.total_bytes and self.bytes:
+            left = elapsed * (self.total_bytes - self.bytes) / self.bytes
+            parts.append(f"ETA {left:,.0f} s")
+        print("  ".join(parts), end=end, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.last:
+            print(file=sys.stderr)

@@ -1,0 +1,157 @@
+"""Where split reads from: an export root (manifests) or a folder/glob of line files.
+
+An export root is the folder AWS writes under `AWSDynamoDB/<export-id>/`, holding
+`manifest-summary.json` and `manifest-files.json`; the files manifest lists every data file
+with its item count and the base64 MD5 of the compressed object, and split checks both.
+Any fsspec URL works (local paths and `s3://` through s3fs).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+from ddbshard.exceptions import InputError
+
+LINE_FILE_SUFFIXES = (".json", ".json.gz", ".json.zst", ".jsonl", ".jsonl.gz", ".jsonl.zst")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One data file to read."""
+
+    path: str  # path within `Source.fs`
+    name: str  # what reject records and messages call it (relative to the source)
+    item_count: int | None = None  # from the manifest
+    md5_base64: str | None = None  # from the manifest: base64 MD5 of the compressed object
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    fs: AbstractFileSystem
+    root: str
+    files: tuple[InputFile, ...]
+    item_count: int | None  # the manifest summary's itemCount, if any
+    summary: dict[str, Any] | None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+
+def _is_export_root(fs: AbstractFileSystem, path: str) -> bool:
+    return bool(fs.exists(posixpath.join(path, "manifest-summary.json")))
+
+
+def _find_export_root(fs: AbstractFileSystem, path: str) -> str | None:
+    """The export root at `path`, or below it at `AWSDynamoDB/<id>/` when there is one."""
+    if _is_export_root(fs, path):
+        return path
+    base = posixpath.join(path, "AWSDynamoDB")
+    if not fs.isdir(base):
+        return None
+    roots = [p for p in fs.ls(base, detail=False) if _is_export_root(fs, p)]
+    if len(roots) > 1:
+        listed = ", ".join(sorted(posixpath.basename(r) for r in roots))
+        raise InputError(f"{path}: several exports under AWSDynamoDB/ ({listed}); name one")
+    return roots[0] if roots else None
+
+
+def resolve_source(url: str) -> Source:
+    """Lists the files to read, from the manifests when `url` is an export."""
+    fs, path = fsspec.core.url_to_fs(url)
+    path = path.rstrip("/")
+    if any(c in path for c in "*?["):
+        return _line_files(fs, path, sorted(fs.glob(path)), url)
+    if not fs.exists(path):
+        raise InputError(f"{url}: no such file or folder")
+    if not fs.isdir(path):
+        return _line_files(fs, posixpath.dirname(path), [path], url)
+    root = _find_export_root(fs, path)
+    if root is not None:
+        return _export(fs, root)
+    found = [
+        p
+        for p in sorted(fs.find(path))
+        if p.endswith(LINE_FILE_SUFFIXES) and not posixpath.basename(p).startswith("manifest-")
+    ]
+    return _line_files(fs, path, found, url)
+
+
+def _line_files(fs: AbstractFileSystem, root: str, paths: list[str], url: str) -> Source:
+    if not paths:
+        raise InputError(
+            f"{url}: no export manifest and no line files ({', '.join(LINE_FILE_SUFFIXES)})"
+        )
+    files = tuple(
+        InputFile(path=p, name=posixpath.relpath(p, root), size=fs.size(p)) for p in paths
+    )
+    return Source(fs=fs, root=root, files=files, item_count=None, summary=None)
+
+
+def _read_json(fs: AbstractFileSystem, path: str) -> Any:
+    try:
+        with fs.open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read manifest: {e}") from e
+
+
+def _export(fs: AbstractFileSystem, root: str) -> Source:
+    summary = _read_json(fs, posixpath.join(root, "manifest-summary.json"))
+    if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON":
+        raise InputError(
+            f"{root}: export format {summary.get('outputFormat')} is not supported; "
+            "export with DYNAMODB_JSON"
+        )
+    files_path = posixpath.join(root, "manifest-files.json")
+    try:
+        with fs.open(files_path, "rb") as f:
+            lines = [ln for ln in f.read().decode().splitlines() if ln.strip()]
+    except OSError as e:
+        raise InputError(f"{files_path}: cannot read manifest: {e}") from e
+    # dataFileS3Key is a key from the bucket root (prefix included); the part from
+    # "AWSDynamoDB/" on is where the file sits relative to the export's parent folder.
+    exports_dir = posixpath.dirname(root)
+    files = []
+    for n, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            key = entry["dataFileS3Key"]
+        except (ValueError, KeyError) as e:
+            raise InputError(f"{files_path}: line {n} is not a manifest entry: {e}") from e
+        marker = key.rfind("AWSDynamoDB/")
+        rel = key[marker + len("AWSDynamoDB/") :] if marker >= 0 else key
+        path = posixpath.join(exports_dir, rel)
+        files.append(
+            InputFile(
+                path=path,
+                name=posixpath.relpath(path, root),
+                item_count=int(entry["itemCount"]) if "itemCount" in entry else None,
+                md5_base64=entry.get("md5Checksum"),
+            )
+        )
+    missing = [f.name for f in files if not fs.exists(f.path)]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise InputError(
+            f"{root}: data file(s) listed in manifest-files.json are missing: "
+            f"{', '.join(missing[:3])}{more}"
+        )
+    sized = tuple(
+        InputFile(f.path, f.name, f.item_count, f.md5_base64, fs.size(f.path)) for f in files
+    )
+    count = summary.get("itemCount")
+    return Source(
+        fs=fs,
+        root=root,
+        files=sized,
+        item_count=int(count) if count is not None else None,
+        summary=summary,
+    )
