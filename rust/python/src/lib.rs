@@ -1,6 +1,7 @@
 //! `ddbshard._core`: the thin PyO3 layer over ddbshard-core. It converts types and errors and
 //! releases the GIL around each chunk of work; all logic lives in the core crate.
 
+mod condition;
 mod convert;
 mod errors;
 mod reader;
@@ -13,6 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(convert::loads, m)?)?;
     m.add_function(wrap_pyfunction!(convert::dumps, m)?)?;
+    m.add_class::<condition::Condition>()?;
     m.add_class::<reader::LineReader>()?;
     m.add_class::<splitter::Splitter>()?;
     m.add(
