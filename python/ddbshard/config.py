@@ -18,7 +18,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
-from ddbshard.exceptions import ConfigError
+from ddbshard._core import Condition
+from ddbshard.exceptions import ConfigError, DdbShardError
 from ddbshard.importspec import split_s3_uri
 
 __all__ = [
@@ -512,7 +513,17 @@ def _target(v: Any, i: int, top: _At) -> TargetConfig:
         for ph in _VALUE_PLACEHOLDER.findall(where):
             if ph not in values:
                 raise at.sub("where").error(f"'{ph}' is used but not defined in values")
+        # The real parse, by the same Rust parser the split uses, so a syntax error is reported
+        # here with its column, before any data is read.
+        try:
+            Condition(where, names, values)
+        except DdbShardError as e:
+            raise at.sub("where").error(str(e)) from None
 
+    if isinstance(d.get("key"), str):
+        raise at.sub("key").error(
+            f'write key = {{ hash = "{d["key"]}" }} (add range = "..." for a sort key)'
+        )
     key = _table(d.get("key", {}), at.sub("key"))
     _check_keys(key, _KEY_KEYS, at.sub("key"))
     hash_key = _str(key, "hash", at.sub("key"), required=True)

@@ -7,9 +7,7 @@ import time
 
 
 class Progress:
-    def __init__(
-        self, *, total_items: int | None, total_bytes: int, enabled: bool = True
-    ) -> None:
+    def __init__(self, *, total_items: int | None, total_bytes: int, enabled: bool = True) -> None:
         self.total_items = total_items
         self.total_bytes = total_bytes
         self.enabled = enabled

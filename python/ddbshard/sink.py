@@ -25,12 +25,12 @@ class ShardFile:
     key: str  # relative to the target folder, e.g. "data/part-00000.json.zst"
     handle: IO[bytes]
     md5: Any = field(default_factory=hashlib.md5)
-    bytes: int = 0
+    size: int = 0
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)
         self.md5.update(data)
-        self.bytes += len(data)
+        self.size += len(data)
 
 
 class Dest:

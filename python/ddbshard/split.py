@@ -103,17 +103,17 @@ def run_split(
     for t, target in enumerate(config.targets):
         entries = []
         for s, (items, raw_bytes) in enumerate(stats[t]):
-            shard = open_shards.get((t, s))
-            if shard is None:
+            written = open_shards.get((t, s))
+            if written is None:
                 continue
             entries.append(
                 {
-                    "key": shard.key,
+                    "key": written.key,
                     "items": items,
-                    "bytes": shard.bytes,
+                    "bytes": written.size,
                     "uncompressed_bytes": raw_bytes,
-                    "md5": shard.md5.hexdigest(),
-                    "md5_base64": base64.b64encode(shard.md5.digest()).decode(),
+                    "md5": written.md5.hexdigest(),
+                    "md5_base64": base64.b64encode(written.md5.digest()).decode(),
                 }
             )
         manifest = {
@@ -134,8 +134,15 @@ def run_split(
         target_dirs.append(dest.path(target.name))
 
     summary = _summary(
-        config, source, counts, stats, seconds, started_at, bytes_in, bytes_out_uncompressed,
-        sum(s.bytes for s in open_shards.values()),
+        config,
+        source,
+        counts,
+        stats,
+        seconds,
+        started_at,
+        bytes_in,
+        bytes_out_uncompressed,
+        sum(s.size for s in open_shards.values()),
     )
     dest.write_json("_summary.json", summary)
     problems = summary["items"]["rejected"] > 0 or (
@@ -186,9 +193,7 @@ def _split_file(
             )
     lines = splitter.counts()["read"] - before
     if f.item_count is not None and lines != f.item_count:
-        raise InputError(
-            f"{f.name}: {lines} lines read, the manifest says {f.item_count} items"
-        )
+        raise InputError(f"{f.name}: {lines} lines read, the manifest says {f.item_count} items")
     return uncompressed, compressed
 
 

@@ -9,11 +9,15 @@ from ddbshard.exceptions import InputError
 
 CHUNK = 4 << 20  # bytes per call into Rust: the GIL is released once per chunk
 
+Refusal = tuple[int, str, str, bytes]  # line, reason code, message, raw line
 
-def validate_file(path: str, shape: str = "export") -> tuple[LineReader, list[tuple[int, str, str, bytes]]]:
+
+def validate_file(
+    path: str, shape: str = "export"
+) -> tuple[LineReader, list[tuple[int, str, str, bytes]]]:
     """Reads one file in chunks; returns the reader (counts) and its refusals."""
     reader = LineReader(shape)
-    refusals: list[tuple[int, str, str, bytes]] = []
+    refusals: list[Refusal] = []
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below, read in chunks
     except OSError as e:
