@@ -1,9 +1,7 @@
 """Type stub of the native module ddbshard._core (checked against the binary by stubtest)."""
 
 from collections.abc import Mapping
-from typing import Any, final
-
-from typing_extensions import Self
+from typing import Any, Self, final
 
 __all__ = ["REASONS", "Condition", "LineReader", "Splitter", "__version__", "dumps", "loads"]
 

@@ -31,8 +31,10 @@ import importlib
 import itertools
 import json
 import os
+import queue
 import random
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -48,7 +50,8 @@ GROUP: Final = 8
 """Items per user: slot 0 is the profile, the other slots are posts or comments."""
 
 _USER_SPACE: Final = 10**8
-"""User numbers are 8 decimal digits; a bijection maps group index -> user number."""
+"""User numbers are 8 decimal digits; a bijection maps group index -> user number, so primary
+keys are unique for the first GROUP * 10**8 items."""
 
 _REGION: Final = "us-east-1"
 _ACCOUNT: Final = "123456789012"
@@ -494,6 +497,42 @@ class _HashingSink:
 _SUFFIX: Final = {"gzip": ".json.gz", "zstd": ".json.zst", "none": ".json"}
 
 
+class _BackgroundWriter:
+    """Hands chunks to a thread that writes them to ``out``.
+
+    Compression, hashing and file writes release the GIL, so they overlap with making and
+    encoding the next items. A failure in the thread is raised by the next ``write`` or
+    ``close``; the thread keeps draining the queue so the producer never blocks on it."""
+
+    def __init__(self, out: _Writable) -> None:
+        self._out = out
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="synth-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._out.write(data)
+                except BaseException as exc:  # re-raised in the producer
+                    self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, data: bytes) -> None:
+        self._check()
+        self._queue.put(data)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+
+
 def _write_data_file(
     path: Path, seed: int, start: int, count: int, compress: str
 ) -> tuple[int, str, str, int]:
@@ -510,28 +549,29 @@ def _write_data_file(
             zstd = importlib.import_module("zstandard")
             stream = zstd.ZstdCompressor(level=3).stream_writer(sink, closefd=False)
         else:
-            stream = None
-        batch: list[str] = []
-        encode = _ENCODER.encode
-        for item in make_items(count, seed, start=start):
-            batch.append(encode({"Item": item}))
-            if len(batch) >= _BATCH:
-                raw_bytes += _flush(batch, stream, sink)
-        if batch:
-            raw_bytes += _flush(batch, stream, sink)
-        if stream is not None:
+            stream = sink
+        writer = _BackgroundWriter(stream)
+        try:
+            batch: list[str] = []
+            encode = _ENCODER.encode
+            for item in make_items(count, seed, start=start):
+                batch.append(encode({"Item": item}))
+                if len(batch) >= _BATCH:
+                    raw_bytes += _flush(batch, writer)
+            if batch:
+                raw_bytes += _flush(batch, writer)
+        finally:
+            writer.close()
+        if stream is not sink:
             stream.close()
     digest = sink.md5.digest()
     return count, _b64(digest), digest.hex(), raw_bytes
 
 
-def _flush(batch: list[str], stream: Any, sink: _HashingSink) -> int:
+def _flush(batch: list[str], writer: _BackgroundWriter) -> int:
     data = ("\n".join(batch) + "\n").encode("utf-8")
     batch.clear()
-    if stream is None:
-        sink.write(data)
-    else:
-        stream.write(data)
+    writer.write(data)
     return len(data)
 
 
@@ -549,12 +589,14 @@ def _file_name(export_id: str, index: int) -> str:
 
 
 def _export_millis(export_id: str) -> int:
+    """The export time AWS puts in front of an export id (milliseconds since the epoch)."""
     head = export_id.split("-", 1)[0]
-    return int(head) if head.isdigit() else 1_700_000_000_000
+    return int(head) if head.isdigit() and len(head) <= 14 else 1_700_000_000_000
 
 
 def _iso_millis(millis: int) -> str:
-    return _iso(millis // 1000, millis % 1000)
+    seconds, rest = divmod(millis, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest:03d}Z"
 
 
 def write_export(
@@ -650,7 +692,7 @@ def write_export(
         "outputFormat": "DYNAMODB_JSON",
         "exportType": "FULL_EXPORT",
     }
-    summary_bytes = json.dumps(summary, indent=3).encode("utf-8")
+    summary_bytes = json.dumps(summary).encode("utf-8")
     (export_root / "manifest-summary.json").write_bytes(summary_bytes)
     (export_root / "manifest-summary.md5").write_bytes(_md5_b64(summary_bytes))
     return export_root

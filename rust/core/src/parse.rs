@@ -318,7 +318,14 @@ impl<'a> Parser<'a> {
                 }
                 Value::Null
             }
-            TypeTag::M => Value::M(self.attr_map(level, false)?),
+            TypeTag::M => {
+                // Checked here so that `{"M":[]}` is a wrong value type, like `{"L":{}}`, not
+                // invalid JSON (attr_map's own '{' check cannot tell the two apart).
+                if self.peek() != Some(b'{') {
+                    return Err(self.err(Reason::WrongValueType, "M must be a JSON object"));
+                }
+                Value::M(self.attr_map(level, false)?)
+            }
             TypeTag::L => Value::L(self.list(level)?),
             TypeTag::Ss => Value::Ss(self.set(tag, Parser::typed_string)?),
             TypeTag::Ns => Value::Ns(self.set(tag, |p, _| p.number())?),

@@ -26,7 +26,17 @@ fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
     let owned;
     let bytes: &[u8] = if let Ok(s) = data.cast::<PyString>() {
-        s.to_str()?.as_bytes()
+        match s.to_str() {
+            Ok(text) => text.as_bytes(),
+            // A str holding a lone surrogate has no UTF-8 form. Its "surrogatepass" bytes fail
+            // the parser's UTF-8 check, so it is refused as invalid_utf8 at the right offset
+            // instead of escaping as a UnicodeEncodeError.
+            Err(_) => {
+                let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+                owned = raw.cast_into::<PyBytes>()?.as_bytes().to_vec();
+                &owned
+            }
+        }
     } else if let Ok(b) = data.cast::<PyBytes>() {
         b.as_bytes()
     } else if let Ok(b) = data.cast::<PyByteArray>() {
