@@ -9,13 +9,15 @@ the same reason. Images are fed as the exact bytes of the file, pretty-printing 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ddbshard
 import pytest
+
+import ddbshard
 from oracle import (
     REALDATA,
     deserialize,
@@ -49,7 +51,11 @@ def assert_loads_like_oracle(raw: bytes) -> dict[str, Any] | None:
 
 def _skip_param(name: str) -> Any:
     return pytest.param(
-        None, id=f"no-{name}", marks=pytest.mark.skip(reason=f"real data not found at {REALDATA}")
+        None,
+        id=f"no-{name}",
+        marks=pytest.mark.skip(
+            reason=f"real data not found at {REALDATA} (expected beside the repository)"
+        ),
     )
 
 
@@ -195,10 +201,8 @@ def _stream_cases() -> list[Any]:
         except ValueError:
             if path.suffix == ".jsonl":
                 for line in text.splitlines():
-                    try:
+                    with contextlib.suppress(ValueError):  # a line the source keeps broken
                         docs.append(json.loads(line))
-                    except ValueError:
-                        pass
         for k, payload in enumerate(p for doc in docs for p in _kinesis_payloads(doc)):
             found.extend(_images_in(payload, f"{rel}:kinesis.data[{k}]"))
         cases.extend(pytest.param(image, id=case_id) for case_id, image in found)

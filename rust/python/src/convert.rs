@@ -139,11 +139,10 @@ fn mapping_to_map(m: &Bound<'_, PyMapping>, depth: usize) -> PyResult<Map<'stati
     let mut out: Map<'static> = Vec::new();
     for pair in m.items()?.iter() {
         let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-        let key = k
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err("attribute names must be str"))?
-            .to_str()?
-            .to_owned();
+        let key = utf8(
+            k.cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("attribute names must be str"))?,
+        )?;
         out.push((Cow::Owned(key), py_to_value(&v, depth + 1)?));
     }
     Ok(out)
@@ -169,7 +168,7 @@ fn py_to_value(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value<'static>> {
         return Ok(Value::N(Cow::Owned(n)));
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Value::S(Cow::Owned(s.to_str()?.to_owned())));
+        return Ok(Value::S(Cow::Owned(utf8(s)?)));
     }
     if let Some(b) = binary_bytes(v)? {
         return Ok(Value::B(Cow::Owned(binary::encode(&b))));
@@ -193,6 +192,23 @@ fn py_to_value(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value<'static>> {
         "unsupported type {} for a DynamoDB value",
         v.get_type().name()?
     )))
+}
+
+/// A str's UTF-8 text. A lone surrogate has none, and DynamoDB stores UTF-8, so such a str is
+/// refused like invalid UTF-8 in parsed input (ParseError), not as a UnicodeEncodeError.
+fn utf8(s: &Bound<'_, PyString>) -> PyResult<String> {
+    match s.to_str() {
+        Ok(text) => Ok(text.to_owned()),
+        Err(_) => {
+            let e = ParseError::new(
+                Reason::InvalidUtf8,
+                "string holds a lone surrogate, which has no UTF-8 form",
+                b"",
+                0,
+            );
+            Err(errors::parse_error(s.py(), &e))
+        }
+    }
 }
 
 /// Decimal or int → its text; float is refused as boto3 refuses it (it would lose digits).
@@ -232,7 +248,7 @@ fn set_to_value(v: &Bound<'_, PyAny>) -> PyResult<Value<'static>> {
     for e in v.try_iter()? {
         let e = e?;
         if let Ok(s) = e.cast::<PyString>() {
-            ss.push(Cow::Owned(s.to_str()?.to_owned()));
+            ss.push(Cow::Owned(utf8(s)?));
         } else if e.cast::<PyBool>().is_err() && number_text(&e)?.is_some() {
             ns.push(Cow::Owned(number_text(&e)?.expect("checked")));
         } else if let Some(b) = binary_bytes(&e)? {
