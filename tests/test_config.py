@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ddbshard.config import (
     MAX_SHARDS,
     SplitConfig,

@@ -8,6 +8,7 @@ import botocore.session
 import pytest
 from botocore.model import ServiceModel, Shape
 from botocore.validate import ParamValidator
+
 from ddbshard.config import TargetConfig, parse_config
 from ddbshard.importspec import import_table_request, post_import_settings, split_s3_uri
 

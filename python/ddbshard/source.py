@@ -68,14 +68,19 @@ def resolve_source(url: str) -> Source:
     fs, path = fsspec.core.url_to_fs(url)
     path = path.rstrip("/")
     if any(c in path for c in "*?["):
-        return _line_files(fs, path, sorted(fs.glob(path)), url)
+        # Names in reject records are relative to the folder the pattern starts from, not
+        # to the pattern itself (which would give "../x.json").
+        parts = path.split("/")
+        fixed = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+        root = "/".join(parts[:fixed]) or "/"
+        return _line_files(fs, root, sorted(fs.glob(path)), url)
     if not fs.exists(path):
         raise InputError(f"{url}: no such file or folder")
     if not fs.isdir(path):
         return _line_files(fs, posixpath.dirname(path), [path], url)
-    root = _find_export_root(fs, path)
-    if root is not None:
-        return _export(fs, root)
+    export_root = _find_export_root(fs, path)
+    if export_root is not None:
+        return _export(fs, export_root)
     found = [
         p
         for p in sorted(fs.find(path))

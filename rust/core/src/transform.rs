@@ -130,15 +130,23 @@ impl Transform {
     ) {
         out.clear();
         let set_name = |n: &str| self.set.iter().any(|(s, _)| s == n);
-        let renamed_to = |n: &str| self.rename.iter().any(|(_, to)| to == n);
+        let kept = |n: &str| {
+            self.keep
+                .as_ref()
+                .is_none_or(|keep| keep.iter().any(|k| k == n))
+                && !self.drop.iter().any(|d| d == n)
+        };
+        // An original attribute gives way to a rename only when the rename actually happens
+        // (its source is in this item and kept): otherwise nothing would take its name, and
+        // dropping it would lose data without a trace.
+        let renamed_to = |n: &str| {
+            self.rename
+                .iter()
+                .any(|(from, to)| to == n && kept(from) && item.iter().any(|(k, _)| k == from))
+        };
         for (name, value) in item {
             let name = name.as_ref();
-            if let Some(keep) = &self.keep {
-                if !keep.iter().any(|k| k == name) {
-                    continue;
-                }
-            }
-            if self.drop.iter().any(|d| d == name) {
+            if !kept(name) {
                 continue;
             }
             let out_name = match self.rename.iter().find(|(from, _)| from == name) {
@@ -219,6 +227,28 @@ mod tests {
         assert_eq!(names(&out), ["b", "c"]);
         assert_eq!(out[0].1, &Value::S("1".into()));
         assert_eq!(out[1].1, &Value::S("x{y}".into()));
+    }
+
+    #[test]
+    fn an_original_attribute_stays_when_nothing_is_renamed_onto_it() {
+        let item = parse_item(br#"{"b":{"S":"orig"},"c":{"S":"3"}}"#, Shape::AttributeMap).unwrap();
+        let t = Transform {
+            rename: vec![("a".into(), "b".into())],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        t.project(&item, &[], &mut out);
+        assert_eq!(names(&out), ["b", "c"]);
+        assert_eq!(out[0].1, &Value::S("orig".into()));
+        // a dropped source is no rename either
+        let t = Transform {
+            drop: vec!["c".into()],
+            rename: vec![("c".into(), "b".into())],
+            ..Default::default()
+        };
+        t.project(&item, &[], &mut out);
+        assert_eq!(names(&out), ["b"]);
+        assert_eq!(out[0].1, &Value::S("orig".into()));
     }
 
     #[test]
