@@ -57,16 +57,16 @@ def _split(tmp: Path, source: str, dest: str) -> subprocess.CompletedProcess[str
     )
 
 
+def _unzstd(data: bytes) -> bytes:
+    """Every frame of a shard (one per block; a single decompressobj stops after the first)."""
+    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+    return reader.read()
+
+
 def _lines_local(dest: Path, target: str) -> list[str]:
     out: list[str] = []
     for f in sorted((dest / target / "data").iterdir()):
-        out += (
-            zstandard.ZstdDecompressor()
-            .decompressobj()
-            .decompress(f.read_bytes())
-            .decode()
-            .splitlines()
-        )
+        out += _unzstd(f.read_bytes()).decode().splitlines()
     return sorted(out)
 
 
@@ -74,7 +74,7 @@ def _lines_s3(s3: Any, bucket: str, prefix: str) -> list[str]:
     out: list[str] = []
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-        out += zstandard.ZstdDecompressor().decompressobj().decompress(body).decode().splitlines()
+        out += _unzstd(body).decode().splitlines()
     return sorted(out)
 
 

@@ -40,11 +40,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shards", help="override [output] shards (a number or 'auto')")
     p.add_argument("--overwrite", action="store_true", help="replace earlier output in dest")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoint (same config)",
+    )
+    p.add_argument("--workers", type=_positive, help="worker processes (default: one per CPU)")
+    p.add_argument(
+        "--on-bad-file",
+        choices=["stop", "skip"],
+        default="stop",
+        help="a corrupt, truncated, missing or mismatched input file stops the run (default) "
+        "or is skipped and reported",
+    )
+    p.add_argument(
+        "--max-rejects",
+        type=_positive,
+        help="stop (exit 1) once this many items have been rejected",
+    )
+    p.add_argument(
+        "--state-dir",
+        help="where the checkpoint lives (default: <dest>/_state, or ~/.cache/ddbshard/ "
+        "for an s3:// dest)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("demo", help="run the main job on an export shipped in the package")
     p.add_argument("out", nargs="?", default="ddbshard-demo", help="output folder")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 1")
+    return n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ddbshard: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("ddbshard: interrupted", file=sys.stderr)
+        print(
+            "ddbshard: interrupted (a split continues from its checkpoint with --resume)",
+            file=sys.stderr,
+        )
         return 130
     return EXIT_OK

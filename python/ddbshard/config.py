@@ -50,7 +50,11 @@ KEY_TYPES = ("S", "N", "B")  # key attributes can only be S, N or B (DynamoDB na
 ATTR_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
 
 _TOP_KEYS = ("source", "dest", "s3_dest", "output", "target")
-_OUTPUT_KEYS = ("compression", "level", "shards", "route", "unmatched")
+_OUTPUT_KEYS = (
+    "compression", "level", "shards", "route", "unmatched", "sse", "sse_kms_key_id",
+    "expected_bucket_owner",
+)  # fmt: skip
+SSE_MODES = ("AES256", "aws:kms")
 _TARGET_KEYS = (
     "name", "where", "values", "names", "key", "key_types", "keep", "drop", "rename", "set",
     "table",
@@ -130,6 +134,10 @@ class OutputConfig:
     shards: int | Literal["auto"]
     route: str  # first | all
     unmatched: str  # reject | drop | error
+    # For s3:// destinations, applied to every object written (shards, manifests, rejects).
+    sse: str | None = None  # AES256 | aws:kms
+    sse_kms_key_id: str | None = None
+    expected_bucket_owner: str | None = None  # 12-digit AWS account id
 
     @property
     def resolved_level(self) -> int:
@@ -461,12 +469,22 @@ def _output(v: Any, at: _At) -> OutputConfig:
             n = _int(d, "shards", 1, MAX_SHARDS, at)
             assert n is not None
             shards = n
+    sse = _enum(d, "sse", SSE_MODES, "", at) or None
+    kms_key = _str(d, "sse_kms_key_id", at)
+    if kms_key is not None and sse != "aws:kms":
+        raise at.sub("sse_kms_key_id").error('a KMS key needs sse = "aws:kms"')
+    owner = _str(d, "expected_bucket_owner", at)
+    if owner is not None and not re.fullmatch(r"\d{12}", owner):
+        raise at.sub("expected_bucket_owner").error(f"'{owner}' is not a 12-digit account id")
     return OutputConfig(
         compression=compression,
         level=level,
         shards=shards,
         route=_enum(d, "route", ROUTES, "first", at),
         unmatched=_enum(d, "unmatched", UNMATCHED, "reject", at),
+        sse=sse,
+        sse_kms_key_id=kms_key,
+        expected_bucket_owner=owner,
     )
 
 

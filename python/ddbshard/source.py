@@ -13,10 +13,10 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 from fsspec import AbstractFileSystem
 
 from ddbshard.exceptions import InputError
+from ddbshard.storage import url_to_fs
 
 LINE_FILE_SUFFIXES = (".json", ".json.gz", ".json.zst", ".jsonl", ".jsonl.gz", ".jsonl.zst")
 
@@ -65,7 +65,7 @@ def _find_export_root(fs: AbstractFileSystem, path: str) -> str | None:
 
 def resolve_source(url: str) -> Source:
     """Lists the files to read, from the manifests when `url` is an export."""
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = url_to_fs(url)
     path = path.rstrip("/")
     if any(c in path for c in "*?["):
         # Names in reject records are relative to the folder the pattern starts from, not

@@ -1,30 +1,43 @@
-"""The split job on one machine: source files → native Splitter → shards, manifests, summary.
+"""The split job: source files → worker processes → shards, manifests, summary.
 
-The Rust engine does the per-item work; this module streams each input file to it in
-multi-MiB chunks, writes what it drains (shard bytes, reject records) to the destination,
-checks every file against its manifest entry, and at the end writes each target's
-manifest.json and import-table.json, `_summary.json`, and checks that the counts add up.
+The driver lists the input files, starts `--workers` processes (worker.py) and hands each one
+file at a time. A worker streams its file through the native Splitter into a local spill file;
+when it reports the file finished and checked, the driver alone appends the spill to the shard
+objects and saves a checkpoint (state.py). So the destination only ever holds the output of
+whole input files, exactly S shard objects per target are written whatever the worker count,
+and a run killed at any moment resumes from its last checkpoint (`--resume`).
+
+Balance: each worker deals its items round-robin over a target's shards from its own starting
+shard (worker w of W starts at w*S/W) and carries on across its files, so per worker the shard
+counts differ by at most one, and across the run by at most the number of workers.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import multiprocessing
+import os
+import queue
+import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from ddbshard._core import Splitter
 from ddbshard.config import SplitConfig, auto_shards
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError
 from ddbshard.importspec import import_table_request, split_s3_uri
 from ddbshard.progress import Progress
-from ddbshard.sink import Dest, ShardFile
-from ddbshard.source import InputFile, Source, resolve_source
+from ddbshard.sink import Dest, OutputObject, open_dest
+from ddbshard.source import Source, resolve_source
+from ddbshard.state import VERSION, StateDir, default_state_dir, fingerprint
+from ddbshard.worker import REJECTS, FileResult, Task, read_spill, worker_main
 
-CHUNK = 4 << 20  # bytes per call into Rust: large enough to amortise the call, small for memory
 PLACEHOLDER_S3 = "s3://REPLACE-WITH-BUCKET/REPLACE/WITH/PREFIX/"
+REJECTS_KEY = "_rejects/rejects.jsonl"
+ON_BAD_FILE = ("stop", "skip")
 
 
 @dataclass
@@ -35,120 +48,380 @@ class SplitResult:
     target_dirs: list[str] = field(default_factory=list)
 
 
-def _shard_key(index: int, compression: str) -> str:
+@dataclass(frozen=True)
+class SplitOptions:
+    s3_dest: str | None = None  # where import-table.json says the shards are (local dest)
+    overwrite: bool = False
+    resume: bool = False
+    quiet: bool = False
+    workers: int | None = None  # None: one per CPU
+    on_bad_file: str = "stop"  # stop | skip
+    max_rejects: int | None = None
+    state_dir: Path | None = None
+
+
+class WorkerDied(DdbShardError):
+    pass
+
+
+def _shard_key(target: str, index: int, compression: str) -> str:
     ext = {"zstd": ".json.zst", "gzip": ".json.gz", "none": ".json"}[compression]
-    return f"data/part-{index:05d}{ext}"
+    return f"{target}/data/part-{index:05d}{ext}"
 
 
 def _owned_entries(config: SplitConfig) -> list[str]:
-    return [t.name for t in config.targets] + ["_rejects", "_summary.json"]
+    return [t.name for t in config.targets] + ["_rejects", "_summary.json", "_state"]
 
 
-def run_split(
-    config: SplitConfig,
-    *,
-    s3_dest: str | None = None,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> SplitResult:
-    source = resolve_source(config.source)
-    dest = Dest(config.dest)
-    existing = dest.existing_entries()
-    if existing and not overwrite:
-        raise ConfigError(
-            f"{config.dest}: destination is not empty ({', '.join(sorted(existing)[:5])}); "
-            "pass --overwrite to replace earlier output"
+def run_split(config: SplitConfig, options: SplitOptions | None = None) -> SplitResult:
+    return _Run(config, options or SplitOptions()).run()
+
+
+def add_counts(total: dict[str, Any], delta: dict[str, Any]) -> None:
+    """Adds one file's Splitter counts into the run's."""
+    for k in ("read", "written", "unmatched", "rejected"):
+        total[k] = total.get(k, 0) + delta[k]
+    _add_reasons(total.setdefault("reject_records", {}), delta["reject_records"])
+    targets = total.setdefault("targets", {})
+    for name, tc in delta["targets"].items():
+        into = targets.setdefault(name, {"written": 0, "rejected": {}})
+        into["written"] += tc["written"]
+        _add_reasons(into["rejected"], tc["rejected"])
+
+
+def _add_reasons(total: dict[str, int], delta: dict[str, int]) -> None:
+    for reason, n in delta.items():
+        total[reason] = total.get(reason, 0) + n
+
+
+class _Run:
+    def __init__(self, config: SplitConfig, options: SplitOptions) -> None:
+        if options.on_bad_file not in ON_BAD_FILE:
+            raise ConfigError(f"--on-bad-file {options.on_bad_file}: use stop or skip")
+        if options.workers is not None and options.workers < 1:
+            raise ConfigError(f"--workers {options.workers}: at least 1")
+        self.config = config
+        self.options = options
+        self.source = resolve_source(config.source)
+        self.shards = _shard_counts(config, self.source)
+        self.spec = config.core_spec(self.shards)
+        out = config.output
+        self.state = StateDir(options.state_dir or default_state_dir(config.dest))
+        self.dest: Dest = open_dest(
+            config.dest,
+            self.state.path,
+            sse=out.sse,
+            sse_kms_key_id=out.sse_kms_key_id,
+            expected_bucket_owner=out.expected_bucket_owner,
         )
-    if existing:
-        dest.clear(_owned_entries(config))
+        self.fingerprint = fingerprint(
+            self.spec, [(f.name, f.md5_base64, f.item_count) for f in self.source.files]
+        )
+        self.objects: dict[str, OutputObject] = {}
+        self.ckpt: dict[str, Any] = {}
+        self.skipped = 0  # files finished by an earlier run of a resumed job
+        self.read_now = 0  # files finished by this run
+        self.stopped: str | None = None
 
-    shards = _shard_counts(config, source)
-    splitter = Splitter(config.core_spec(shards))
-    started = time.monotonic()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    open_shards: dict[tuple[int, int], ShardFile] = {}
-    progress = Progress(
-        total_items=source.item_count, total_bytes=source.total_bytes, enabled=not quiet
-    )
-    bytes_in = bytes_out_uncompressed = 0
+    # --- starting: fresh, overwrite or resume ---------------------------------------------
 
-    def drain() -> None:
-        for t, s, data in splitter.drain():
-            shard = open_shards.get((t, s))
-            if shard is None:
-                target = config.targets[t].name
-                shard = dest.open_shard(target, _shard_key(s, config.output.compression))
-                open_shards[(t, s)] = shard
-            shard.write(data)
-        dest.append_rejects(splitter.take_rejects())
-
-    try:
-        for f in source.files:
-            read, raw = _split_file(source, f, splitter, drain, progress)
-            bytes_in += raw
-            bytes_out_uncompressed += read
-        drain()
-    finally:
-        for shard in open_shards.values():
-            shard.handle.close()
-        dest.close()
-        progress.close()
-
-    seconds = time.monotonic() - started
-    counts = splitter.counts()
-    stats = splitter.shard_stats()
-    target_dirs = []
-    s3_base = config.dest if config.dest.startswith("s3://") else (s3_dest or config.s3_dest)
-    bucket, prefix = split_s3_uri(s3_base or PLACEHOLDER_S3)
-    for t, target in enumerate(config.targets):
-        entries = []
-        for s, (items, raw_bytes) in enumerate(stats[t]):
-            written = open_shards.get((t, s))
-            if written is None:
-                continue
-            entries.append(
-                {
-                    "key": written.key,
-                    "items": items,
-                    "bytes": written.size,
-                    "uncompressed_bytes": raw_bytes,
-                    "md5": written.md5.hexdigest(),
-                    "md5_base64": base64.b64encode(written.md5.digest()).decode(),
-                }
+    def _start(self) -> None:
+        old = self.state.load()
+        if self.options.resume and old is not None:
+            if old.get("version") != VERSION or old.get("fingerprint") != self.fingerprint:
+                raise ConfigError(
+                    f"{self.config.dest}: cannot resume: the config or the source changed since "
+                    "the interrupted run (use --overwrite to start over)"
+                )
+            self.ckpt = old
+            self.skipped = len(old["done"]) + len(old["bad"])
+            for key, st in old["objects"].items():
+                self.objects[key] = self.dest.open_object(key, st)
+            self.ckpt["runs"] += 1
+            self.state.save(self.ckpt)
+            return
+        existing = self.dest.existing_entries()
+        if self.options.resume and existing:
+            raise ConfigError(
+                f"{self.config.dest}: nothing to resume (no checkpoint in {self.state.path}: "
+                "the run finished or never started); pass --overwrite to start over"
             )
-        manifest = {
-            "target": target.name,
-            "table_name": target.table.table_name,
-            "compression": config.output.compression,
-            "shard_count": len(entries),
-            "items": sum(e["items"] for e in entries),
-            "bytes": sum(e["bytes"] for e in entries),
-            "uncompressed_bytes": sum(e["uncompressed_bytes"] for e in entries),
-            "shards": entries,
+        if existing and not self.options.overwrite:
+            raise ConfigError(
+                f"{self.config.dest}: destination is not empty "
+                f"({', '.join(sorted(existing)[:5])}); pass --overwrite to replace earlier "
+                "output, or --resume to continue an interrupted run"
+            )
+        if old is not None:
+            self.dest.abort_uploads(old.get("objects", {}))
+        self.state.remove()
+        if existing:
+            self.dest.clear(_owned_entries(self.config))
+        targets = self.spec["targets"]
+        self.ckpt = {
+            "version": VERSION,
+            "fingerprint": self.fingerprint,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "runs": 1,
+            "done": {},
+            "bad": [],
+            "counts": {
+                "read": 0,
+                "written": 0,
+                "unmatched": 0,
+                "rejected": 0,
+                "reject_records": {},
+                "targets": {t["name"]: {"written": 0, "rejected": {}} for t in targets},
+            },
+            "shard_stats": [[[0, 0] for _ in range(t["shards"])] for t in targets],
+            "bytes_in": 0,
+            "bytes_uncompressed": 0,
+            "objects": {},
+            "worker_next": [],
         }
-        dest.write_json(f"{target.name}/manifest.json", manifest)
-        request = import_table_request(
-            target, compression=config.output.compression, bucket=bucket, prefix=prefix
-        )
-        dest.write_json(f"{target.name}/import-table.json", request)
-        target_dirs.append(dest.path(target.name))
+        self.state.save(self.ckpt)
 
-    summary = _summary(
-        config,
-        source,
-        counts,
-        stats,
-        seconds,
-        started_at,
-        bytes_in,
-        bytes_out_uncompressed,
-        sum(s.size for s in open_shards.values()),
-    )
-    dest.write_json("_summary.json", summary)
-    problems = summary["items"]["rejected"] > 0 or (
-        config.output.unmatched == "reject" and summary["items"]["unmatched"] > 0
-    )
-    return SplitResult(summary, 1 if problems else 0, config.dest, target_dirs)
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> SplitResult:
+        started = time.monotonic()
+        self._start()
+        finished = {f for f in self.ckpt["done"]} | {b["file"] for b in self.ckpt["bad"]}
+        todo = [i for i, f in enumerate(self.source.files) if f.name not in finished]
+        progress = Progress(
+            total_items=self.source.item_count,
+            total_bytes=self.source.total_bytes,
+            enabled=not self.options.quiet,
+        )
+        progress.items = self.ckpt["counts"]["read"]
+        try:
+            if todo:
+                self._split_files(todo, progress)
+        except BaseException:
+            for obj in self.objects.values():
+                obj.abandon()
+            raise
+        finally:
+            progress.close()
+        return self._finish(time.monotonic() - started)
+
+    def _workers(self, files: int) -> int:
+        wanted = self.options.workers or os.cpu_count() or 1
+        return max(1, min(wanted, files))
+
+    def _split_files(self, todo: list[int], progress: Progress) -> None:
+        spill_dir = self.state.fresh_spill_dir()
+        n = self._workers(len(todo))
+        nexts: list[list[int]] = self.ckpt["worker_next"]
+        for w in range(len(nexts), n):
+            nexts.append([w * t["shards"] // n for t in self.spec["targets"]])
+        ctx = multiprocessing.get_context("spawn")
+        results: Any = ctx.Queue()
+        inboxes: list[Any] = [ctx.Queue() for _ in range(n)]
+        procs = [
+            ctx.Process(
+                target=worker_main,
+                args=(w, self.spec, self.source.fs, inboxes[w], results),
+                name=f"ddbshard-worker-{w}",
+                daemon=True,
+            )
+            for w in range(n)
+        ]
+        for p in procs:
+            p.start()
+        pending = deque(todo)
+        in_flight: dict[int, int] = {}  # worker -> file index
+        in_flight_rejects = [0] * n
+
+        def dispatch(w: int) -> None:
+            if not pending or self.stopped:
+                return
+            i = pending.popleft()
+            f = self.source.files[i]
+            inboxes[w].put(
+                Task(
+                    index=i,
+                    path=f.path,
+                    name=f.name,
+                    item_count=f.item_count,
+                    md5_base64=f.md5_base64,
+                    spill=str(spill_dir / f"{i}.spill"),
+                    next_shards=list(nexts[w]),
+                )
+            )
+            in_flight[w] = i
+
+        try:
+            for w in range(n):
+                dispatch(w)
+            while in_flight:
+                try:
+                    kind, w, payload = results.get(timeout=1.0)
+                except queue.Empty:
+                    self._check_alive(procs, in_flight)
+                    continue
+                if kind == "progress":
+                    items, nbytes, rejected = payload
+                    in_flight_rejects[w] += rejected
+                    progress.update(progress.items + items, nbytes)
+                    limit = self.options.max_rejects
+                    total = self.ckpt["counts"]["rejected"] + sum(in_flight_rejects)
+                    if limit is not None and total >= limit and not self.stopped:
+                        self.stopped = (
+                            f"max-rejects {limit} reached: the files being read were finished "
+                            f"and no other file was started ({len(pending)} not read)"
+                        )
+                        pending.clear()
+                    continue
+                del in_flight[w]
+                in_flight_rejects[w] = 0
+                self._file_done(w, payload)
+                dispatch(w)
+            for inbox in inboxes:
+                inbox.put(None)
+            for p in procs:
+                p.join(timeout=10)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            for p in procs:
+                p.join(timeout=10)
+
+    def _check_alive(self, procs: list[Any], in_flight: dict[int, int]) -> None:
+        for w, i in in_flight.items():
+            code = procs[w].exitcode
+            if code is not None:
+                how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"{code}"
+                raise WorkerDied(
+                    f"worker {w} (pid {procs[w].pid}) died with {how} while splitting "
+                    f"{self.source.files[i].name}; run split again with --resume to continue "
+                    "from the last finished file"
+                )
+
+    def _file_done(self, w: int, r: FileResult) -> None:
+        name = self.source.files[r.index].name
+        if r.status == "fatal":
+            raise DdbShardError(r.reason)
+        if r.status == "bad":
+            Path(r.spill).unlink(missing_ok=True)
+            if self.options.on_bad_file == "stop":
+                raise InputError(
+                    f"{name}: {r.reason} (the run stopped: --resume continues after the file "
+                    "is fixed; --on-bad-file skip goes on without bad files)"
+                )
+            self.ckpt["bad"].append({"file": name, "reason": r.reason})
+            self.state.save(self.ckpt)
+            return
+        self._commit(w, name, r)
+
+    def _object(self, key: str) -> OutputObject:
+        obj = self.objects.get(key)
+        if obj is None:
+            obj = self.objects[key] = self.dest.open_object(key, None)
+        return obj
+
+    def _commit(self, w: int, name: str, r: FileResult) -> None:
+        """Appends a finished file's output to the shards, then records it in the checkpoint."""
+        touched: dict[str, OutputObject] = {}
+        compression = self.config.output.compression
+        for t, s, data in read_spill(r.spill):
+            if t == REJECTS:
+                key = REJECTS_KEY
+            else:
+                key = _shard_key(self.config.targets[t].name, s, compression)
+            obj = touched.get(key) or self._object(key)
+            touched[key] = obj
+            obj.append(data)
+        ck = self.ckpt
+        add_counts(ck["counts"], r.counts)
+        for t, per_shard in enumerate(r.shard_stats):
+            for s, (items, raw) in enumerate(per_shard):
+                ck["shard_stats"][t][s][0] += items
+                ck["shard_stats"][t][s][1] += raw
+        ck["bytes_in"] += r.bytes_in
+        ck["bytes_uncompressed"] += r.bytes_uncompressed
+        ck["done"][name] = {"read": r.counts["read"], "rejected": r.counts["rejected"]}
+        ck["worker_next"][w] = r.next_shards
+        for key, obj in touched.items():
+            ck["objects"][key] = obj.sync()
+        self.state.save(ck)
+        Path(r.spill).unlink(missing_ok=True)
+        self.read_now += 1
+
+    # --- the end: close objects, manifests, import requests, summary ------------------------
+
+    def _finish(self, seconds: float) -> SplitResult:
+        config, dest, ck = self.config, self.dest, self.ckpt
+        md5s = {key: obj.finish() for key, obj in self.objects.items()}
+        s3_base = config.dest if dest.is_s3 else (self.options.s3_dest or config.s3_dest)
+        bucket, prefix = split_s3_uri(s3_base or PLACEHOLDER_S3)
+        target_dirs = []
+        bytes_out = 0
+        for t, target in enumerate(config.targets):
+            entries = []
+            for s, (items, raw_bytes) in enumerate(ck["shard_stats"][t]):
+                key = _shard_key(target.name, s, config.output.compression)
+                obj = self.objects.get(key)
+                if obj is None:
+                    continue
+                md5 = bytes.fromhex(md5s[key])
+                entries.append(
+                    {
+                        "key": key.split("/", 1)[1],
+                        "items": items,
+                        "bytes": obj.size,
+                        "uncompressed_bytes": raw_bytes,
+                        "md5": md5.hex(),
+                        "md5_base64": base64.b64encode(md5).decode(),
+                    }
+                )
+                bytes_out += obj.size
+            manifest = {
+                "target": target.name,
+                "table_name": target.table.table_name,
+                "compression": config.output.compression,
+                "shard_count": len(entries),
+                "items": sum(e["items"] for e in entries),
+                "bytes": sum(e["bytes"] for e in entries),
+                "uncompressed_bytes": sum(e["uncompressed_bytes"] for e in entries),
+                "shards": entries,
+            }
+            dest.write_json(f"{target.name}/manifest.json", manifest)
+            request = import_table_request(
+                target, compression=config.output.compression, bucket=bucket, prefix=prefix
+            )
+            dest.write_json(f"{target.name}/import-table.json", request)
+            target_dirs.append(dest.url_of(target.name))
+
+        summary = _summary(
+            config,
+            self.source,
+            ck["counts"],
+            ck["shard_stats"],
+            seconds,
+            ck["started_at"],
+            ck["bytes_in"],
+            ck["bytes_uncompressed"],
+            bytes_out,
+        )
+        summary["files"] = {
+            "total": len(self.source.files),
+            "read": self.read_now,
+            "skipped": self.skipped,
+            "bad": ck["bad"],
+        }
+        summary["runs"] = ck["runs"]
+        summary["stopped"] = self.stopped
+        dest.write_json("_summary.json", summary)
+        self.state.remove()
+        problems = (
+            summary["items"]["rejected"] > 0
+            or (config.output.unmatched == "reject" and summary["items"]["unmatched"] > 0)
+            or bool(ck["bad"])
+            or self.stopped is not None
+        )
+        return SplitResult(summary, 1 if problems else 0, config.dest, target_dirs)
 
 
 def _shard_counts(config: SplitConfig, source: Source) -> dict[str, int]:
@@ -159,42 +432,6 @@ def _shard_counts(config: SplitConfig, source: Source) -> dict[str, int]:
         estimate = source.total_bytes // 100
         return {t.name: auto_shards(estimate) for t in config.targets}
     return {t.name: auto_shards(source.item_count) for t in config.targets}
-
-
-def _split_file(
-    source: Source, f: InputFile, splitter: Splitter, drain: Any, progress: Progress
-) -> tuple[int, int]:
-    """Streams one file through the splitter; checks its manifest MD5 and item count."""
-    md5 = hashlib.md5()
-    before = splitter.counts()["read"]
-    splitter.begin_file(f.name)
-    try:
-        handle = source.fs.open(f.path, "rb")
-    except OSError as e:
-        raise InputError(f"{f.name}: cannot open: {e}") from e
-    try:
-        with handle:
-            while chunk := handle.read(CHUNK):
-                md5.update(chunk)
-                splitter.feed(chunk)
-                drain()
-                progress.update(splitter.counts()["read"], len(chunk))
-        splitter.end_file()
-    except DdbShardError as e:
-        raise type(e)(f"{f.name}: {e}") from e
-    drain()
-    compressed, uncompressed = splitter.file_bytes()
-    if f.md5_base64 is not None:
-        got = base64.b64encode(md5.digest()).decode()
-        if got != f.md5_base64:
-            raise InputError(
-                f"{f.name}: MD5 {got} does not match the manifest's {f.md5_base64} "
-                "(file changed or corrupt)"
-            )
-    lines = splitter.counts()["read"] - before
-    if f.item_count is not None and lines != f.item_count:
-        raise InputError(f"{f.name}: {lines} lines read, the manifest says {f.item_count} items")
-    return uncompressed, compressed
 
 
 def _summary(
@@ -241,7 +478,6 @@ def _summary(
         "dest": config.dest,
         "started_at": started_at,
         "seconds": round(seconds, 3),
-        "files": {"read": len(source.files), "skipped": 0},
         "items": {
             "read": read,
             "written": written,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ddbshard.commands.split import print_report
 from ddbshard.config import load_config
-from ddbshard.split import run_split
+from ddbshard.split import SplitOptions, run_split
 
 
 def demo_config_path() -> Path:
@@ -18,7 +18,7 @@ def run_demo(out: str) -> int:
     config_path = demo_config_path()
     config = load_config(config_path, overrides={"dest": str(Path(out).resolve())})
     print(f"demo: splitting {config.source}\n      with {config_path}")
-    result = run_split(config, overwrite=True, quiet=True)
+    result = run_split(config, SplitOptions(overwrite=True, quiet=True))
     print_report(result)
     print(
         "look at: _summary.json (counts), Posts/ and Profiles/ (data/ shards, manifest.json, "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ddbshard.config import load_config
-from ddbshard.split import SplitResult, run_split
+from ddbshard.split import SplitOptions, SplitResult, run_split
 
 
 def print_report(result: SplitResult) -> None:
@@ -23,6 +24,13 @@ def print_report(result: SplitResult) -> None:
             f"  {name}: {t['written']:,} items in {t['shards']} shards "
             f"({t['shard_items_min']:,}..{t['shard_items_max']:,} per shard)"
         )
+    files = s["files"]
+    if files["skipped"]:
+        print(f"  resumed: {files['skipped']} input files were finished before and not read again")
+    for bad in files["bad"]:
+        print(f"  bad input file skipped: {bad['file']}: {bad['reason']}")
+    if s["stopped"]:
+        print(f"  stopped: {s['stopped']}")
     if s["rejected_by_reason"]:
         print(f"  rejects by reason: {json.dumps(s['rejected_by_reason'])}")
     print(f"output: {result.dest} (_summary.json, <target>/manifest.json, import-table.json)")
@@ -33,7 +41,17 @@ def run_split_command(args: Any) -> int:
     if args.shards is not None:
         overrides["output.shards"] = args.shards
     config = load_config(args.config, overrides=overrides)
-    result = run_split(config, s3_dest=args.s3_dest, overwrite=args.overwrite, quiet=args.quiet)
+    options = SplitOptions(
+        s3_dest=args.s3_dest,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        quiet=args.quiet,
+        workers=args.workers,
+        on_bad_file=args.on_bad_file,
+        max_rejects=args.max_rejects,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+    )
+    result = run_split(config, options)
     print_report(result)
     if result.exit_code:
         print(

@@ -1,0 +1,205 @@
+"""A split worker: one process that streams input files through the native Splitter.
+
+Each task is one input file. The worker reads it in multi-MiB chunks (ranged GETs on S3), feeds
+them to a fresh Splitter (the GIL is released inside), and writes what the Splitter drains —
+compressed shard blocks and reject records — to a local *spill* file. It never writes to the
+destination: the driver appends a file's spill to the shards only once the file is complete and
+checked, which is what makes a crash at any moment resumable (nothing of a half-read file
+reaches the shards).
+
+Round-robin dealing continues across files: the task says at which shard each target's dealing
+starts, and the result says where it stopped.
+
+Spill format: records of `<i32 target, u32 shard, u64 length>` + bytes; target -1 is reject
+records.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import signal
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fsspec import AbstractFileSystem
+
+from ddbshard._core import Splitter
+from ddbshard.exceptions import DecompressError, UnmatchedError
+
+CHUNK = 4 << 20  # bytes per call into Rust: large enough to amortise the call, small for memory
+PROGRESS_EVERY = 0.5  # seconds between progress messages to the driver
+_HEADER = struct.Struct("<iIQ")
+REJECTS = -1
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int  # position in Source.files
+    path: str
+    name: str
+    item_count: int | None
+    md5_base64: str | None
+    spill: str
+    next_shards: list[int]  # per target: the shard the next item goes to
+
+
+@dataclass
+class FileResult:
+    index: int
+    status: str  # "ok" | "bad" (file unusable: reason) | "fatal" (the run cannot go on)
+    reason: str = ""
+    spill: str = ""
+    counts: dict[str, Any] = field(default_factory=dict)
+    shard_stats: list[list[tuple[int, int]]] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_uncompressed: int = 0
+    next_shards: list[int] = field(default_factory=list)
+
+
+def write_spill_records(out: BinaryIO, splitter: Splitter) -> None:
+    for t, s, data in splitter.drain():
+        out.write(_HEADER.pack(t, s, len(data)))
+        out.write(data)
+    rejects = splitter.take_rejects()
+    if rejects:
+        out.write(_HEADER.pack(REJECTS, 0, len(rejects)))
+        out.write(rejects)
+
+
+def read_spill(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
+    """The records of a spill file; a record cut short (a killed worker) ends the stream."""
+    with open(path, "rb") as f:
+        while header := f.read(_HEADER.size):
+            if len(header) < _HEADER.size:
+                return
+            t, s, n = _HEADER.unpack(header)
+            data = f.read(n)
+            if len(data) < n:
+                return
+            yield t, s, data
+
+
+def split_file(
+    task: Task,
+    spec: dict[str, Any],
+    fs: AbstractFileSystem,
+    report: Any,
+) -> FileResult:
+    """Streams one file through a Splitter into its spill file; checks it against the manifest.
+
+    `report(items, bytes, rejected)` is called with deltas as the file goes. A file that
+    cannot be opened, is corrupt or truncated, or does not match its manifest entry comes back
+    "bad" with the reason; the caller decides whether that stops the run.
+    """
+    splitter = Splitter(spec)
+    for t, n in enumerate(task.next_shards):
+        splitter.set_next_shard(t, n)
+    result = FileResult(index=task.index, status="ok", spill=task.spill)
+    md5 = hashlib.md5()
+    progress = _Progress(splitter, report)
+    splitter.begin_file(task.name)
+    with open(task.spill, "wb") as out:
+        try:
+            handle = fs.open(task.path, "rb")
+        except OSError as e:
+            return _bad(result, f"cannot open: {_why(e)}")
+        try:
+            with handle:
+                while chunk := handle.read(CHUNK):
+                    md5.update(chunk)
+                    splitter.feed(chunk)
+                    write_spill_records(out, splitter)
+                    progress.tick(len(chunk))
+                splitter.end_file()
+                write_spill_records(out, splitter)
+        except DecompressError as e:
+            return _bad(result, str(e))
+        except UnmatchedError as e:
+            result.status, result.reason = "fatal", str(e)  # names file and line
+            return result
+        except OSError as e:
+            return _bad(result, f"cannot read: {_why(e)}")
+    progress.flush()
+    counts = splitter.counts()
+    result.counts = counts
+    result.shard_stats = splitter.shard_stats()
+    result.bytes_in, result.bytes_uncompressed = splitter.file_bytes()
+    result.next_shards = [
+        (start + counts["targets"][t["name"]]["written"]) % t["shards"]
+        for start, t in zip(task.next_shards, spec["targets"], strict=True)
+    ]
+    if task.md5_base64 is not None:
+        got = base64.b64encode(md5.digest()).decode()
+        if got != task.md5_base64:
+            return _bad(
+                result,
+                f"MD5 {got} does not match the manifest's {task.md5_base64} "
+                "(file changed or corrupt)",
+            )
+    if task.item_count is not None and counts["read"] != task.item_count:
+        return _bad(result, f"{counts['read']} lines read, the manifest says {task.item_count}")
+    return result
+
+
+class _Progress:
+    """Sends (items, bytes, rejected) deltas to the driver at most every PROGRESS_EVERY s."""
+
+    def __init__(self, splitter: Splitter, report: Any) -> None:
+        self.splitter = splitter
+        self.report = report
+        self.items = self.rejected = self.bytes = 0
+        self.last = time.monotonic()
+
+    def tick(self, nbytes: int) -> None:
+        self.bytes += nbytes
+        if time.monotonic() - self.last >= PROGRESS_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        counts = self.splitter.counts()
+        self.report(counts["read"] - self.items, self.bytes, counts["rejected"] - self.rejected)
+        self.items, self.rejected, self.bytes = counts["read"], counts["rejected"], 0
+
+
+def _bad(result: FileResult, reason: str) -> FileResult:
+    result.status, result.reason = "bad", reason
+    return result
+
+
+def _why(e: OSError) -> str:
+    # s3fs turns AccessDenied into PermissionError, NoSuchKey into FileNotFoundError; keep
+    # the class name, which says more than an empty message.
+    text = str(e) or e.__class__.__name__
+    return text if e.__class__.__name__ in text else f"{e.__class__.__name__}: {text}"
+
+
+def worker_main(
+    worker: int,
+    spec: dict[str, Any],
+    fs: AbstractFileSystem,
+    tasks: Queue[Task | None],
+    results: Queue[tuple[str, int, Any]],
+) -> None:
+    """Process entry point: take tasks until told to end (None)."""
+    # Ctrl-C reaches every process of the terminal's group; the driver alone decides what
+    # happens (it stops the workers and keeps the checkpoint).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def report(items: int, nbytes: int, rejected: int) -> None:
+        results.put(("progress", worker, (items, nbytes, rejected)))
+
+    while (task := tasks.get()) is not None:
+        try:
+            result = split_file(task, spec, fs, report)
+        except Exception as e:
+            result = FileResult(
+                index=task.index, status="fatal", reason=f"{task.name}: {type(e).__name__}: {e}"
+            )
+        results.put(("done", worker, result))
