@@ -16,7 +16,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from ddbshard.exceptions import InputError
-from ddbshard.storage import url_to_fs
+from ddbshard.storage import describe_os_error, url_to_fs
 
 LINE_FILE_SUFFIXES = (".json", ".json.gz", ".json.zst", ".jsonl", ".jsonl.gz", ".jsonl.zst")
 
@@ -39,6 +39,7 @@ class Source:
     files: tuple[InputFile, ...]
     item_count: int | None  # the manifest summary's itemCount, if any
     summary: dict[str, Any] | None
+    missing: frozenset[str] = frozenset()  # names of listed files that are not there
 
     @property
     def total_bytes(self) -> int:
@@ -64,7 +65,19 @@ def _find_export_root(fs: AbstractFileSystem, path: str) -> str | None:
 
 
 def resolve_source(url: str) -> Source:
-    """Lists the files to read, from the manifests when `url` is an export."""
+    """Lists the files to read, from the manifests when `url` is an export.
+
+    Files the manifest lists but that are not there are returned in `Source.missing`: whether
+    that stops the run is the caller's decision (`--on-bad-file`). Any other failure to read
+    the source (access denied, no such bucket) is one `InputError` naming the object.
+    """
+    try:
+        return _resolve(url)
+    except OSError as e:
+        raise InputError(f"{url}: cannot read the source: {describe_os_error(e)}") from e
+
+
+def _resolve(url: str) -> Source:
     fs, path = url_to_fs(url)
     path = path.rstrip("/")
     if any(c in path for c in "*?["):
@@ -95,9 +108,32 @@ def _line_files(fs: AbstractFileSystem, root: str, paths: list[str], url: str) -
             f"{url}: no export manifest and no line files ({', '.join(LINE_FILE_SUFFIXES)})"
         )
     files = tuple(
-        InputFile(path=p, name=posixpath.relpath(p, root), size=fs.size(p)) for p in paths
+        InputFile(path=p, name=posixpath.relpath(p, root), size=_size(fs, p)) for p in paths
     )
     return Source(fs=fs, root=root, files=files, item_count=None, summary=None)
+
+
+def _sizes(fs: AbstractFileSystem, paths: list[str]) -> list[int | None]:
+    """Sizes of many objects from one listing per folder (an export has thousands of data
+    files: one HEAD each would take minutes); None for the ones that are not there."""
+    listed: dict[str, int] = {}
+    for folder in sorted({posixpath.dirname(p) for p in paths}):
+        try:
+            found = fs.find(folder, detail=True)
+        except FileNotFoundError:
+            continue
+        listed.update({fs._strip_protocol(k): int(v["size"]) for k, v in found.items()})
+    return [listed.get(fs._strip_protocol(p)) for p in paths]
+
+
+def _size(fs: AbstractFileSystem, path: str) -> int | None:
+    """The object's size, or None when it does not exist (one HEAD on S3)."""
+    try:
+        return int(fs.info(path)["size"])
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise InputError(f"{fs.unstrip_protocol(path)}: {describe_os_error(e)}") from e
 
 
 def _read_json(fs: AbstractFileSystem, path: str) -> Any:
@@ -142,16 +178,12 @@ def _export(fs: AbstractFileSystem, root: str) -> Source:
                 md5_base64=entry.get("md5Checksum"),
             )
         )
-    missing = [f.name for f in files if not fs.exists(f.path)]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise InputError(
-            f"{root}: data file(s) listed in manifest-files.json are missing: "
-            f"{', '.join(missing[:3])}{more}"
-        )
+    sizes = _sizes(fs, [f.path for f in files])
     sized = tuple(
-        InputFile(f.path, f.name, f.item_count, f.md5_base64, fs.size(f.path)) for f in files
+        InputFile(f.path, f.name, f.item_count, f.md5_base64, size)
+        for f, size in zip(files, sizes, strict=True)
     )
+    missing = frozenset(f.name for f, size in zip(files, sizes, strict=True) if size is None)
     count = summary.get("itemCount")
     return Source(
         fs=fs,
@@ -159,4 +191,5 @@ def _export(fs: AbstractFileSystem, root: str) -> Source:
         files=sized,
         item_count=int(count) if count is not None else None,
         summary=summary,
+        missing=missing,
     )

@@ -185,8 +185,22 @@ class _Run:
 
     def run(self) -> SplitResult:
         started = time.monotonic()
+        missing = sorted(self.source.missing)
+        if missing and self.options.on_bad_file == "stop":
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise InputError(
+                f"{self.source.root}: data file(s) listed in manifest-files.json are missing: "
+                f"{', '.join(missing[:3])}{more} (--on-bad-file skip goes on without them)"
+            )
         self._start()
         finished = {f for f in self.ckpt["done"]} | {b["file"] for b in self.ckpt["bad"]}
+        for name in missing:
+            if name not in finished:
+                self.ckpt["bad"].append(
+                    {"file": name, "reason": "missing: listed in manifest-files.json, not found"}
+                )
+                finished.add(name)
+        self.state.save(self.ckpt)
         todo = [i for i, f in enumerate(self.source.files) if f.name not in finished]
         progress = Progress(
             total_items=self.source.item_count,
@@ -245,7 +259,7 @@ class _Run:
                     name=f.name,
                     item_count=f.item_count,
                     md5_base64=f.md5_base64,
-                    spill=str(spill_dir / f"{i}.spill"),
+                    spill=str(spill_dir / f"{self.ckpt['runs']}-{i}.spill"),
                     next_shards=list(nexts[w]),
                 )
             )

@@ -78,3 +78,14 @@ def s3_error(e: Exception, what: str) -> InputError:
         message = err.get("Message", "")
         return InputError(f"{what}: {code}: {message}".rstrip(": "))
     return InputError(f"{what}: {type(e).__name__}: {e}")
+
+
+def describe_os_error(e: OSError) -> str:
+    """What went wrong, in a few words. s3fs turns AccessDenied into PermissionError and
+    NoSuchKey into FileNotFoundError, often with an empty or one-word message."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, PermissionError):
+        return f"access denied ({text})"
+    if isinstance(e, FileNotFoundError):
+        return f"not found ({text})"
+    return text if type(e).__name__ in text else f"{type(e).__name__}: {text}"

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import multiprocessing
+import os
+import queue
 import signal
 import struct
 import time
@@ -31,6 +34,7 @@ from fsspec import AbstractFileSystem
 
 from ddbshard._core import Splitter
 from ddbshard.exceptions import DecompressError, UnmatchedError
+from ddbshard.storage import describe_os_error
 
 CHUNK = 4 << 20  # bytes per call into Rust: large enough to amortise the call, small for memory
 PROGRESS_EVERY = 0.5  # seconds between progress messages to the driver
@@ -108,10 +112,11 @@ def split_file(
         try:
             handle = fs.open(task.path, "rb")
         except OSError as e:
-            return _bad(result, f"cannot open: {_why(e)}")
+            return _bad(result, f"cannot open: {describe_os_error(e)}")
         try:
             with handle:
                 while chunk := handle.read(CHUNK):
+                    _exit_if_orphaned()
                     md5.update(chunk)
                     splitter.feed(chunk)
                     write_spill_records(out, splitter)
@@ -124,7 +129,7 @@ def split_file(
             result.status, result.reason = "fatal", str(e)  # names file and line
             return result
         except OSError as e:
-            return _bad(result, f"cannot read: {_why(e)}")
+            return _bad(result, f"cannot read: {describe_os_error(e)}")
     progress.flush()
     counts = splitter.counts()
     result.counts = counts
@@ -173,11 +178,13 @@ def _bad(result: FileResult, reason: str) -> FileResult:
     return result
 
 
-def _why(e: OSError) -> str:
-    # s3fs turns AccessDenied into PermissionError, NoSuchKey into FileNotFoundError; keep
-    # the class name, which says more than an empty message.
-    text = str(e) or e.__class__.__name__
-    return text if e.__class__.__name__ in text else f"{e.__class__.__name__}: {text}"
+def _exit_if_orphaned() -> None:
+    """A worker whose driver was killed stops at once: a resumed run will redo its file, and it
+    must not keep reading (and billing S3 GETs) for nobody. (multiprocessing gives each child a
+    sentinel of its parent, which becomes ready when the parent is gone, however it died.)"""
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(3)
 
 
 def worker_main(
@@ -195,7 +202,14 @@ def worker_main(
     def report(items: int, nbytes: int, rejected: int) -> None:
         results.put(("progress", worker, (items, nbytes, rejected)))
 
-    while (task := tasks.get()) is not None:
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            _exit_if_orphaned()
+            continue
+        if task is None:
+            return
         try:
             result = split_file(task, spec, fs, report)
         except Exception as e:
