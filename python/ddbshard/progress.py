@@ -1,9 +1,15 @@
-"""Progress of a long job: a one-line bar on a terminal, a log line every 10 s otherwise."""
+"""Progress of a long job: a one-line bar on a terminal, a log line every 10 s otherwise.
+
+The bar follows compressed bytes read (known for every source); items and the ETA come from
+the manifest's totals when there is one.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+
+BAR_WIDTH = 30
 
 
 class Progress:
@@ -31,9 +37,14 @@ class Progress:
     def _show(self, now: float, end: str) -> None:
         elapsed = max(now - self.start, 1e-9)
         rate = self.items / elapsed
-        parts = [f"{self.items:,} items"]
+        parts = []
+        if self.tty and self.total_bytes:
+            done = min(1.0, self.bytes / self.total_bytes)
+            filled = int(done * BAR_WIDTH)
+            parts.append("[" + "#" * filled + "." * (BAR_WIDTH - filled) + "]")
+        parts.append(f"{self.items:,} items")
         if self.total_items:
-            parts[0] += f" / {self.total_items:,} ({100 * self.items / self.total_items:.0f}%)"
+            parts[-1] += f" / {self.total_items:,} ({100 * self.items / self.total_items:.0f}%)"
         parts.append(f"{self.bytes / 2**20:,.0f} / {self.total_bytes / 2**20:,.0f} MiB")
         parts.append(f"{rate:,.0f} items/s")
         if self.total_bytes and self.bytes:

@@ -33,7 +33,7 @@ from ddbshard.progress import Progress
 from ddbshard.sink import Dest, OutputObject, open_dest
 from ddbshard.source import Source, resolve_source
 from ddbshard.state import VERSION, StateDir, default_state_dir, fingerprint
-from ddbshard.worker import REJECTS, FileResult, Task, read_spill, worker_main
+from ddbshard.worker import REJECTS, FileResult, Task, peak_rss, read_spill, worker_main
 
 PLACEHOLDER_S3 = "s3://REPLACE-WITH-BUCKET/REPLACE/WITH/PREFIX/"
 REJECTS_KEY = "_rejects/rejects.jsonl"
@@ -122,6 +122,7 @@ class _Run:
         self.skipped = 0  # files finished by an earlier run of a resumed job
         self.read_now = 0  # files finished by this run
         self.stopped: str | None = None
+        self.worker_peak_rss = 0
 
     # --- starting: fresh, overwrite or resume ---------------------------------------------
 
@@ -315,6 +316,7 @@ class _Run:
 
     def _file_done(self, w: int, r: FileResult) -> None:
         name = self.source.files[r.index].name
+        self.worker_peak_rss = max(self.worker_peak_rss, r.peak_rss)
         if r.status == "fatal":
             raise DdbShardError(r.reason)
         if r.status == "bad":
@@ -426,6 +428,10 @@ class _Run:
             "bad": ck["bad"],
         }
         summary["runs"] = ck["runs"]
+        summary["memory"] = {
+            "worker_peak_rss_mb": round(self.worker_peak_rss / 2**20, 1),
+            "driver_peak_rss_mb": round(peak_rss() / 2**20, 1),
+        }
         summary["stopped"] = self.stopped
         dest.write_json("_summary.json", summary)
         self.state.remove()

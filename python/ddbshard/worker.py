@@ -21,6 +21,7 @@ import hashlib
 import multiprocessing
 import os
 import queue
+import resource
 import signal
 import struct
 import time
@@ -64,6 +65,7 @@ class FileResult:
     bytes_in: int = 0
     bytes_uncompressed: int = 0
     next_shards: list[int] = field(default_factory=list)
+    peak_rss: int = 0  # bytes: this worker's peak resident memory so far
 
 
 def write_spill_records(out: BinaryIO, splitter: Splitter) -> None:
@@ -178,6 +180,11 @@ def _bad(result: FileResult, reason: str) -> FileResult:
     return result
 
 
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _exit_if_orphaned() -> None:
     """A worker whose driver was killed stops at once: a resumed run will redo its file, and it
     must not keep reading (and billing S3 GETs) for nobody. (multiprocessing gives each child a
@@ -216,4 +223,5 @@ def worker_main(
             result = FileResult(
                 index=task.index, status="fatal", reason=f"{task.name}: {type(e).__name__}: {e}"
             )
+        result.peak_rss = peak_rss()
         results.put(("done", worker, result))
