@@ -63,10 +63,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the checkpoint lives (default: <dest>/_state, or ~/.cache/ddbshard/ "
         "for an s3:// dest)",
     )
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        help="this node's index in an AWS Batch array job (default: AWS_BATCH_JOB_ARRAY_INDEX)",
+    )
+    p.add_argument(
+        "--worker-count",
+        type=_positive,
+        help="nodes in the array job (default: AWS_BATCH_JOB_ARRAY_SIZE); finalize joins them",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("finalize", help="join the nodes of an array-job split (after all ran)")
+    p.add_argument("config", help="the migration's TOML config")
+    p.add_argument("--s3-dest", help="as for split, when dest is a local folder")
 
     p = sub.add_parser("demo", help="run the main job on an export shipped in the package")
     p.add_argument("out", nargs="?", default="ddbshard-demo", help="output folder")
+
+    p = sub.add_parser("import", help="create the target tables from the shards with ImportTable")
+    p.add_argument("config", help="the migration's TOML config (split has run)")
+    p.add_argument(
+        "--target", action="append", dest="targets", metavar="T", help="only T (repeatable)"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the imports to the end, check item counts, then apply stream, TTL, tags "
+        "and PITR",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the requests and aws CLI commands only"
+    )
+    p.add_argument(
+        "--new-token",
+        action="store_true",
+        help="a fresh ClientToken, to start again within 8 hours of a failed import",
+    )
     return parser
 
 
@@ -92,10 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ddbshard.commands.split import run_split_command
 
             return run_split_command(args)
+        if args.command == "finalize":
+            from ddbshard.commands.split import run_finalize_command
+
+            return run_finalize_command(args)
         if args.command == "demo":
             from ddbshard.commands.demo import run_demo
 
             return run_demo(args.out)
+        if args.command == "import":
+            from ddbshard.commands.importcmd import run_import_command
+
+            return run_import_command(args)
         parser.error(f"unknown command {args.command}")
     except DdbShardError as e:
         if args.debug:

@@ -215,6 +215,8 @@ def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
     "output.shards", ...); a value of None leaves the file's setting. A relative path given
     there is taken from the current folder, as a shell user expects.
     """
+    if str(path).startswith("s3://"):
+        return _load_s3_config(str(path), overrides)
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -225,6 +227,22 @@ def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
             f"{p}: the config is not UTF-8 text ({e.reason} at byte {e.start})"
         ) from e
     return parse_config(text, origin=str(p), base=p.absolute().parent, overrides=overrides)
+
+
+def _load_s3_config(url: str, overrides: Mapping[str, Any] | None) -> SplitConfig:
+    """A config kept on S3 (an AWS Batch job reads it there); relative paths in it resolve
+    against the current folder."""
+    from ddbshard.storage import describe_os_error, url_to_fs
+
+    fs, path = url_to_fs(url)
+    try:
+        with fs.open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{url}: cannot read the config: {describe_os_error(e)}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{url}: the config is not UTF-8 text ({e.reason})") from e
+    return parse_config(text, origin=url, overrides=overrides)
 
 
 def parse_config(

@@ -260,7 +260,11 @@ class Dest(Protocol):
     is_s3: bool
 
     def existing_entries(self) -> list[str]: ...
+    def existing_keys(self, keys: list[str]) -> list[str]: ...
     def clear(self, names: list[str]) -> None: ...
+    def remove(self, keys: list[str]) -> None: ...
+    def read_json(self, key: str) -> Any: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
     def open_object(self, key: str, state: dict[str, Any] | None) -> OutputObject: ...
     def write_json(self, key: str, obj: Any) -> None: ...
     def url_of(self, key: str) -> str: ...
@@ -303,6 +307,9 @@ class LocalDest:
             raise InputError(f"{self.url}: destination exists and is not a folder")
         return sorted(p.name for p in self.root.iterdir())
 
+    def existing_keys(self, keys: list[str]) -> list[str]:
+        return [k for k in keys if (self.root / k).exists()]
+
     def clear(self, names: list[str]) -> None:
         """Removes earlier output (only the entries named)."""
         for name in names:
@@ -311,6 +318,19 @@ class LocalDest:
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+
+    def remove(self, keys: list[str]) -> None:
+        for key in keys:
+            (self.root / key).unlink(missing_ok=True)
+
+    def read_json(self, key: str) -> Any:
+        return json.loads((self.root / key).read_bytes())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
 
     def open_object(self, key: str, state: dict[str, Any] | None) -> OutputObject:
         return LocalObject(self.root / key, key, state)
@@ -397,6 +417,51 @@ class S3Dest:
                 )
         except Exception as e:
             raise s3_error(e, self.url) from e
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys (relative to dest) under `prefix`."""
+        start = len(self.prefix) + 1 if self.prefix else 0
+        out = []
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.object_key(prefix),
+            **self.owner_args,
+        }
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(**args):
+                out += [o["Key"][start:] for o in page.get("Contents", [])]
+        except Exception as e:
+            raise s3_error(e, self.url_of(prefix)) from e
+        return sorted(out)
+
+    def existing_keys(self, keys: list[str]) -> list[str]:
+        folders = {posixpath.dirname(k) for k in keys}
+        present = {k for folder in folders for k in self.list_keys(folder + "/")}
+        return [k for k in keys if k in present]
+
+    def remove(self, keys: list[str]) -> None:
+        present = self.existing_keys(keys)
+        try:
+            for i in range(0, len(present), 1000):  # DeleteObjects takes at most 1,000 keys
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={
+                        "Objects": [{"Key": self.object_key(k)} for k in present[i : i + 1000]],
+                        "Quiet": True,
+                    },
+                    **self.owner_args,
+                )
+        except Exception as e:
+            raise s3_error(e, self.url) from e
+
+    def read_json(self, key: str) -> Any:
+        try:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self.object_key(key), **self.owner_args
+            )["Body"].read()
+        except Exception as e:
+            raise s3_error(e, self.url_of(key)) from e
+        return json.loads(body)
 
     def open_object(self, key: str, state: dict[str, Any] | None) -> OutputObject:
         return S3Object(self, key, self.state_dir / "tails" / key, state)

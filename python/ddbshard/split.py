@@ -29,6 +29,7 @@ from typing import Any
 from ddbshard.config import SplitConfig, auto_shards
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError
 from ddbshard.importspec import import_table_request, split_s3_uri
+from ddbshard.nodes import Node, share_files, share_shards
 from ddbshard.progress import Progress
 from ddbshard.sink import Dest, OutputObject, open_dest
 from ddbshard.source import Source, resolve_source
@@ -58,6 +59,7 @@ class SplitOptions:
     on_bad_file: str = "stop"  # stop | skip
     max_rejects: int | None = None
     state_dir: Path | None = None
+    node: Node | None = None  # one node of an AWS Batch array job (nodes.py)
 
 
 class WorkerDied(DdbShardError):
@@ -103,10 +105,14 @@ class _Run:
         self.config = config
         self.options = options
         self.source = resolve_source(config.source)
-        self.shards = _shard_counts(config, self.source)
+        self.node = options.node
+        self._plan_share()
         self.spec = config.core_spec(self.shards)
         out = config.output
-        self.state = StateDir(options.state_dir or default_state_dir(config.dest))
+        state_dir = options.state_dir or default_state_dir(config.dest)
+        if self.node is not None:
+            state_dir = state_dir / f"node-{self.node.index:04d}"
+        self.state = StateDir(state_dir)
         self.dest: Dest = open_dest(
             config.dest,
             self.state.path,
@@ -115,7 +121,9 @@ class _Run:
             expected_bucket_owner=out.expected_bucket_owner,
         )
         self.fingerprint = fingerprint(
-            self.spec, [(f.name, f.md5_base64, f.item_count) for f in self.source.files]
+            self.spec,
+            [(f.name, f.md5_base64, f.item_count) for f in self.source.files],
+            node=None if self.node is None else [self.node.index, self.node.count],
         )
         self.objects: dict[str, OutputObject] = {}
         self.ckpt: dict[str, Any] = {}
@@ -123,6 +131,45 @@ class _Run:
         self.read_now = 0  # files finished by this run
         self.stopped: str | None = None
         self.worker_peak_rss = 0
+
+    def _plan_share(self) -> None:
+        """Which files this run reads and which shard numbers it writes (all, unless a node)."""
+        total = shard_counts(self.config, self.source)
+        files = self.source.files
+        if self.node is None:
+            self.file_share = list(range(len(files)))
+            self.shards = total
+            self.shard_base = dict.fromkeys(total, 0)
+            return
+        shares = share_files([f.size or 0 for f in files], self.node.count)
+        weights = [sum(files[i].size or 0 for i in share) or len(share) for share in shares]
+        self.file_share = shares[self.node.index]
+        self.shards, self.shard_base = {}, {}
+        for name, n in total.items():
+            first, count = share_shards(n, weights)[self.node.index]
+            # A node with no files still needs a valid spec; it writes no shard.
+            self.shards[name], self.shard_base[name] = max(count, 1), first
+
+    def _key(self, target: int, shard: int) -> str:
+        name = self.config.targets[target].name
+        return _shard_key(name, self.shard_base[name] + shard, self.config.output.compression)
+
+    @property
+    def rejects_key(self) -> str:
+        if self.node is None:
+            return REJECTS_KEY
+        return f"_rejects/rejects-node-{self.node.index:04d}.jsonl"
+
+    def _own_output(self) -> tuple[list[str], list[str]]:
+        """(entries of dest this run owns, keys of single objects it owns): a node owns its
+        shard numbers, its rejects and its folder under _nodes/, never the others'."""
+        if self.node is None:
+            return _owned_entries(self.config), []
+        keys = [self.rejects_key, f"{self.node.dir}/summary.json"]
+        for t, target in enumerate(self.config.targets):
+            if self.shards[target.name] and self.file_share:
+                keys += [self._key(t, s) for s in range(self.shards[target.name])]
+        return [], keys
 
     # --- starting: fresh, overwrite or resume ---------------------------------------------
 
@@ -141,7 +188,13 @@ class _Run:
             self.ckpt["runs"] += 1
             self.state.save(self.ckpt)
             return
-        existing = self.dest.existing_entries()
+        if self.node is None:
+            existing = self.dest.existing_entries()
+        else:
+            _, keys = self._own_output()
+            existing = self.dest.existing_keys(keys)
+            if old is not None:
+                existing.append(str(self.state.path))
         if self.options.resume and existing:
             raise ConfigError(
                 f"{self.config.dest}: nothing to resume (no checkpoint in {self.state.path}: "
@@ -156,8 +209,10 @@ class _Run:
         if old is not None:
             self.dest.abort_uploads(old.get("objects", {}))
         self.state.remove()
-        if existing:
-            self.dest.clear(_owned_entries(self.config))
+        if existing or self.node is not None:
+            entries, keys = self._own_output()
+            self.dest.clear(entries)
+            self.dest.remove(keys)
         targets = self.spec["targets"]
         self.ckpt = {
             "version": VERSION,
@@ -186,7 +241,8 @@ class _Run:
 
     def run(self) -> SplitResult:
         started = time.monotonic()
-        missing = sorted(self.source.missing)
+        mine = {self.source.files[i].name for i in self.file_share}
+        missing = sorted(self.source.missing & mine)
         if missing and self.options.on_bad_file == "stop":
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise InputError(
@@ -202,7 +258,7 @@ class _Run:
                 )
                 finished.add(name)
         self.state.save(self.ckpt)
-        todo = [i for i, f in enumerate(self.source.files) if f.name not in finished]
+        todo = [i for i in self.file_share if self.source.files[i].name not in finished]
         progress = Progress(
             total_items=self.source.item_count,
             total_bytes=self.source.total_bytes,
@@ -340,12 +396,8 @@ class _Run:
     def _commit(self, w: int, name: str, r: FileResult) -> None:
         """Appends a finished file's output to the shards, then records it in the checkpoint."""
         touched: dict[str, OutputObject] = {}
-        compression = self.config.output.compression
         for t, s, data in read_spill(r.spill):
-            if t == REJECTS:
-                key = REJECTS_KEY
-            else:
-                key = _shard_key(self.config.targets[t].name, s, compression)
+            key = self.rejects_key if t == REJECTS else self._key(t, s)
             obj = touched.get(key) or self._object(key)
             touched[key] = obj
             obj.append(data)
@@ -370,45 +422,15 @@ class _Run:
     def _finish(self, seconds: float) -> SplitResult:
         config, dest, ck = self.config, self.dest, self.ckpt
         md5s = {key: obj.finish() for key, obj in self.objects.items()}
-        s3_base = config.dest if dest.is_s3 else (self.options.s3_dest or config.s3_dest)
-        bucket, prefix = split_s3_uri(s3_base or PLACEHOLDER_S3)
-        target_dirs = []
-        bytes_out = 0
+        manifests = {}
         for t, target in enumerate(config.targets):
             entries = []
             for s, (items, raw_bytes) in enumerate(ck["shard_stats"][t]):
-                key = _shard_key(target.name, s, config.output.compression)
+                key = self._key(t, s)
                 obj = self.objects.get(key)
-                if obj is None:
-                    continue
-                md5 = bytes.fromhex(md5s[key])
-                entries.append(
-                    {
-                        "key": key.split("/", 1)[1],
-                        "items": items,
-                        "bytes": obj.size,
-                        "uncompressed_bytes": raw_bytes,
-                        "md5": md5.hex(),
-                        "md5_base64": base64.b64encode(md5).decode(),
-                    }
-                )
-                bytes_out += obj.size
-            manifest = {
-                "target": target.name,
-                "table_name": target.table.table_name,
-                "compression": config.output.compression,
-                "shard_count": len(entries),
-                "items": sum(e["items"] for e in entries),
-                "bytes": sum(e["bytes"] for e in entries),
-                "uncompressed_bytes": sum(e["uncompressed_bytes"] for e in entries),
-                "shards": entries,
-            }
-            dest.write_json(f"{target.name}/manifest.json", manifest)
-            request = import_table_request(
-                target, compression=config.output.compression, bucket=bucket, prefix=prefix
-            )
-            dest.write_json(f"{target.name}/import-table.json", request)
-            target_dirs.append(dest.url_of(target.name))
+                if obj is not None:
+                    entries.append(shard_entry(key, items, obj.size, raw_bytes, md5s[key]))
+            manifests[target.name] = target_manifest(config, target.name, entries)
 
         summary = _summary(
             config,
@@ -419,32 +441,99 @@ class _Run:
             ck["started_at"],
             ck["bytes_in"],
             ck["bytes_uncompressed"],
-            bytes_out,
+            sum(m["bytes"] for m in manifests.values()),
         )
         summary["files"] = {
-            "total": len(self.source.files),
+            "total": len(self.file_share),
             "read": self.read_now,
             "skipped": self.skipped,
             "bad": ck["bad"],
         }
         summary["runs"] = ck["runs"]
+        summary["stopped"] = self.stopped
         summary["memory"] = {
             "worker_peak_rss_mb": round(self.worker_peak_rss / 2**20, 1),
             "driver_peak_rss_mb": round(peak_rss() / 2**20, 1),
         }
-        summary["stopped"] = self.stopped
-        dest.write_json("_summary.json", summary)
+        if self.node is None:
+            target_dirs = write_target_files(config, dest, manifests, self.options.s3_dest)
+            dest.write_json("_summary.json", summary)
+        else:
+            # finalize writes the targets' files once every node is done (nodes.py)
+            target_dirs = []
+            summary["node"] = {
+                "index": self.node.index,
+                "count": self.node.count,
+                "fingerprint": fingerprint(
+                    self.config.core_spec(shard_counts(config, self.source)),
+                    [(f.name, f.md5_base64, f.item_count) for f in self.source.files],
+                ),
+                "manifests": manifests,
+            }
+            dest.write_json(f"{self.node.dir}/summary.json", summary)
         self.state.remove()
-        problems = (
-            summary["items"]["rejected"] > 0
-            or (config.output.unmatched == "reject" and summary["items"]["unmatched"] > 0)
-            or bool(ck["bad"])
-            or self.stopped is not None
+        return SplitResult(summary, exit_code(config, summary), config.dest, target_dirs)
+
+
+def exit_code(config: SplitConfig, summary: dict[str, Any]) -> int:
+    """1 when the job ran but not everything went in: rejects, unmatched items under
+    `reject`, skipped bad files, or a stop at --max-rejects."""
+    problems = (
+        summary["items"]["rejected"] > 0
+        or (config.output.unmatched == "reject" and summary["items"]["unmatched"] > 0)
+        or bool(summary["files"]["bad"])
+        or summary.get("stopped") is not None
+    )
+    return 1 if problems else 0
+
+
+def shard_entry(key: str, items: int, size: int, raw_bytes: int, md5_hex: str) -> dict[str, Any]:
+    md5 = bytes.fromhex(md5_hex)
+    return {
+        "key": key.split("/", 1)[1],  # relative to the target's folder
+        "items": items,
+        "bytes": size,
+        "uncompressed_bytes": raw_bytes,
+        "md5": md5.hex(),
+        "md5_base64": base64.b64encode(md5).decode(),
+    }
+
+
+def target_manifest(
+    config: SplitConfig, name: str, entries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    target = next(t for t in config.targets if t.name == name)
+    entries = sorted(entries, key=lambda e: str(e["key"]))
+    return {
+        "target": name,
+        "table_name": target.table.table_name,
+        "compression": config.output.compression,
+        "shard_count": len(entries),
+        "items": sum(e["items"] for e in entries),
+        "bytes": sum(e["bytes"] for e in entries),
+        "uncompressed_bytes": sum(e["uncompressed_bytes"] for e in entries),
+        "shards": entries,
+    }
+
+
+def write_target_files(
+    config: SplitConfig, dest: Dest, manifests: dict[str, Any], s3_dest: str | None
+) -> list[str]:
+    """Each target's manifest.json and import-table.json; returns the target folders."""
+    s3_base = config.dest if dest.is_s3 else (s3_dest or config.s3_dest)
+    bucket, prefix = split_s3_uri(s3_base or PLACEHOLDER_S3)
+    folders = []
+    for target in config.targets:
+        dest.write_json(f"{target.name}/manifest.json", manifests[target.name])
+        request = import_table_request(
+            target, compression=config.output.compression, bucket=bucket, prefix=prefix
         )
-        return SplitResult(summary, 1 if problems else 0, config.dest, target_dirs)
+        dest.write_json(f"{target.name}/import-table.json", request)
+        folders.append(dest.url_of(target.name))
+    return folders
 
 
-def _shard_counts(config: SplitConfig, source: Source) -> dict[str, int]:
+def shard_counts(config: SplitConfig, source: Source) -> dict[str, int]:
     if config.output.shards != "auto":
         return {t.name: int(config.output.shards) for t in config.targets}
     if source.item_count is None:

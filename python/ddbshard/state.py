@@ -13,6 +13,7 @@ and the bytes waiting to fill one live on local disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -72,10 +73,20 @@ class StateDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        if self.path.parent.name == STATE_DIR_NAME:  # a node's state: <dest>/_state/node-I
+            with contextlib.suppress(OSError):  # other nodes may still be running
+                self.path.parent.rmdir()
 
 
-def fingerprint(spec: dict[str, Any], files: list[tuple[str, str | None, int | None]]) -> str:
+def fingerprint(
+    spec: dict[str, Any],
+    files: list[tuple[str, str | None, int | None]],
+    node: list[int] | None = None,
+) -> str:
     """What must not change between a run and its resume: the routing spec (targets,
-    expressions, shard counts, compression) and the list of input files."""
-    blob = json.dumps({"spec": spec, "files": files}, sort_keys=True, separators=(",", ":"))
+    expressions, shard counts, compression), the list of input files, and which node of an
+    array job this is."""
+    blob = json.dumps(
+        {"spec": spec, "files": files, "node": node}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ddbshard.config import load_config
+from ddbshard.nodes import node_from_args
 from ddbshard.split import SplitOptions, SplitResult, run_split
 
 
@@ -19,6 +20,11 @@ def print_report(result: SplitResult) -> None:
         f"({s['items_per_second'] or 0:,} items/s): written {items['written']:,}, "
         f"unmatched {items['unmatched']:,}, rejected {items['rejected']:,}"
     )
+    if "node" in s:
+        print(
+            f"  node {s['node']['index']} of {s['node']['count']}: when every node is done, "
+            "run finalize"
+        )
     for name, t in s["targets"].items():
         print(
             f"  {name}: {t['written']:,} items in {t['shards']} shards "
@@ -33,7 +39,10 @@ def print_report(result: SplitResult) -> None:
         print(f"  stopped: {s['stopped']}")
     if s["rejected_by_reason"]:
         print(f"  rejects by reason: {json.dumps(s['rejected_by_reason'])}")
-    print(f"output: {result.dest} (_summary.json, <target>/manifest.json, import-table.json)")
+    if "node" in s:
+        print(f"output: {result.dest} (shards, and _nodes/node-{s['node']['index']:04d}/)")
+    else:
+        print(f"output: {result.dest} (_summary.json, <target>/manifest.json, import-table.json)")
 
 
 def run_split_command(args: Any) -> int:
@@ -50,6 +59,7 @@ def run_split_command(args: Any) -> int:
         on_bad_file=args.on_bad_file,
         max_rejects=args.max_rejects,
         state_dir=Path(args.state_dir) if args.state_dir else None,
+        node=node_from_args(args.worker_index, args.worker_count),
     )
     result = run_split(config, options)
     print_report(result)
@@ -58,4 +68,13 @@ def run_split_command(args: Any) -> int:
             "ddbshard: some items were not written: see _rejects/ in the destination",
             file=sys.stderr,
         )
+    return result.exit_code
+
+
+def run_finalize_command(args: Any) -> int:
+    from ddbshard.finalize import run_finalize
+
+    result = run_finalize(load_config(args.config), s3_dest=args.s3_dest)
+    print(f"joined {result.summary['nodes']} nodes")
+    print_report(result)
     return result.exit_code
