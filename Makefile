@@ -4,13 +4,15 @@
 #   make test   every test: cargo tests, then pytest (including moto-server tests)
 #   make lint   cargo fmt --check, clippy -D warnings, ruff, mypy (+ stubtest)
 #   make bench  the benchmarks in bench/ (not part of the tests)
+#   make bench-compare  split vs codec limit, boto3 script, jq on a 1M-item export
+#               (bench/compare_split.py; pass options as BENCH_ARGS="--items 200000")
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 RUST_SRC := $(shell find rust -name '*.rs' -o -name 'Cargo.toml') Cargo.toml Cargo.lock
 
-.PHONY: demo test test-rust test-python lint bench build clean
+.PHONY: demo test test-rust test-python lint bench bench-compare build clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +50,9 @@ lint: build
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-only
+
+bench-compare: build
+	$(PY) bench/compare_split.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) target

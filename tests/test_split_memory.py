@@ -2,8 +2,8 @@
 
 Each worker reports its peak resident set size (getrusage) with every finished file; the
 summary keeps the largest. A split of a few hundred MB of export lines must stay under a fixed
-bound per worker, and within a small margin of the peak on an input four times smaller (both large enough to fill
-the shard buffers, which are capped).
+bound per worker, and within a small margin of the peak on an input four times smaller (both
+large enough to fill the shard buffers, which are capped).
 """
 
 from __future__ import annotations

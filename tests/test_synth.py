@@ -313,6 +313,19 @@ def test_gzip_output_is_deterministic(tmp_path: Path) -> None:
             assert path.read_bytes() == (b / path.relative_to(a)).read_bytes(), path
 
 
+def test_gzip_level(tmp_path: Path) -> None:
+    fast = synth.write_export(tmp_path / "fast", 400, files=1, seed=2, gzip_level=1)
+    default = synth.write_export(tmp_path / "default", 400, files=1, seed=2)
+    check_export(tmp_path / "fast", fast, 400, 1, 2)
+    (a,) = (fast / "data").iterdir()
+    (b,) = (default / "data").iterdir()
+    assert a.name == b.name and a.read_bytes() != b.read_bytes()
+    assert gzip.decompress(a.read_bytes()) == gzip.decompress(b.read_bytes())
+    for level in (0, 10):
+        with pytest.raises(ValueError):
+            synth.write_export(tmp_path / "bad", 1, gzip_level=level)
+
+
 def test_zstd(tmp_path: Path) -> None:
     zstandard = pytest.importorskip("zstandard")
     export = synth.write_export(tmp_path, 100, files=2, compress="zstd")

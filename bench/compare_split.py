@@ -1,0 +1,406 @@
+"""ddbshard split against the codec limit, a boto3 script and jq, on one synthetic export.
+
+One run generates (or reuses) an export in the AWS layout and measures, on the same data files:
+
+  codec limit    `gzip -dc FILE | zstd -3 -T1 > /dev/null` per file: the decompressing and
+                 recompressing that no tool doing this job can skip
+  boto3 script   baseline_boto3.py: json + TypeDeserializer/TypeSerializer + zstandard
+  jq             gzip -dc | jq (route + transform) | mawk (round-robin) | zstd -3 per shard
+  ddbshard       `python -m ddbshard split CONFIG --workers N --quiet --overwrite`, N = 1 and
+                 N = all cores
+
+all doing the split of split_setup.py. CPU seconds are user + sys of the child processes
+(getrusage RUSAGE_CHILDREN around each run); peak RSS comes from polling /proc (VmHWM of every
+process of the run) and, for ddbshard, is given per worker process. It prints a Markdown table,
+the issue's targets with PASS/FAIL, and peak RSS per worker for each of --rss-sizes.
+
+Run: `make bench-compare`, or `.venv/bin/python bench/compare_split.py [--items N] ...`
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from split_setup import SHARDS, TARGETS, data_files, ensure_export, write_config
+
+HERE = Path(__file__).resolve().parent
+MB = 1 << 20  # for RSS (MiB, as the 256 MB target means); data sizes are in 10**6 bytes
+RSS_LIMIT_MB = 256
+
+JQ_PROGRAM = """\
+.Item as $i
+| if $i.kind.S == "post" and ($i | has("created_at")) then
+    "Posts\\t" + ({Item: ($i | del(.legacy) | .createdAt = .created_at | del(.created_at)
+                          | .gsi1pk = {S: ("USER#" + $i.user_id.S)})} | tojson)
+  elif $i.kind.S == "profile" then "Profiles\\t" + ({Item: ($i | del(.legacy, .sk))} | tojson)
+  elif $i.kind.S == "comment" then "Comments\\t" + ({Item: $i} | tojson)
+  else empty end
+"""
+
+AWK_PROGRAM = """\
+{
+    i = index($0, "\\t"); t = substr($0, 1, i - 1); n = count[t]++ % shards
+    print substr($0, i + 1) | ("zstd -3 -q -T1 > " dir "/" t "/data/part-0000" n ".json.zst")
+}
+END { for (t in count) print t, count[t] > "/dev/stderr" }
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring a run: wall time, CPU of the children, peak RSS of every process in the tree
+
+
+@dataclass
+class Measure:
+    name: str
+    items: int
+    wall: float
+    cpu: float
+    rss: dict[int, tuple[str, int]] = field(default_factory=dict)  # pid -> (cmdline, VmHWM)
+    maxrss_children: int = 0  # bytes: ru_maxrss of the children (the largest process)
+    output: str = ""
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.wall
+
+    @property
+    def items_per_cpu_s(self) -> float:
+        return self.items / self.cpu
+
+    def peak_rss(self, *, workers_only: bool = False) -> int:
+        """Bytes: the largest peak RSS of one process (of a worker process, if asked)."""
+        sizes = [hwm for cmd, hwm in self.rss.values() if not workers_only or "spawn_main" in cmd]
+        return max(sizes, default=self.maxrss_children)
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of `pid` (scanning /proc for parent ids)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _hwm(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return cmd, int(line.split()[1]) * 1024
+    return None
+
+
+def run(name: str, argv: list[str], items: int, *, cwd: Path | None = None) -> Measure:
+    """Runs `argv` to completion and measures it; fails loudly on a non-zero exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peaks: dict[int, tuple[str, int]] = {}
+    done = threading.Event()
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def poll() -> None:
+        while not done.is_set():
+            for pid in [proc.pid, *_children(proc.pid)]:
+                got = _hwm(pid)
+                if got is not None and got[1] >= peaks.get(pid, ("", 0))[1]:
+                    peaks[pid] = got
+            done.wait(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    poller.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"{name}: exit status {proc.returncode}\n{err.decode(errors='replace')}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measure(
+        name,
+        items,
+        wall,
+        cpu,
+        peaks,
+        after.ru_maxrss * 1024,
+        out.decode(errors="replace") + err.decode(errors="replace"),
+    )
+
+
+def best(runs: list[Measure]) -> Measure:
+    """The run with the least CPU (the one least disturbed on a shared machine)."""
+    return min(runs, key=lambda m: m.cpu)
+
+
+# --------------------------------------------------------------------------------------------
+# The contenders
+
+
+def codec_limit(files: list[Path], items: int) -> Measure:
+    script = "set -e -o pipefail\n" + "".join(
+        f"gzip -dc {shlex.quote(str(f))} | zstd -3 -T1 -q > /dev/null\n" for f in files
+    )
+    return run("codec limit (gzip -dc | zstd -3 -T1)", ["bash", "-c", script], items)
+
+
+def boto3_script(export: Path, out: Path, items: int) -> Measure:
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [sys.executable, str(HERE / "baseline_boto3.py"), str(export), str(out)]
+    m = run("boto3 script (json + TypeDeserializer/Serializer + zstandard)", argv, items)
+    counts = json.loads(m.output.strip().splitlines()[-1])
+    m.output = json.dumps(dict(sorted(counts["targets"].items())))
+    return m
+
+
+def jq_pipeline(files: list[Path], out: Path, items: int) -> Measure:
+    shutil.rmtree(out, ignore_errors=True)
+    for target in TARGETS:
+        (out / target / "data").mkdir(parents=True)
+    script = (
+        "set -e -o pipefail\n"
+        f"gzip -dc {' '.join(shlex.quote(str(f)) for f in files)}"
+        f" | jq -c -r {shlex.quote(JQ_PROGRAM)}"
+        f" | mawk -v shards={SHARDS} -v dir={shlex.quote(str(out))} {shlex.quote(AWK_PROGRAM)}\n"
+    )
+    m = run("jq (gzip -dc | jq | mawk | zstd -3)", ["bash", "-c", script], items)
+    counts = dict(line.split() for line in m.output.splitlines() if line.strip())
+    m.output = json.dumps({t: int(counts[t]) for t in sorted(counts)})
+    return m
+
+
+def ddbshard(config: Path, dest: Path, workers: int, items: int) -> Measure:
+    argv = [sys.executable, "-m", "ddbshard", "split", str(config)]
+    argv += ["--workers", str(workers), "--quiet", "--overwrite"]
+    m = run(f"ddbshard split --workers {workers}", argv, items)
+    summary = json.loads((dest / "_summary.json").read_text())
+    if summary["items"]["read"] != items or summary["items"]["rejected"]:
+        sys.exit(f"ddbshard: unexpected summary {summary['items']}")
+    m.output = json.dumps({t: v["written"] for t, v in sorted(summary["targets"].items())})
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:,.0f}"
+
+
+def table(rows: list[Measure], codec: Measure, one: Measure) -> list[str]:
+    lines = [
+        "| run | wall s | CPU s | items/s (wall) | items/CPU-s | items/CPU-s vs codec "
+        "| ddbshard 1 worker vs this (wall) | peak RSS MB (largest process) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in rows:
+        name = m.name.replace("|", "\\|")  # a pipe inside a Markdown table cell
+        lines.append(
+            f"| {name} | {m.wall:,.1f} | {m.cpu:,.1f} | {m.items_per_s:,.0f} "
+            f"| {m.items_per_cpu_s:,.0f} | {m.items_per_cpu_s / codec.items_per_cpu_s:.2f}x "
+            f"| {one.items_per_s / m.items_per_s:.2f}x | {_mb(m.peak_rss())} |"
+        )
+    return lines
+
+
+def target(name: str, measured: str, ok: bool) -> None:
+    print(f"| {name} | {measured} | {'PASS' if ok else 'FAIL'} |")
+
+
+def main() -> int:
+    cores = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000, help="items (default 1M)")
+    parser.add_argument("--files", type=int, default=8, help="data files (default 8)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ddbshard-bench",
+        help="exports (kept and reused) and outputs (default: $TMPDIR/ddbshard-bench)",
+    )
+    parser.add_argument("--workers", type=int, default=cores, help=f"'all cores' (default {cores})")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of the codec and ddbshard rows; least CPU"
+    )
+    parser.add_argument(
+        "--rss-sizes",
+        default="1000000,4000000",
+        help="item counts to record ddbshard's peak RSS per worker for ('' for none)",
+    )
+    parser.add_argument("--skip-boto3", action="store_true", help="leave out the boto3 row")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    def export_for(items: int) -> Path:
+        t = time.perf_counter()
+        root = ensure_export(args.work, items, args.files, args.seed, jobs=cores)
+        took = time.perf_counter() - t
+        print(f"export: {items:,} items, {args.files} files: {root} ({took:.0f} s)")
+        return root
+
+    export = export_for(args.items)
+    files = data_files(export)
+    gz_bytes = sum(f.stat().st_size for f in files)
+    raw_bytes = json.loads((export / "manifest-summary.json").read_text())["billedSizeBytes"]
+    size = f"{raw_bytes / 1e6:,.0f} MB of JSON, {gz_bytes / 1e6:,.0f} MB gzip, {len(files)} files"
+    print(f"machine: {cores} cores, {_cpu_model()}, load average {_loadavg()}")
+    built = _extension_built()
+    print(f"ddbshard: {built}")
+    print()
+
+    rows: list[Measure] = []
+    codec = best([codec_limit(files, args.items) for _ in range(args.repeat)])
+    rows.append(codec)
+    print(f"measured: {codec.name}: {codec.cpu:.1f} CPU s", flush=True)
+
+    counts: dict[str, str] = {}
+    boto = None
+    if not args.skip_boto3:
+        boto = boto3_script(export, args.work / "out-boto3", args.items)
+        rows.append(boto)
+        counts[boto.name] = boto.output
+        print(f"measured: {boto.name}: {boto.wall:.1f} s", flush=True)
+
+    jq = None
+    if shutil.which("jq") and shutil.which("mawk"):
+        jq = jq_pipeline(files, args.work / "out-jq", args.items)
+        rows.append(jq)
+        counts[jq.name] = jq.output
+        print(f"measured: {jq.name}: {jq.wall:.1f} s", flush=True)
+    else:
+        print("jq row skipped: jq (and mawk) not found on PATH; apt-get install jq mawk")
+
+    dest = args.work / "out-ddbshard"
+    config = write_config(args.work / "split.toml", export, dest)
+    by_workers: dict[int, Measure] = {}
+    for workers in sorted({1, args.workers}):
+        m = best([ddbshard(config, dest, workers, args.items) for _ in range(args.repeat)])
+        by_workers[workers] = m
+        rows.append(m)
+        counts[m.name] = m.output
+        print(f"measured: {m.name}: {m.wall:.1f} s", flush=True)
+    one, many = by_workers[1], by_workers[args.workers]
+
+    if len(set(counts.values())) > 1:
+        print("\nWARNING: the runs wrote different item counts per target:")
+        for name, c in counts.items():
+            print(f"  {name}: {c}")
+
+    print()
+    print(f"{args.items:,} items ({size})")
+    print()
+    print("\n".join(table(rows, codec, one)))
+    print()
+    print("ddbshard peak RSS per worker process: " + ", ".join(
+        f"{w} worker{'s' if w > 1 else ''} {_mb(m.peak_rss(workers_only=True))} MB"
+        for w, m in by_workers.items()
+    ))  # fmt: skip
+
+    rss: dict[int, int] = {args.items: many.peak_rss(workers_only=True)}
+    for count in [int(s) for s in args.rss_sizes.split(",") if s.strip()]:
+        if count in rss:
+            continue
+        root = export_for(count)
+        cfg = write_config(args.work / f"split-{count}.toml", root, dest)
+        m = best([ddbshard(cfg, dest, args.workers, count) for _ in range(args.repeat)])
+        rss[count] = m.peak_rss(workers_only=True)
+        print(
+            f"measured: {m.name} on {count:,} items: {m.wall:.1f} s, {m.items_per_s:,.0f} items/s"
+        )
+    sizes = sorted(rss)
+    print(
+        f"peak RSS per worker (--workers {args.workers}): "
+        + ", ".join(f"{n:,} items {_mb(rss[n])} MB" for n in sizes)
+    )
+
+    if _extension_built() != built:
+        print(f"WARNING: the extension was rebuilt during the run (now {_extension_built()})")
+    print(f"load average at the end: {_loadavg()}")
+    print()
+    print("| target | measured | result |")
+    print("|---|---|---|")
+    ratio = one.items_per_cpu_s / codec.items_per_cpu_s
+    target("1 worker ≥ 1.0x the codec limit's items/CPU-s", f"{ratio:.2f}x", ratio >= 1.0)
+    if boto is not None:
+        ratio = one.items_per_s / boto.items_per_s
+        target("1 worker ≥ 10x the boto3 script (wall items/s)", f"{ratio:.1f}x", ratio >= 10)
+    if jq is not None:
+        ratio = one.items_per_s / jq.items_per_s
+        target("1 worker ≥ 4x jq (wall items/s)", f"{ratio:.1f}x", ratio >= 4)
+    ratio = many.items_per_s / one.items_per_s
+    name = f"{args.workers} workers ≥ 1.8x 1 worker (wall items/s)"
+    target(name, f"{ratio:.2f}x", ratio >= 1.8)
+    for n in sizes:
+        name = f"peak RSS per worker ≤ {RSS_LIMIT_MB} MB, {n:,} items"
+        target(name, f"{_mb(rss[n])} MB", rss[n] <= RSS_LIMIT_MB * MB)
+    if len(sizes) > 1:
+        spread = max(rss.values()) - min(rss.values())
+        same = spread <= max(16 * MB, 0.1 * min(rss.values()))
+        name = f"peak RSS per worker the same for {' and '.join(f'{n:,}' for n in sizes)} items"
+        target(name + " (within 10% or 16 MB)", f"{_mb(spread)} MB apart", same)
+    return 0
+
+
+def _extension_built() -> str:
+    """Which build of the native extension the ddbshard runs use (path and modification time)."""
+    found = importlib.util.find_spec("ddbshard._core")
+    if found is None or found.origin is None:
+        return "ddbshard._core not found"
+    path = Path(found.origin)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+    return f"{path} built {stamp}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
