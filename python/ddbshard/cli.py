@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a fresh ClientToken, to start again within 8 hours of a failed import",
     )
+
+    from ddbshard.commands.estimate import add_estimate_arguments
+    from ddbshard.commands.init import add_init_arguments
+
+    add_init_arguments(
+        sub.add_parser("init", help="write a config whose target recreates a table; export it")
+    )
+    add_estimate_arguments(
+        sub.add_parser("estimate", help="what the migration will cost and write, from the export")
+    )
     return parser
 
 
@@ -138,6 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ddbshard.commands.importcmd import run_import_command
 
             return run_import_command(args)
+        if args.command == "init":
+            from ddbshard.commands.init import run_init
+
+            return run_init(args)
+        if args.command == "estimate":
+            from ddbshard.commands.estimate import run_estimate
+
+            return run_estimate(args)
         parser.error(f"unknown command {args.command}")
     except DdbShardError as e:
         if args.debug:
