@@ -489,7 +489,7 @@ def test_placeholder_bucket_refused(export: Path, tmp_path: Path) -> None:
 
 
 def test_placeholder_matches_split() -> None:
-    from ddbshard.split import PLACEHOLDER_S3
+    from ddbshard.manifests import PLACEHOLDER_S3
 
     assert split_s3_uri(PLACEHOLDER_S3)[0] == PLACEHOLDER_BUCKET
 

@@ -13,16 +13,11 @@ from typing import Any
 
 from ddbshard.config import SplitConfig
 from ddbshard.exceptions import ConfigError, DdbShardError
+from ddbshard.manifests import exit_code, target_manifest, write_target_files
 from ddbshard.nodes import NODES_DIR
 from ddbshard.sink import open_dest
 from ddbshard.source import resolve_source
-from ddbshard.split import (
-    SplitResult,
-    exit_code,
-    shard_counts,
-    target_manifest,
-    write_target_files,
-)
+from ddbshard.split import SplitResult, shard_counts
 from ddbshard.state import default_state_dir, fingerprint
 
 

@@ -42,7 +42,7 @@ MAX_CONCURRENT_IMPORTS = 50
 # log group /aws-dynamodb/imports, stream <import-id>/error (AWS-FORMATS.md §3.5).
 ERROR_LOG_GROUP = "/aws-dynamodb/imports"
 # The bucket `split` writes into import-table.json when it was not told where the shards go
-# (split.PLACEHOLDER_S3); a test keeps the two in step.
+# (manifests.PLACEHOLDER_S3); a test keeps the two in step.
 PLACEHOLDER_BUCKET = "REPLACE-WITH-BUCKET"
 _COMPRESSION = {"zstd": "ZSTD", "gzip": "GZIP", "none": "NONE"}
 _DONE = ("COMPLETED", "FAILED", "CANCELLED")
