@@ -59,11 +59,15 @@ def split_peak(tmp: Path, items: int, files: int) -> tuple[dict[str, float], int
 
 
 def test_peak_rss_per_worker_is_bounded_and_flat(tmp_path: Path) -> None:
+    # Start split from a big process, as in a full test run: the peaks it reports must be its
+    # own, not this parent's (Linux carries getrusage's ru_maxrss across fork and exec).
+    ballast = b"x" * (BOUND_MB + 64 << 20)
     small, _ = split_peak(tmp_path / "small", 100_000, 4)
     large, large_bytes = split_peak(tmp_path / "large", 400_000, 8)
     assert large_bytes > 150 << 20, "a few hundred MB of export lines"
     for memory in (small, large):
         assert 0 < memory["worker_peak_rss_mb"] <= BOUND_MB, memory
         assert 0 < memory["driver_peak_rss_mb"] <= BOUND_MB, memory
+    assert len(ballast) > BOUND_MB << 20
     growth = large["worker_peak_rss_mb"] - small["worker_peak_rss_mb"]
     assert growth <= GROWTH_MB, f"worker memory grew {growth:.0f} MB with 4x the input"
