@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_estimate_arguments(
         sub.add_parser("estimate", help="what the migration will cost and write, from the export")
     )
+
+    from ddbshard.commands.keys import add_keys_arguments
+    from ddbshard.commands.sync import add_sync_arguments
+
+    add_keys_arguments(sub.add_parser("keys", help="list the keys changed in a time window"))
+    add_sync_arguments(
+        sub.add_parser("sync", help="write the current state of changed keys to the target tables")
+    )
     return parser
 
 
@@ -156,6 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ddbshard.commands.estimate import run_estimate
 
             return run_estimate(args)
+        if args.command == "keys":
+            from ddbshard.commands.keys import run_keys
+
+            return run_keys(args)
+        if args.command == "sync":
+            from ddbshard.commands.sync import run_sync
+
+            return run_sync(args)
         parser.error(f"unknown command {args.command}")
     except DdbShardError as e:
         if args.debug:

@@ -1,0 +1,146 @@
+"""`keys --from streams|kinesis|incremental INPUT... --out KEYS`: the keys changed in a window.
+
+Reads change records (see ddbshard.changes for the three kinds and ddbshard.changefiles for the
+file layouts), keeps those whose time is in [--since, --until), and writes each distinct key
+once, with the time of its last change and its state before its first (the keys-file format is
+in ddbshard.keysfile and the README). A record that is not valid is reported with its file and
+position and counted, and the run goes on: exit status 1 then says the list may be incomplete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ddbshard.changefiles import Malformed, read_changes
+from ddbshard.changes import KINDS, RecordError, parse_time
+from ddbshard.keysfile import KeyCollector, entry_json, write_lines
+
+__all__ = ["add_keys_arguments", "run_keys"]
+
+
+def add_keys_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from",
+        dest="kind",
+        choices=KINDS,
+        required=True,
+        help="DynamoDB Streams records, Kinesis Data Streams for DynamoDB records, or an "
+        "incremental export",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="files, folders, globs or export roots (local or s3://)",
+    )
+    p.add_argument(
+        "--since",
+        type=_time,
+        help="only changes at or after this time: ISO 8601 (UTC unless a zone is given) or "
+        "epoch seconds, milliseconds or microseconds",
+    )
+    p.add_argument("--until", type=_time, help="only changes before this time (same forms)")
+    p.add_argument("--out", required=True, help="the keys file to write (local or s3://)")
+    p.add_argument("--show", type=int, default=10, help="malformed records to print (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except RecordError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def run_keys(args: Any) -> int:
+    since: int | None = args.since
+    until: int | None = args.until
+    if since is not None and until is not None and until <= since:
+        print("ddbshard: error: --until must be later than --since", file=sys.stderr)
+        return 2
+    windowed = since is not None or until is not None
+    collector = KeyCollector()
+    records = malformed = images = before = after = 0
+    ticker = _Ticker(enabled=not args.quiet)
+    for change in read_changes(args.inputs, args.kind):
+        records += 1
+        ticker.tick(records, len(collector))
+        if isinstance(change, Malformed):
+            malformed += 1
+            _report(malformed + images, args.show, change.where, change.reason)
+            continue
+        if change.problem is not None:
+            images += 1
+            reason = f"{change.problem} (image left out, key kept)"
+            _report(malformed + images, args.show, change.where, reason)
+        if windowed and change.t is None:
+            malformed += 1
+            reason = "no time: cannot tell whether it is in the window"
+            _report(malformed + images, args.show, change.where, reason)
+            continue
+        if since is not None and change.t is not None and change.t < since:
+            before += 1
+        elif until is not None and change.t is not None and change.t >= until:
+            after += 1
+        else:
+            collector.add(change)
+    ticker.close()
+    if malformed + images > args.show:
+        more = malformed + images - args.show
+        print(f"ddbshard keys: ... and {more} more malformed records", file=sys.stderr)
+    entries = collector.entries()
+    write_lines(args.out, (entry_json(e) for e in entries))
+    window = ""
+    if windowed:
+        window = f"; outside the window: {before:,} before --since, {after:,} from --until on"
+    print(
+        f"read {records:,} records: {malformed:,} malformed, {images:,} with an invalid image "
+        f"(key kept){window}"
+    )
+    times = [e.t for e in entries if e.t is not None]
+    span = f" (last changes {_iso(min(times))} .. {_iso(max(times))})" if times else ""
+    print(f"wrote {len(entries):,} distinct keys to {args.out}{span}")
+    if malformed:
+        print(
+            f"ddbshard: {malformed} malformed records were skipped: the keys may be incomplete",
+            file=sys.stderr,
+        )
+    return 1 if malformed or images else 0
+    return 0
+
+
+def _report(n: int, show: int, where: str, reason: str) -> None:
+    if n <= show:
+        print(f"ddbshard keys: malformed record: {where}: {reason}", file=sys.stderr)
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="milliseconds")
+
+
+class _Ticker:
+    """A progress line on stderr: every 0.5 s on a terminal, every 10 s in a log."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.start = self.last = time.monotonic()
+
+    def tick(self, records: int, keys: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        rate = records / max(now - self.start, 1e-9)
+        line = f"{records:,} records, {keys:,} distinct keys, {rate:,.0f} records/s"
+        print(line, end="\r" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.last > self.start:
+            print(file=sys.stderr)

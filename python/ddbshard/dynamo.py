@@ -1,0 +1,338 @@
+"""BatchGetItem and BatchWriteItem the way a catch-up must use them: every request either applied
+or reported, within DynamoDB's limits, at a chosen write rate.
+
+AWS's own rules, which shape everything here (AWS-FORMATS.md §6):
+
+- BatchGetItem takes at most 100 keys per call and may return some of them in UnprocessedKeys;
+  BatchWriteItem takes at most 25 put/delete requests and may return some in UnprocessedItems.
+  The SDK retries neither: ignoring them is how other tools lose writes silently.
+- When nothing at all can be processed the call fails with ProvisionedThroughputExceeded or
+  ThrottlingException. AWS asks for exponential backoff (50 ms, 100 ms, 200 ms, ... stopping after
+  about a minute) with jitter when several clients retry at once.
+- One batch may not name the same item twice, and a ValidationException rejects the whole batch.
+
+So botocore's own retries are off (it would retry throttled calls out of sight and count them
+against nothing); every call goes through `Dynamo._call`, which retries throttling, 5xx and
+dropped connections with full-jitter backoff. A request that is still unprocessed after
+`RetryPolicy.max_attempts` comes back to the caller as failed, never dropped. Puts and deletes
+are idempotent, so resending one whose answer was lost is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddbshard.exceptions import InputError
+from ddbshard.wire import canonical, item_from_client, item_to_client, key_of
+
+__all__ = ["MAX_GET", "MAX_WRITE", "Budget", "Dynamo", "RetryPolicy", "Write", "client"]
+
+MAX_GET = 100  # keys per BatchGetItem call (AWS quota)
+MAX_WRITE = 25  # requests per BatchWriteItem call (AWS quota)
+
+_THROTTLED = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",  # an item in a running transaction: retry later
+    }
+)
+_SERVER = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+
+
+def client(region: str | None = None) -> Any:
+    """A low-level DynamoDB client with botocore's retries off (see the module docstring)."""
+    import boto3
+    from botocore.config import Config
+
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+    return boto3.session.Session().client("dynamodb", region_name=region, config=config)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    # 12 attempts of full-jitter backoff from 50 ms doubling to a 10 s cap wait up to ~55 s in
+    # all: AWS's "stop after about one minute".
+    max_attempts: int = 12
+    base: float = 0.05
+    cap: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
+
+    def backoff(self, attempts: int) -> None:
+        """Waits before trying a request again that has failed `attempts` (>= 1) times."""
+        self.sleep(self.random() * min(self.cap, self.base * 2 ** (attempts - 1)))
+
+
+class Budget:
+    """A token bucket of write capacity units per second (`--max-wcu`).
+
+    Starts with one second's worth. A batch larger than the bucket waits until the bucket could
+    have filled that far, so the long-run rate holds whatever the batch size. `charge` takes more
+    when DynamoDB reports more consumed capacity than was estimated (GSI writes, for instance).
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_second <= 0:
+            raise ValueError("the write budget must be positive")
+        self.rate = per_second
+        self.tokens = per_second
+        self.clock = clock
+        self.sleep = sleep
+        self.last = clock()
+        self.waited = 0.0
+
+    def take(self, units: float) -> None:
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < units:
+            wait = (units - self.tokens) / self.rate
+            self.sleep(wait)
+            self.waited += wait
+            self.last = now + wait
+            self.tokens = 0.0
+        else:
+            self.tokens -= units
+
+    def charge(self, units: float) -> None:
+        self.tokens -= units
+
+
+@dataclass
+class Write:
+    """One put or delete, with what the caller needs to find it again."""
+
+    table: str
+    put: dict[str, Any] | None  # the item (wire JSON) for a put
+    key: dict[str, Any]  # the item's key (wire JSON)
+    units: int  # estimated write capacity units
+    tag: Any = None  # the caller's: which entry this write belongs to
+    attempts: int = 0
+    alone: bool = False  # send in a call of its own (to find which request a batch refused)
+    key_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_id = canonical(self.key)
+
+    def request(self) -> dict[str, Any]:
+        if self.put is not None:
+            return {"PutRequest": {"Item": item_to_client(self.put)}}
+        return {"DeleteRequest": {"Key": item_to_client(self.key)}}
+
+
+@dataclass
+class Stats:
+    calls: int = 0
+    retried: int = 0  # requests sent again (unprocessed, throttled, failed connection)
+    largest_write_call: int = 0
+    units_reported: float = 0.0
+
+
+class Dynamo:
+    def __init__(self, ddb: Any, policy: RetryPolicy | None = None, budget: Budget | None = None):
+        self.ddb = ddb
+        self.policy = policy or RetryPolicy()
+        self.budget = budget
+        self.stats = Stats()
+
+    def key_schema(self, table: str) -> tuple[tuple[str, str], ...]:
+        """((name, type) of the hash key[, of the range key]) of a table, from DescribeTable;
+        InputError if the table is missing."""
+        described = self._call("describe_table", TableName=table)["Table"]
+        types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}
+        ordered = sorted(described["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+        return tuple((k["AttributeName"], types[k["AttributeName"]]) for k in ordered)
+
+    def get(
+        self, requests: Iterable[tuple[str, dict[str, Any]]]
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[tuple[str, dict[str, Any], str]]]:
+        """Consistent reads of (table, key) pairs: found items by (table, canonical key), and
+        the pairs that could not be read with the reason. Items not found are in neither."""
+        pending: dict[tuple[str, str], list[Any]] = {}  # -> [table, key, attempts]
+        for table, key in requests:
+            pending.setdefault((table, canonical(key)), [table, key, 0])
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        failed: list[tuple[str, dict[str, Any], str]] = []
+        while pending:
+            batch = list(pending.items())[:MAX_GET]
+            tables: dict[str, list[dict[str, Any]]] = {}
+            for (table, _), (_, key, _) in batch:
+                tables.setdefault(table, []).append(item_to_client(key))
+            call = {t: {"Keys": keys, "ConsistentRead": True} for t, keys in tables.items()}
+            answer = self._try("batch_get_item", RequestItems=call)
+            if isinstance(answer, str):
+                for ident, (table, key, _) in batch:
+                    del pending[ident]
+                    failed.append((table, key, answer))
+                continue
+            if answer is None:
+                unprocessed = [ident for ident, _ in batch]
+            else:
+                names = {t: tuple(keys[0]) for t, keys in tables.items()}
+                for table, items in answer.get("Responses", {}).items():
+                    for item in items:
+                        wire = item_from_client(item)
+                        ident = (table, canonical(key_of(wire, names[table])))
+                        found[ident] = wire
+                        pending.pop(ident, None)
+                unprocessed = [
+                    (table, canonical(item_from_client(k)))
+                    for table, rest in answer.get("UnprocessedKeys", {}).items()
+                    for k in rest.get("Keys", [])
+                ]
+                for ident, _ in batch:
+                    if ident not in unprocessed:
+                        pending.pop(ident, None)  # answered: found above, or no such item
+            attempts = 0
+            for ident in unprocessed:
+                entry = pending[ident]
+                entry[2] += 1
+                attempts = max(attempts, entry[2])
+                self.stats.retried += 1
+                if entry[2] >= self.policy.max_attempts:
+                    del pending[ident]
+                    failed.append((entry[0], entry[1], f"unread after {entry[2]} attempts"))
+            if attempts and pending:
+                self.policy.backoff(attempts)
+        return found, failed
+
+    def write(self, writes: list[Write]) -> list[tuple[Write, str]]:
+        """Applies every write; returns those that could not be applied, with the reason."""
+        queue = list(writes)
+        failed: list[tuple[Write, str]] = []
+        limit = MAX_WRITE
+        if self.budget is not None:
+            # A batch may not ask for more than a second's budget at once (but one write always).
+            limit = max(1, min(MAX_WRITE, int(self.budget.rate)))
+        while queue:
+            batch, queue = _take_batch(queue, limit)
+            if self.budget is not None:
+                self.budget.take(sum(w.units for w in batch))
+            items: dict[str, list[dict[str, Any]]] = {}
+            for w in batch:
+                items.setdefault(w.table, []).append(w.request())
+            self.stats.largest_write_call = max(self.stats.largest_write_call, len(batch))
+            answer = self._try(
+                "batch_write_item", RequestItems=items, ReturnConsumedCapacity="TOTAL"
+            )
+            if isinstance(answer, str):  # refused for good: isolate the request at fault
+                if len(batch) > 1:
+                    for w in batch:
+                        w.alone = True
+                    queue = batch + queue
+                else:
+                    failed.append((batch[0], answer))
+                continue
+            retry = batch if answer is None else _unprocessed(batch, answer)
+            if answer is not None:
+                self._charge(batch, answer, retry)
+            for w in retry:
+                w.attempts += 1
+                self.stats.retried += 1
+                if w.attempts >= self.policy.max_attempts:
+                    failed.append((w, f"unprocessed after {w.attempts} attempts (throttled)"))
+                else:
+                    queue.append(w)
+            if retry and queue:
+                # Back off by how often these requests were refused: DynamoDB is asking for a
+                # slower pace, and a request's wait grows until it gives up.
+                self.policy.backoff(max(w.attempts for w in retry))
+        return failed
+
+    def _charge(self, batch: list[Write], answer: dict[str, Any], retry: list[Write]) -> None:
+        reported = sum(c.get("CapacityUnits", 0.0) for c in answer.get("ConsumedCapacity", []))
+        self.stats.units_reported += reported
+        if self.budget is not None:
+            # The estimate was taken before the call; only ever take more (a GSI write costs
+            # extra), never hand back: an estimate too low must not let the rate creep up.
+            again = {id(w) for w in retry}
+            estimated = sum(w.units for w in batch if id(w) not in again)
+            if reported > estimated:
+                self.budget.charge(reported - estimated)
+
+    def _try(self, op: str, **kwargs: Any) -> dict[str, Any] | str | None:
+        """One call: the answer; None when it should be retried (throttled, 5xx, connection);
+        the error text when no retry can help. A missing table or no access stops the run."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.stats.calls += 1
+        try:
+            answer: dict[str, Any] = getattr(self.ddb, op)(**kwargs)
+            return answer
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _THROTTLED or code in _SERVER or status >= 500:
+                return None
+            message = e.response.get("Error", {}).get("Message", "")
+            if code in ("ResourceNotFoundException", "AccessDeniedException"):
+                raise InputError(f"{op}: {code}: {message}") from e
+            return f"{code}: {message}"
+        except BotoCoreError:
+            return None  # dropped connection, timeout: the request may be sent again
+
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        """A single-item call (DescribeTable) with the same retries; InputError if it fails."""
+        for attempt in range(1, self.policy.max_attempts + 1):
+            answer = self._try(op, **kwargs)
+            if isinstance(answer, dict):
+                return answer
+            if isinstance(answer, str):
+                raise InputError(f"{op} {_args(kwargs)}: {answer}")
+            self.policy.backoff(attempt)
+        raise InputError(
+            f"{op} {_args(kwargs)}: still throttled after {self.policy.max_attempts} attempts"
+        )
+
+
+def _args(kwargs: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+def _take_batch(queue: list[Write], limit: int) -> tuple[list[Write], list[Write]]:
+    """Up to `limit` writes naming no item twice (DynamoDB refuses such a batch); a write that
+    must go alone goes alone. Order is kept, so of two writes to one item the first goes first."""
+    if queue[0].alone:
+        return [queue[0]], queue[1:]
+    batch: list[Write] = []
+    rest: list[Write] = []
+    seen: set[tuple[str, str]] = set()
+    blocked: set[tuple[str, str]] = set()
+    for w in queue:
+        ident = (w.table, w.key_id)
+        if len(batch) < limit and not w.alone and ident not in seen and ident not in blocked:
+            batch.append(w)
+            seen.add(ident)
+        else:
+            rest.append(w)
+            blocked.add(ident)  # a later write to this item must not overtake this one
+    return batch, rest
+
+
+def _unprocessed(batch: list[Write], answer: dict[str, Any]) -> list[Write]:
+    by_ident = {(w.table, w.key_id): w for w in batch}
+    back: list[Write] = []
+    for table, requests in answer.get("UnprocessedItems", {}).items():
+        for request in requests:
+            if "PutRequest" in request:
+                item = item_from_client(request["PutRequest"]["Item"])
+            else:
+                item = item_from_client(request["DeleteRequest"]["Key"])
+            for (t, _), w in by_ident.items():
+                if t == table and canonical(key_of(item, tuple(w.key))) == w.key_id:
+                    back.append(w)
+                    break
+    return back

@@ -1,0 +1,121 @@
+"""What sync does for one key: which target items to put, which old copies to delete.
+
+For a source key with its current item (or none) the plan is, per target T:
+
+- the item's output for T, if routing sends it there: put it, unless T already holds exactly
+  that item (compared as DynamoDB compares: numbers by value, sets unordered), which counts as
+  unchanged and costs no write;
+- every other place a copy of the item may sit in T: delete it if T has an item there. Those
+  places are the item's T key computed from its old image (the `OldImage` of the keys file,
+  routed with the config: only if the old state went to T), and its T key computed from the
+  source key alone, for targets whose key is built from key attributes only.
+
+Reading T before writing is what makes "unchanged" and "deleted" counts exact and spares the
+writes (a strongly consistent read of up to 4 KB costs one read unit, a write one write unit per
+KB). When a target read fails after its retries, the plan falls back to writing blind: a put
+and a delete are idempotent, so the result is the same, only the counts are less exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddbshard.keysfile import KeyEntry
+from ddbshard.routing import Reject, Router
+from ddbshard.wire import canonical, item_size, write_units
+
+__all__ = ["EntryPlan", "decide", "describe", "plan_source", "plan_target_line", "reads"]
+
+
+@dataclass
+class EntryPlan:
+    index: int  # the entry's position in this round
+    entry: KeyEntry
+    exists: bool = False  # the source item exists now
+    new: dict[int, dict[str, Any]] = field(default_factory=dict)  # target -> output item
+    old_keys: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # target -> keys
+    rejects: list[Reject] = field(default_factory=list)
+    problem: str | None = None  # why this entry cannot be synced now (it goes to failed keys)
+    puts: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    deletes: list[tuple[int, dict[str, Any], int]] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)  # targets already holding the output
+
+
+def plan_source(router: Router, index: int, entry: KeyEntry, current: Any) -> EntryPlan:
+    """The plan for a source key whose item is now `current` (None: it no longer exists)."""
+    plan = EntryPlan(index, entry, exists=current is not None)
+    if current is not None:
+        routed = router.route(current)
+        plan.new, plan.rejects = routed.outputs, routed.rejects
+    for t, key in router.keys_from_source_key(entry.keys).items():
+        plan.old_keys.setdefault(t, []).append(key)
+    if isinstance(entry.old, dict):
+        for t, item in router.route(entry.old).outputs.items():
+            plan.old_keys.setdefault(t, []).append(router.target_key(t, item))
+    return plan
+
+
+def plan_target_line(router: Router, index: int, entry: KeyEntry) -> EntryPlan:
+    """The plan for a `Target` line: delete that item of that target if it is there."""
+    plan = EntryPlan(index, entry)
+    t = router.find(entry.target or "")
+    if t is None:
+        plan.problem = f"no target or table named {entry.target!r} in the config"
+    elif tuple(sorted(entry.keys)) != tuple(sorted(router.targets[t].key)):
+        plan.problem = (
+            f"Keys name {', '.join(sorted(entry.keys))}, but {router.targets[t].table}'s key is "
+            f"{', '.join(router.targets[t].key)}"
+        )
+    else:
+        plan.old_keys[t] = [entry.keys]
+    return plan
+
+
+def reads(router: Router, plan: EntryPlan) -> list[tuple[str, dict[str, Any]]]:
+    """The target items the plan needs to see: where the output goes, where copies may be."""
+    out = [(router.targets[t].table, router.target_key(t, item)) for t, item in plan.new.items()]
+    for t, keys in plan.old_keys.items():
+        out.extend((router.targets[t].table, k) for k in keys)
+    return out
+
+
+def decide(
+    router: Router,
+    plan: EntryPlan,
+    actual: dict[tuple[str, str], dict[str, Any]],
+    unread: set[tuple[str, str]],
+) -> None:
+    """Fills in the plan's puts, deletes and unchanged from what the targets hold (`actual`, by
+    table and canonical key); `unread` are the (table, key) pairs that could not be read."""
+    for t, item in plan.new.items():
+        table = router.targets[t].table
+        key = router.target_key(t, item)
+        have = actual.get((table, canonical(key)))
+        if have is not None and canonical(have) == canonical(item):
+            plan.unchanged.append(t)
+        else:
+            plan.puts.append((t, item, key))
+    for t, keys in plan.old_keys.items():
+        table = router.targets[t].table
+        keep = canonical(router.target_key(t, plan.new[t])) if t in plan.new else None
+        seen: set[str] = set()
+        for key in keys:
+            ident = canonical(key)
+            if ident == keep or ident in seen:
+                continue
+            seen.add(ident)
+            have = actual.get((table, ident))
+            if have is not None:
+                plan.deletes.append((t, key, write_units(item_size(have))))
+            elif (table, ident) in unread:
+                plan.deletes.append((t, key, 1))  # not known to be there: delete blind
+
+
+def describe(plan: EntryPlan) -> str:
+    """A few words on what happened to the source item, for the dry-run listing."""
+    if plan.entry.target is not None:
+        return "no source item produces it"
+    if not plan.exists:
+        return "gone from the source"
+    return "inserted" if plan.entry.old is None else "changed"
