@@ -39,6 +39,29 @@ pub fn decode(text: &str) -> Result<Vec<u8>, &'static str> {
     ENGINE.decode(text).map_err(|_| "invalid base64")
 }
 
+/// Whether validated base64 text has its unused low bits (before `=` padding) at zero, as every
+/// encoder writes them. Decoding ignores those bits, so `AB==` and `AA==` are the same byte;
+/// among texts with clear trailing bits, though, different texts are different bytes.
+pub fn trailing_bits_clear(text: &str) -> bool {
+    let b = text.as_bytes();
+    let pad = b.iter().rev().take(2).take_while(|&&c| c == b'=').count();
+    let Some(&last) = b.len().checked_sub(pad + 1).map(|i| &b[i]) else {
+        return true;
+    };
+    let value = match last {
+        b'A'..=b'Z' => last - b'A',
+        b'a'..=b'z' => last - b'a' + 26,
+        b'0'..=b'9' => last - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    match pad {
+        1 => value & 0b11 == 0,
+        2 => value & 0b1111 == 0,
+        _ => true,
+    }
+}
+
 /// Encodes bytes as standard padded base64.
 pub fn encode(bytes: &[u8]) -> String {
     ENGINE.encode(bytes)
@@ -59,5 +82,28 @@ mod tests {
         }
         assert_eq!(decode("AAEqQQ==").unwrap(), vec![0, 1, b'*', b'A']);
         assert_eq!(encode(&[0, 1, b'*', b'A']), "AAEqQQ==");
+    }
+
+    #[test]
+    fn trailing_bits() {
+        for bytes in [
+            &b""[..],
+            b"\0",
+            b"\xff",
+            b"ab",
+            b"\xff\xff",
+            b"abc",
+            b"\x01\x02\x03\x04",
+        ] {
+            assert!(trailing_bits_clear(&encode(bytes)), "{bytes:?}");
+        }
+        for same_as_aa in ["AB==", "AP==", "AAF=", "AAH="] {
+            assert!(decoded_len(same_as_aa).is_ok());
+            assert!(!trailing_bits_clear(same_as_aa), "{same_as_aa}");
+        }
+        assert!(trailing_bits_clear("AQ=="));
+        assert!(trailing_bits_clear("AAE="));
+        assert!(trailing_bits_clear("//8="));
+        assert!(!trailing_bits_clear("//9="));
     }
 }

@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod decode;
 pub mod error;
+mod escape;
 pub mod expr;
 pub mod lines;
 pub mod number;

@@ -46,6 +46,13 @@ pub struct Decimal {
 }
 
 impl Decimal {
+    pub const ZERO: Decimal = Decimal {
+        negative: false,
+        digits: [0; MAX_DIGITS],
+        len: 0,
+        exponent: 0,
+    };
+
     /// Parses and validates DynamoDB number text: `[+-]digits[.digits][(e|E)[+-]digits]`,
     /// where either side of the point may be empty but not both.
     pub fn parse(text: &str) -> Result<Decimal, NumberError> {
@@ -264,6 +271,50 @@ pub fn check(text: &str) -> Result<Decimal, NumberError> {
     Decimal::parse(text)
 }
 
+/// `check` without the `Decimal`, for the parser, which sees every number of every item: the
+/// plain numbers that `plain_key` reads need no more checking.
+pub fn validate(text: &str) -> Result<(), NumberError> {
+    if plain_key(text).is_some() {
+        return Ok(());
+    }
+    Decimal::parse(text).map(|_| ())
+}
+
+/// The value of a plain decimal, as text parts that are equal exactly when the values are:
+/// whether it is negative (never for zero), the integer digits without leading zeros and the
+/// fraction digits without trailing zeros. `None` for any other number text.
+///
+/// Plain means a sign, digits and at most one point, 38 characters at most after the sign.
+/// Most numbers are (`-12`, `153.88`) and they can break no rule but the syntax: at most 38
+/// digits in all means at most 38 significant ones, and a magnitude (when not zero) between
+/// 1E-38 and 1E38, well inside DynamoDB's range. So one scan both validates them and gives
+/// set members something to compare without parsing them into `Decimal`s.
+pub fn plain_key(text: &str) -> Option<(bool, &str, &str)> {
+    let b = text.as_bytes();
+    let start = usize::from(matches!(b.first(), Some(b'-' | b'+')));
+    if b.len() - start > MAX_DIGITS {
+        return None;
+    }
+    // One pass: every byte a digit but for one point.
+    let mut point = b.len();
+    for (i, &c) in b.iter().enumerate().skip(start) {
+        if !c.is_ascii_digit() {
+            if c != b'.' || point != b.len() {
+                return None;
+            }
+            point = i;
+        }
+    }
+    let int = &text[start..point];
+    let frac = text.get(point + 1..).unwrap_or("");
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let (int, frac) = (int.trim_start_matches('0'), frac.trim_end_matches('0'));
+    let zero = int.is_empty() && frac.is_empty();
+    Some((start == 1 && b[0] == b'-' && !zero, int, frac))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +409,77 @@ mod tests {
         assert_eq!(ok("12").stored_size(), 2);
         assert_eq!(ok("123").stored_size(), 3);
         assert_eq!(ok("0").stored_size(), 1);
+    }
+
+    #[test]
+    fn validate_agrees_with_check() {
+        let mut cases: Vec<String> = [
+            "",
+            "-",
+            "+",
+            ".",
+            "-.",
+            "+.",
+            "..",
+            "0",
+            "-0",
+            "+0",
+            "00",
+            "007",
+            "1.",
+            ".5",
+            "-.5",
+            "+.5",
+            "1.2.3",
+            "1..2",
+            "1e5",
+            "1E5",
+            "1e",
+            "--1",
+            "+-1",
+            " 1",
+            "1 ",
+            "0x10",
+            "١",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1_000",
+            "1,5",
+            "153.88",
+            "-46479",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Around the 38-digit boundary, with and without a sign, a point and zeros.
+        for n in 36..=41 {
+            for digit in ["0", "1", "9"] {
+                let d = digit.repeat(n);
+                cases.push(d.clone());
+                cases.push(format!("-{d}"));
+                cases.push(format!("+{d}"));
+                cases.push(format!("{}.{}", &d[..n / 2], &d[n / 2..]));
+                cases.push(format!(".{d}"));
+                cases.push(format!("{d}."));
+                cases.push(format!("0.{}1", "0".repeat(n)));
+                cases.push(format!("1{}", "0".repeat(n)));
+            }
+        }
+        for s in &cases {
+            assert_eq!(validate(s), check(s).map(|_| ()), "{s:?}");
+        }
+        // Plain keys are equal exactly when the numbers are.
+        let valid: Vec<&String> = cases.iter().filter(|s| plain_key(s).is_some()).collect();
+        assert!(valid.len() > 50);
+        for a in &valid {
+            for b in &valid {
+                assert_eq!(
+                    plain_key(a) == plain_key(b),
+                    check(a).unwrap() == check(b).unwrap(),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 }

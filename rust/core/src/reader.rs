@@ -5,7 +5,7 @@
 use crate::decode::Decoder;
 use crate::error::{Error, ParseError, Reason};
 use crate::lines::{Line, LineSplitter};
-use crate::parse::{parse_item, Shape};
+use crate::parse::{parse_item_layout, Layout, Shape};
 use crate::value::Map;
 
 /// What the consumer is handed for each non-blank line.
@@ -15,6 +15,8 @@ pub struct LineEvent<'a, 'l> {
     /// The raw line (for an over-long line, only its first bytes).
     pub raw: &'l [u8],
     pub item: Result<Map<'a>, ParseError>,
+    /// Where the item's parts sit in `raw`, and whether `raw` is canonical (see `Layout`).
+    pub layout: &'l Layout,
 }
 
 pub struct LineReader {
@@ -22,6 +24,8 @@ pub struct LineReader {
     splitter: LineSplitter,
     shape: Shape,
     bytes_out: u64,
+    /// Reused for every line.
+    layout: Layout,
 }
 
 impl LineReader {
@@ -31,6 +35,7 @@ impl LineReader {
             splitter: LineSplitter::default(),
             shape,
             bytes_out: 0,
+            layout: Layout::default(),
         }
     }
 
@@ -63,9 +68,12 @@ impl LineReader {
         let shape = self.shape;
         let splitter = &mut self.splitter;
         let bytes_out = &mut self.bytes_out;
+        let layout = &mut self.layout;
         self.decoder.feed(data, &mut |piece| {
             *bytes_out += piece.len() as u64;
-            splitter.feed(piece, &mut |n, line| dispatch(shape, n, line, on_line));
+            splitter.feed(piece, &mut |n, line| {
+                dispatch(shape, n, line, layout, on_line)
+            });
         })
     }
 
@@ -74,23 +82,33 @@ impl LineReader {
         let shape = self.shape;
         let splitter = &mut self.splitter;
         let bytes_out = &mut self.bytes_out;
+        let layout = &mut self.layout;
         self.decoder.finish(&mut |piece| {
             *bytes_out += piece.len() as u64;
-            splitter.feed(piece, &mut |n, line| dispatch(shape, n, line, on_line));
+            splitter.feed(piece, &mut |n, line| {
+                dispatch(shape, n, line, layout, on_line)
+            });
         })?;
-        splitter.finish(&mut |n, line| dispatch(shape, n, line, on_line));
+        splitter.finish(&mut |n, line| dispatch(shape, n, line, layout, on_line));
         Ok(())
     }
 }
 
-fn dispatch(shape: Shape, n: u64, line: Line<'_>, on_line: &mut impl FnMut(LineEvent<'_, '_>)) {
+fn dispatch(
+    shape: Shape,
+    n: u64,
+    line: Line<'_>,
+    layout: &mut Layout,
+    on_line: &mut impl FnMut(LineEvent<'_, '_>),
+) {
     match line {
         Line::Text(raw) => {
-            let item = parse_item(raw, shape).map_err(|e| e.at_line(n));
+            let item = parse_item_layout(raw, shape, layout).map_err(|e| e.at_line(n));
             on_line(LineEvent {
                 line_no: n,
                 raw,
                 item,
+                layout,
             });
         }
         Line::TooLong { head, len } => {
@@ -101,10 +119,12 @@ fn dispatch(shape: Shape, n: u64, line: Line<'_>, on_line: &mut impl FnMut(LineE
                 0,
             )
             .at_line(n);
+            layout.canonical = false;
             on_line(LineEvent {
                 line_no: n,
                 raw: head,
                 item: Err(err),
+                layout,
             });
         }
     }

@@ -2,6 +2,9 @@
 //! Numbers and binaries are written as the text they were read as; strings are escaped the
 //! way JSON requires and nothing more (non-ASCII stays raw UTF-8, as AWS exports write it).
 
+use crate::escape::find_special;
+use crate::parse::RawLine;
+use crate::transform::OutAttr;
 use crate::value::{Map, Value};
 
 /// Appends `{"Item":{...}}` (no newline).
@@ -11,16 +14,25 @@ pub fn write_export_line(out: &mut Vec<u8>, item: &Map<'_>) {
     out.push(b'}');
 }
 
-/// Appends `{"Item":{...}}` for an item given as (name, value) pairs (a transform's output).
-pub fn write_export_line_attrs(out: &mut Vec<u8>, attrs: &[(&str, &Value<'_>)]) {
+/// Appends `{"Item":{...}}` for an item given as a transform's output attributes. With the
+/// input line in canonical form (`raw`), values taken unchanged from the input item are copied
+/// from the line: the same bytes `write_value` would make, without walking the value.
+pub fn write_export_line_attrs(
+    out: &mut Vec<u8>,
+    attrs: &[OutAttr<'_, '_>],
+    raw: Option<RawLine<'_>>,
+) {
     out.extend_from_slice(b"{\"Item\":{");
-    for (i, (k, v)) in attrs.iter().enumerate() {
+    for (i, a) in attrs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, k);
+        write_str(out, a.name);
         out.push(b':');
-        write_value(out, v);
+        match (raw, a.from_item) {
+            (Some(raw), Some(index)) => out.extend_from_slice(raw.value(index)),
+            _ => write_value(out, a.value),
+        }
     }
     out.extend_from_slice(b"}}");
 }
@@ -72,34 +84,49 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
     out.push(b'}');
 }
 
-/// A JSON string literal. Fast path: copy runs of bytes that need no escape.
+/// A JSON string literal: `"`, `\` and control characters escaped (`\n`, `\r`, `\t`, else
+/// `\u00xx`), everything else copied, non-ASCII included. Runs between the bytes that need
+/// an escape are found eight bytes at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let b = s.as_bytes();
-    let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[run..i]);
-        if esc.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(c >> 4) as usize]);
-            out.push(HEX[(c & 15) as usize]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        run = i + 1;
+    let mut rest = s.as_bytes();
+    while let Some(i) = find_special(rest) {
+        out.extend_from_slice(&rest[..i]);
+        write_escape(out, rest[i]);
+        rest = &rest[i + 1..];
     }
-    out.extend_from_slice(&b[run..]);
+    out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+fn write_escape(out: &mut Vec<u8>, c: u8) {
+    let (bytes, n) = escape_bytes(c);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// How `write_str` escapes a byte that `find_special` found: the escape and its length. The
+/// parser compares escapes in its input with these to tell whether a line is already in the
+/// form written here (`parse::Layout::canonical`), so this is the one place that decides.
+pub(crate) fn escape_bytes(c: u8) -> ([u8; 6], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match c {
+        b'"' => (*b"\\\"    ", 2),
+        b'\\' => (*b"\\\\    ", 2),
+        b'\n' => (*b"\\n    ", 2),
+        b'\r' => (*b"\\r    ", 2),
+        b'\t' => (*b"\\t    ", 2),
+        _ => (
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ],
+            6,
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +144,74 @@ mod tests {
         assert_eq!(text, line);
         let again = parse_item(&out, Shape::ExportLine).unwrap();
         assert_eq!(again, item);
+    }
+
+    /// The byte-at-a-time writer `write_str` replaced, as the reference.
+    fn write_str_simple(out: &mut Vec<u8>, s: &str) {
+        out.push(b'"');
+        for c in s.bytes() {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0..=0x1f => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+                _ => out.push(c),
+            }
+        }
+        out.push(b'"');
+    }
+
+    #[test]
+    fn write_str_matches_the_simple_writer() {
+        let tricky = [
+            "",
+            "plain",
+            "\"",
+            "\\",
+            "\\\"",
+            "a\"b\\c",
+            "\u{0}",
+            "\u{1f}",
+            "\u{20}",
+            "\u{7f}",
+            "\u{8}\u{c}\n\r\t",
+            "é",
+            "😀",
+            "\u{2028}\u{2029}",
+            "日本語\"quoted\"",
+            "exactly8",
+            "exactly8\"",
+            "\"exactly8",
+            "seven!\"x",
+            "0123456789abcdef\\",
+            "</script>",
+            "ünïcödé\u{1}ünïcödé\u{1f}ünïcödé",
+        ];
+        let mut cases: Vec<String> = tricky.iter().map(|s| s.to_string()).collect();
+        // Every ASCII byte, and each special at every position of runs of several lengths.
+        cases.push((0u8..0x80).map(char::from).collect());
+        for len in 0..20 {
+            for special in [
+                "\"", "\\", "\n", "\u{1}", "\u{1f}", "\u{7f}", "é", "\u{2028}",
+            ] {
+                for at in 0..=len {
+                    let mut s = "x".repeat(len);
+                    s.insert_str(at, special);
+                    cases.push(s);
+                }
+            }
+        }
+        for s in &cases {
+            let (mut fast, mut simple) = (Vec::new(), Vec::new());
+            write_str(&mut fast, s);
+            write_str_simple(&mut simple, s);
+            assert_eq!(fast, simple, "{s:?}");
+            // And it is the JSON string: parsed back, it is `s`.
+            let line = format!("{{\"a\":{{\"S\":{}}}}}", String::from_utf8(fast).unwrap());
+            let item = parse_item(line.as_bytes(), Shape::AttributeMap).unwrap();
+            assert_eq!(item[0].1, Value::S(s.as_str().into()), "{s:?}");
+        }
     }
 }

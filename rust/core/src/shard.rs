@@ -35,6 +35,7 @@ pub struct Compressor {
     codec: Codec,
     zstd: Option<zstd::bulk::Compressor<'static>>,
     deflate: Option<Compress>,
+    /// One block's compressed bytes, reused for every block.
     scratch: Vec<u8>,
 }
 
@@ -65,10 +66,14 @@ impl Compressor {
             Codec::None => out.extend_from_slice(block),
             Codec::Zstd => {
                 let z = self.zstd.as_mut().expect("zstd context");
-                let frame = z
-                    .compress(block)
+                // Into a buffer kept between blocks: a fresh worst-case-sized buffer per frame
+                // (what `compress` makes) costs page faults on every block.
+                self.scratch.clear();
+                self.scratch
+                    .reserve(zstd::zstd_safe::compress_bound(block.len()));
+                z.compress_to_buffer(block, &mut self.scratch)
                     .map_err(|e| Error::Io(std::io::Error::other(format!("zstd: {e}"))))?;
-                out.extend_from_slice(&frame);
+                out.extend_from_slice(&self.scratch);
             }
             Codec::Gzip => {
                 let d = self.deflate.as_mut().expect("deflate context");

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, ParseError, Reason};
-use crate::parse::Shape;
+use crate::parse::{RawLine, Shape};
 use crate::reader::{LineEvent, LineReader};
 use crate::serialize::write_str;
 use crate::shard::{Codec, Compressor, ShardSet};
@@ -190,11 +190,15 @@ impl Splitter {
                 self.counts.rejected += 1;
                 self.record_parse_error(e.line_no, e.raw, &err);
             }
-            Ok(item) => self.route(e.line_no, e.raw, &item),
+            Ok(item) => {
+                let raw = e.layout.raw_line(e.raw);
+                self.route(e.line_no, e.raw, &item, raw)
+            }
         }
     }
 
-    fn route(&mut self, line_no: u64, raw: &[u8], item: &Map<'_>) {
+    /// `copyable` is `raw` when it is in the serializer's form (see `Layout::canonical`).
+    fn route(&mut self, line_no: u64, raw: &[u8], item: &Map<'_>, copyable: Option<RawLine<'_>>) {
         let mut matched = false;
         let mut written = false;
         for t in 0..self.targets.len() {
@@ -203,7 +207,7 @@ impl Splitter {
             }
             matched = true;
             self.line_buf.clear();
-            match self.targets[t].write_line(item, &mut self.sets, &mut self.line_buf) {
+            match self.targets[t].write_line(item, copyable, &mut self.sets, &mut self.line_buf) {
                 Ok(()) => {
                     if let Err(err) = self.shards[t].push_line(&self.line_buf, &mut self.compressor)
                     {

@@ -6,10 +6,11 @@ use crate::binary;
 use crate::error::Reason;
 use crate::expr::Condition;
 use crate::number;
+use crate::parse::RawLine;
 use crate::serialize;
 use crate::size;
 use crate::transform::{TemplateError, Transform};
-use crate::value::{Map, TypeTag, Value};
+use crate::value::{map_get, Map, TypeTag, Value};
 
 /// Key value limits (Developer Guide, "Constraints"): partition key 1..2048 bytes, sort key
 /// 1..1024 bytes.
@@ -47,17 +48,28 @@ impl Target {
     }
 
     /// Transforms `item`, checks the result, and appends its export line (with newline) to
-    /// `out`. On refusal `out` is left as it was.
+    /// `out`. On refusal `out` is left as it was. `raw` is the input line when it is in
+    /// canonical form: whatever the item keeps unchanged is then copied from it.
     pub fn write_line(
         &self,
         item: &Map<'_>,
+        raw: Option<RawLine<'_>>,
         sets: &mut Vec<Value<'static>>,
         out: &mut Vec<u8>,
     ) -> Result<(), Refusal> {
+        let start = out.len();
         if self.transform.is_identity() {
-            let attrs: Vec<(&str, &Value<'_>)> =
-                item.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-            return self.check_and_write(&attrs, out);
+            self.check_keys(|name| map_get(item, name))?;
+            match raw {
+                // The line itself, unless it has whitespace or escapes of its own.
+                Some(raw) => {
+                    out.extend_from_slice(b"{\"Item\":");
+                    out.extend_from_slice(raw.map());
+                    out.push(b'}');
+                }
+                None => serialize::write_export_line(out, item),
+            }
+            return self.check_size(out, start, || size::item_size(item));
         }
         self.transform
             .render_sets(item, sets)
@@ -80,15 +92,18 @@ impl Target {
             })?;
         let mut attrs = Vec::with_capacity(item.len() + self.transform.set.len());
         self.transform.project(item, sets, &mut attrs);
-        self.check_and_write(&attrs, out)
+        self.check_keys(|name| attrs.iter().find(|a| a.name == name).map(|a| a.value))?;
+        serialize::write_export_line_attrs(out, &attrs, raw);
+        self.check_size(out, start, || {
+            attrs
+                .iter()
+                .map(|a| a.name.len() + size::value_size(a.value))
+                .sum()
+        })
     }
 
-    fn check_and_write(
-        &self,
-        attrs: &[(&str, &Value<'_>)],
-        out: &mut Vec<u8>,
-    ) -> Result<(), Refusal> {
-        let find = |n: &str| attrs.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    /// The table's key attributes and the index keys, looked up in the output item by `find`.
+    fn check_keys<'v>(&self, find: impl Fn(&str) -> Option<&'v Value<'v>>) -> Result<(), Refusal> {
         let (hash, hash_type) = &self.hash_key;
         self.check_key(hash, *hash_type, find(hash), true, MAX_HASH_KEY_BYTES)?;
         if let Some((range, range_type)) = &self.range_key {
@@ -97,15 +112,21 @@ impl Target {
         for (name, t) in &self.index_keys {
             self.check_key(name, *t, find(name), false, MAX_HASH_KEY_BYTES)?;
         }
-        let start = out.len();
-        serialize::write_export_line_attrs(out, attrs);
+        Ok(())
+    }
+
+    /// Refuses the item written at `out[start..]` if it is over DynamoDB's item size limit
+    /// (`stored_size` counts it exactly); otherwise ends the line.
+    fn check_size(
+        &self,
+        out: &mut Vec<u8>,
+        start: usize,
+        stored_size: impl FnOnce() -> usize,
+    ) -> Result<(), Refusal> {
         // The JSON text bounds the stored size from above; count exactly only when it might
         // be over the limit.
         if out.len() - start > size::MAX_ITEM_BYTES {
-            let n: usize = attrs
-                .iter()
-                .map(|(k, v)| k.len() + size::value_size(v))
-                .sum();
+            let n = stored_size();
             if n > size::MAX_ITEM_BYTES {
                 out.truncate(start);
                 return Err(refuse(
@@ -171,5 +192,87 @@ impl Target {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_item_layout, Layout, Shape};
+    use crate::transform::Template;
+
+    fn target(transform: Transform) -> Target {
+        Target {
+            name: "T".into(),
+            condition: None,
+            transform,
+            hash_key: ("pk".into(), TypeTag::S),
+            range_key: None,
+            index_keys: vec![],
+            shards: 1,
+        }
+    }
+
+    #[test]
+    fn copying_a_canonical_line_writes_what_serializing_writes() {
+        let targets = [
+            target(Transform::default()),
+            target(Transform {
+                drop: vec!["n".into()],
+                rename: vec![("m".into(), "renamed \"m\"".into())],
+                set: vec![("gsi".into(), Template::parse("K#{pk}", &[]).unwrap())],
+                ..Transform::default()
+            }),
+            target(Transform {
+                keep: Some(vec!["pk".into(), "s".into()]),
+                ..Transform::default()
+            }),
+        ];
+        let lines = [
+            r#"{"Item":{"pk":{"S":"a\"b"},"n":{"N":"1.50"},"m":{"M":{"x":{"L":[{"S":"\u0001"},{"NULL":true}]}}},"s":{"SS":["z","y\\"]}}}"#,
+            r#"{"Item":{"pk":{"S":"é😀"},"b":{"BS":["AA=="]},"m":{"M":{}}}}"#,
+            // Not canonical: written by the serializer instead, the same either way.
+            r#"{"Item": {"pk":{"S":"\u00e9"},"s":{"S":"\/"}}}"#,
+        ];
+        let mut layout = Layout::default();
+        let mut sets = Vec::new();
+        for line in lines {
+            let item = parse_item_layout(line.as_bytes(), Shape::ExportLine, &mut layout).unwrap();
+            for t in &targets {
+                let (mut copied, mut serialized) = (Vec::new(), Vec::new());
+                let raw = layout.raw_line(line.as_bytes());
+                t.write_line(&item, raw, &mut sets, &mut copied).unwrap();
+                t.write_line(&item, None, &mut sets, &mut serialized)
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(copied).unwrap(),
+                    String::from_utf8(serialized).unwrap()
+                );
+            }
+        }
+        // An identity target copies a canonical line as it is.
+        let mut out = Vec::new();
+        let item = parse_item_layout(lines[0].as_bytes(), Shape::ExportLine, &mut layout).unwrap();
+        let raw = layout.raw_line(lines[0].as_bytes());
+        assert!(raw.is_some());
+        targets[0]
+            .write_line(&item, raw, &mut sets, &mut out)
+            .unwrap();
+        assert_eq!(out, format!("{}\n", lines[0]).as_bytes());
+    }
+
+    #[test]
+    fn key_checks_apply_to_copied_lines() {
+        let line = r#"{"Item":{"pk":{"N":"1"}}}"#;
+        let mut layout = Layout::default();
+        let item = parse_item_layout(line.as_bytes(), Shape::ExportLine, &mut layout).unwrap();
+        let raw = layout.raw_line(line.as_bytes());
+        assert!(raw.is_some());
+        let mut out = Vec::new();
+        let err = target(Transform::default())
+            .write_line(&item, raw, &mut Vec::new(), &mut out)
+            .unwrap_err();
+        assert_eq!(err.reason, Reason::WrongKeyType);
+        assert!(out.is_empty());
     }
 }

@@ -93,6 +93,16 @@ impl Template {
     }
 }
 
+/// One attribute of a transform's output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutAttr<'m, 'a> {
+    pub name: &'m str,
+    pub value: &'m Value<'a>,
+    /// The value's index in the input item when it is one of the item's own values (not a
+    /// template's), so that its bytes in a canonical input line can be copied to the output.
+    pub from_item: Option<usize>,
+}
+
 #[derive(Debug, Default)]
 pub struct Transform {
     pub keep: Option<Vec<String>>,
@@ -106,17 +116,21 @@ impl Transform {
         self.keep.is_none() && self.drop.is_empty() && self.rename.is_empty() && self.set.is_empty()
     }
 
-    /// Renders the `set` templates into `values` (one per template, in order).
+    /// Renders the `set` templates into `values` (one per template, in order). The strings of
+    /// the previous item's values are rendered into again, so steady state allocates nothing.
     pub fn render_sets(
         &self,
         item: &Map<'_>,
         values: &mut Vec<Value<'static>>,
     ) -> Result<(), TemplateError> {
-        values.clear();
-        let mut buf = String::new();
-        for (_, t) in &self.set {
-            t.render(item, &mut buf)?;
-            values.push(Value::S(Cow::Owned(buf.clone())));
+        values.resize_with(self.set.len(), || Value::S(Cow::Owned(String::new())));
+        for ((_, t), value) in self.set.iter().zip(values.iter_mut()) {
+            if !matches!(value, Value::S(_)) {
+                *value = Value::S(Cow::Owned(String::new()));
+            }
+            if let Value::S(s) = value {
+                t.render(item, s.to_mut())?;
+            }
         }
         Ok(())
     }
@@ -126,7 +140,7 @@ impl Transform {
         &'m self,
         item: &'m Map<'a>,
         sets: &'m [Value<'static>],
-        out: &mut Vec<(&'m str, &'m Value<'a>)>,
+        out: &mut Vec<OutAttr<'m, 'a>>,
     ) {
         out.clear();
         let set_name = |n: &str| self.set.iter().any(|(s, _)| s == n);
@@ -144,7 +158,7 @@ impl Transform {
                 .iter()
                 .any(|(from, to)| to == n && kept(from) && item.iter().any(|(k, _)| k == from))
         };
-        for (name, value) in item {
+        for (index, (name, value)) in item.iter().enumerate() {
             let name = name.as_ref();
             if !kept(name) {
                 continue;
@@ -157,10 +171,18 @@ impl Transform {
             if set_name(out_name) {
                 continue;
             }
-            out.push((out_name, value));
+            out.push(OutAttr {
+                name: out_name,
+                value,
+                from_item: Some(index),
+            });
         }
         for ((name, _), value) in self.set.iter().zip(sets) {
-            out.push((name.as_str(), value));
+            out.push(OutAttr {
+                name: name.as_str(),
+                value,
+                from_item: None,
+            });
         }
     }
 }
@@ -170,8 +192,8 @@ mod tests {
     use super::*;
     use crate::parse::{parse_item, Shape};
 
-    fn names(out: &[(&str, &Value<'_>)]) -> Vec<String> {
-        out.iter().map(|(n, _)| n.to_string()).collect()
+    fn names(out: &[OutAttr<'_, '_>]) -> Vec<String> {
+        out.iter().map(|a| a.name.to_string()).collect()
     }
 
     #[test]
@@ -198,7 +220,7 @@ mod tests {
             names(&out),
             ["pk", "user_id", "createdAt", "n", "m", "gsi1pk"]
         );
-        assert_eq!(out[5].1, &Value::S("USER#u7/1.50/2".into()));
+        assert_eq!(out[5].value, &Value::S("USER#u7/1.50/2".into()));
 
         let keep = Transform {
             keep: Some(vec!["pk".into(), "n".into()]),
@@ -225,8 +247,8 @@ mod tests {
         let mut out = Vec::new();
         t.project(&item, &sets, &mut out);
         assert_eq!(names(&out), ["b", "c"]);
-        assert_eq!(out[0].1, &Value::S("1".into()));
-        assert_eq!(out[1].1, &Value::S("x{y}".into()));
+        assert_eq!(out[0].value, &Value::S("1".into()));
+        assert_eq!(out[1].value, &Value::S("x{y}".into()));
     }
 
     #[test]
@@ -239,7 +261,7 @@ mod tests {
         let mut out = Vec::new();
         t.project(&item, &[], &mut out);
         assert_eq!(names(&out), ["b", "c"]);
-        assert_eq!(out[0].1, &Value::S("orig".into()));
+        assert_eq!(out[0].value, &Value::S("orig".into()));
         // a dropped source is no rename either
         let t = Transform {
             drop: vec!["c".into()],
@@ -248,7 +270,7 @@ mod tests {
         };
         t.project(&item, &[], &mut out);
         assert_eq!(names(&out), ["b"]);
-        assert_eq!(out[0].1, &Value::S("orig".into()));
+        assert_eq!(out[0].value, &Value::S("orig".into()));
     }
 
     #[test]
