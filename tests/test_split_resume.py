@@ -164,8 +164,9 @@ def run_until(config: Path, files: int, extra: float) -> subprocess.Popen[str]:
 
 
 def kill_point(seed: int) -> tuple[int, float]:
-    """After 1..FILES/2 checkpointed files (the workers are up): at least a dozen files (some seconds of zstd level
-    15 on any machine) are left, so the kill never races the end of the run."""
+    """After 1..FILES/2 checkpointed files (the workers are up): at least a dozen files (some
+    seconds of zstd level 15 on any machine) are left, so the kill never races the end of the
+    run."""
     rng = random.Random(seed)
     return rng.randrange(1, FILES // 2), rng.uniform(0, 0.05)
 

@@ -1,15 +1,30 @@
 """Type stub of the native module ddbshard._core (checked against the binary by stubtest)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Self, final
 
-__all__ = ["REASONS", "Condition", "LineReader", "Splitter", "__version__", "dumps", "loads"]
+__all__ = [
+    "REASONS",
+    "ColumnBuilder",
+    "Condition",
+    "LineReader",
+    "Splitter",
+    "__version__",
+    "canonical_item",
+    "dumps",
+    "flatten_items",
+    "loads",
+]
 
 __version__: str
 REASONS: list[str]
 
 def loads(data: bytes | bytearray | str) -> dict[str, Any]: ...
 def dumps(item: Mapping[str, Any], *, line: bool = False) -> bytes: ...
+def canonical_item(data: bytes) -> tuple[bytes, int]: ...
+def flatten_items(
+    offsets: bytes, data: bytes, columns: Sequence[tuple[str, str]]
+) -> list[dict[str, Any]]: ...
 
 @final
 class Condition:
@@ -45,3 +60,30 @@ class Splitter:
     def take_rejects(self) -> bytes: ...
     def shard_stats(self) -> list[list[tuple[int, int]]]: ...
     def counts(self) -> dict[str, Any]: ...
+
+@final
+class ColumnBuilder:
+    """Parquet-copy columns in Arrow layout. `take_batch()` returns {"rows", "keys": [{"type",
+    "offsets", "data"} (+ "float", "float_validity", "float_nulls" for N)], "item_offsets",
+    "item_data", "hash" (u64 LE), "file_index" (i32 LE), "files", "line" (i64 LE),
+    "line_validity", "line_nulls"}; validity is None when there is no null."""
+
+    def __new__(
+        cls,
+        keys: Sequence[tuple[str, str]] = ...,
+        target: str | None = None,
+        track_types: bool = False,
+        shape: str = "export",
+    ) -> Self: ...
+    def begin_file(self, name: str, line_numbers: bool = True) -> None: ...
+    def feed(self, data: bytes) -> None: ...
+    def end_file(self) -> None: ...
+    def file_bytes(self) -> tuple[int, int]: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def batch_bytes(self) -> int: ...
+    def take_batch(self) -> dict[str, Any]: ...
+    def take_rejects(self) -> bytes: ...
+    def counts(self) -> dict[str, Any]: ...
+    def attribute_types(self) -> list[tuple[str, list[str]]]: ...

@@ -8,6 +8,7 @@ only with --debug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +19,46 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose arguments are defined next to their code, and whose code imports polars,
+# pyarrow or boto3 (half a second or more): their modules are imported only for the command
+# being run, so that `split` and its worker start-up do not pay for `diff`.
+_ARGUMENTS_WITH_CODE = {
+    "init": (
+        "ddbshard.commands.init",
+        "add_init_arguments",
+        "write a config whose target recreates a table; export it",
+    ),
+    "estimate": (
+        "ddbshard.commands.estimate",
+        "add_estimate_arguments",
+        "what the migration will cost and write, from the export",
+    ),
+    "keys": (
+        "ddbshard.commands.keys",
+        "add_keys_arguments",
+        "list the keys changed in a time window",
+    ),
+    "sync": (
+        "ddbshard.commands.sync",
+        "add_sync_arguments",
+        "write the current state of changed keys to the target tables",
+    ),
+    "parquet": (
+        "ddbshard.commands.parquet",
+        "add_parquet_arguments",
+        "turn DynamoDB-JSON lines into a Parquet dataset",
+    ),
+    "diff": (
+        "ddbshard.commands.diff",
+        "add_diff_arguments",
+        "compare what the targets should hold with what they hold",
+    ),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command`, only that command's arguments are complete (the others
+    are listed for --help but their modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="python -m ddbshard",
         description="Split, reshape and copy DynamoDB table exports into ImportTable-ready shards.",
@@ -102,23 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fresh ClientToken, to start again within 8 hours of a failed import",
     )
 
-    from ddbshard.commands.estimate import add_estimate_arguments
-    from ddbshard.commands.init import add_init_arguments
-
-    add_init_arguments(
-        sub.add_parser("init", help="write a config whose target recreates a table; export it")
-    )
-    add_estimate_arguments(
-        sub.add_parser("estimate", help="what the migration will cost and write, from the export")
-    )
-
-    from ddbshard.commands.keys import add_keys_arguments
-    from ddbshard.commands.sync import add_sync_arguments
-
-    add_keys_arguments(sub.add_parser("keys", help="list the keys changed in a time window"))
-    add_sync_arguments(
-        sub.add_parser("sync", help="write the current state of changed keys to the target tables")
-    )
+    for name, (module, adder, help_text) in _ARGUMENTS_WITH_CODE.items():
+        p = sub.add_parser(name, help=help_text)
+        if command in (None, name):
+            getattr(importlib.import_module(module), adder)(p)
     return parser
 
 
@@ -132,8 +159,14 @@ def _positive(text: str) -> int:
     return n
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named on the command line: the first argument that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
@@ -172,6 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ddbshard.commands.sync import run_sync
 
             return run_sync(args)
+        if args.command == "parquet":
+            from ddbshard.commands.parquet import run_parquet
+
+            return run_parquet(args)
+        if args.command == "diff":
+            from ddbshard.commands.diff import run_diff_command
+
+            return run_diff_command(args)
         parser.error(f"unknown command {args.command}")
     except DdbShardError as e:
         if args.debug:

@@ -335,8 +335,12 @@ class _Run:
                     continue
                 del in_flight[w]
                 in_flight_rejects[w] = 0
-                self._file_done(w, payload)
+                # The worker's next file starts before this one is appended and checkpointed:
+                # a worker left waiting for the driver's writes and fsyncs ran at half speed.
+                if payload.status == "ok":
+                    nexts[w] = payload.next_shards
                 dispatch(w)
+                self._file_done(w, payload)
             for inbox in inboxes:
                 inbox.put(None)
             for p in procs:

@@ -6,10 +6,13 @@
 //! Number, binary and item-size rules live in `number`, `binary` and `size`.
 
 pub mod binary;
+pub mod canonical;
+pub mod columns;
 pub mod decode;
 pub mod error;
 mod escape;
 pub mod expr;
+pub mod flatten;
 pub mod lines;
 pub mod number;
 pub mod parse;

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, ParseError, Reason};
+use crate::error::{Error, ParseError, Reason, RejectRecord};
 use crate::parse::{RawLine, Shape};
 use crate::reader::{LineEvent, LineReader};
-use crate::serialize::write_str;
 use crate::shard::{Codec, Compressor, ShardSet};
 use crate::target::{Refusal, Target};
 use crate::value::{Map, Value};
@@ -274,29 +273,15 @@ impl Splitter {
         offset: usize,
     ) {
         *self.counts.reject_records.entry(reason.code()).or_default() += 1;
-        let out = &mut self.rejects;
-        out.extend_from_slice(b"{\"file\":");
-        write_str(out, &self.file);
-        out.extend_from_slice(format!(",\"line\":{line_no},\"reason\":").as_bytes());
-        write_str(out, reason.code());
-        out.extend_from_slice(b",\"target\":");
-        match target {
-            Some(t) => write_str(out, &self.targets[t].name),
-            None => out.extend_from_slice(b"null"),
+        RejectRecord {
+            file: &self.file,
+            line: Some(line_no),
+            reason,
+            target: target.map(|t| self.targets[t].name.as_str()),
+            message,
+            offset,
+            raw,
         }
-        out.extend_from_slice(b",\"message\":");
-        write_str(out, message);
-        out.extend_from_slice(format!(",\"offset\":{offset},").as_bytes());
-        match std::str::from_utf8(raw) {
-            Ok(text) => {
-                out.extend_from_slice(b"\"raw\":");
-                write_str(out, text);
-            }
-            Err(_) => {
-                out.extend_from_slice(b"\"raw_base64\":");
-                write_str(out, &crate::binary::encode(raw));
-            }
-        }
-        out.extend_from_slice(b"}\n");
+        .write(&mut self.rejects);
     }
 }

@@ -1,6 +1,7 @@
 //! `ddbshard._core`: the thin PyO3 layer over ddbshard-core. It converts types and errors and
 //! releases the GIL around each chunk of work; all logic lives in the core crate.
 
+mod columns;
 mod condition;
 mod convert;
 mod errors;
@@ -17,6 +18,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<condition::Condition>()?;
     m.add_class::<reader::LineReader>()?;
     m.add_class::<splitter::Splitter>()?;
+    m.add_class::<columns::ColumnBuilder>()?;
+    m.add_function(wrap_pyfunction!(columns::canonical_item, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::flatten_items, m)?)?;
     m.add(
         "REASONS",
         ddbshard_core::Reason::ALL.map(|r| r.code()).to_vec(),
