@@ -243,6 +243,8 @@ def _map_refuses(m: dict[str, Any], level: int, *, top: bool) -> str | None:
     for name, value in pairs:
         if top and name == "":
             return "empty_attribute_name"
+        if top and len(name.encode("utf-8", "surrogatepass")) > 65_535:
+            return "attribute_name_too_long"
         if reason := _string_refuses(name):
             return reason
         if reason := dynamodb_refuses(value, level + 1):

@@ -362,6 +362,19 @@ def test_duplicate_and_empty_attribute_names_are_refused() -> None:
     assert refusal('{"":{"S":"x"}}').reason == "empty_attribute_name"
 
 
+def test_attribute_names_of_64_kb_or_more_are_refused() -> None:
+    """DynamoDB: names "less than 64 KB"; the limit is on UTF-8 bytes, not characters."""
+
+    def line(name: str) -> str:
+        return json.dumps({name: {"S": "x"}}, ensure_ascii=False)
+
+    longest = "n" * 65_535
+    assert ddbshard.loads(line(longest)) == {longest: "x"}
+    assert refusal(line(longest + "n")).reason == "attribute_name_too_long"
+    two_byte = "é" * 32_768  # 32,768 characters, 65,536 bytes
+    assert refusal(line(two_byte)).reason == "attribute_name_too_long"
+
+
 def test_invalid_utf8_is_refused_with_its_offset() -> None:
     line = b'{"Item":{"a":{"S":"ok \xff"}}}'
     e = refusal(line)

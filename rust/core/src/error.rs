@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use crate::binary;
+use crate::serialize::write_str;
+
 /// Why an input line was refused. The snake_case names are the reason codes written to the
 /// rejects and counted in the summary: keep them stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,6 +24,7 @@ pub enum Reason {
     ItemTooLarge,
     DuplicateAttribute,
     EmptyAttributeName,
+    AttributeNameTooLong,
     LineTooLong,
     // Refusals by a target, after parsing: the item is valid DynamoDB but cannot be imported.
     Unmatched,
@@ -33,7 +37,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::InvalidJson,
         Reason::InvalidUtf8,
         Reason::NotAnItem,
@@ -48,6 +52,7 @@ impl Reason {
         Reason::ItemTooLarge,
         Reason::DuplicateAttribute,
         Reason::EmptyAttributeName,
+        Reason::AttributeNameTooLong,
         Reason::LineTooLong,
         Reason::Unmatched,
         Reason::MissingKey,
@@ -74,6 +79,7 @@ impl Reason {
             Reason::ItemTooLarge => "item_too_large",
             Reason::DuplicateAttribute => "duplicate_attribute",
             Reason::EmptyAttributeName => "empty_attribute_name",
+            Reason::AttributeNameTooLong => "attribute_name_too_long",
             Reason::LineTooLong => "line_too_long",
             Reason::Unmatched => "unmatched",
             Reason::MissingKey => "missing_key",
@@ -157,4 +163,53 @@ pub enum Error {
     /// `unmatched = "error"`: an item matched no target and the run must stop.
     #[error("{0}")]
     Unmatched(String),
+}
+
+/// Where a refused line came from and why, as one reject record.
+pub struct RejectRecord<'r> {
+    pub file: &'r str,
+    /// None where line numbers mean nothing (a copy routed from several sources).
+    pub line: Option<u64>,
+    pub reason: Reason,
+    pub target: Option<&'r str>,
+    pub message: &'r str,
+    pub offset: usize,
+    pub raw: &'r [u8],
+}
+
+impl RejectRecord<'_> {
+    /// Appends the record as one JSON line:
+    /// {"file","line","reason","target","message","offset","raw"}. The raw line is kept as
+    /// text when it is UTF-8, else as base64 under "raw_base64", so nothing of it is lost.
+    #[cold]
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"file\":");
+        write_str(out, self.file);
+        out.extend_from_slice(b",\"line\":");
+        match self.line {
+            Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"reason\":");
+        write_str(out, self.reason.code());
+        out.extend_from_slice(b",\"target\":");
+        match self.target {
+            Some(t) => write_str(out, t),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"message\":");
+        write_str(out, self.message);
+        out.extend_from_slice(format!(",\"offset\":{},", self.offset).as_bytes());
+        match std::str::from_utf8(self.raw) {
+            Ok(text) => {
+                out.extend_from_slice(b"\"raw\":");
+                write_str(out, text);
+            }
+            Err(_) => {
+                out.extend_from_slice(b"\"raw_base64\":");
+                write_str(out, &binary::encode(self.raw));
+            }
+        }
+        out.extend_from_slice(b"}\n");
+    }
 }

@@ -20,6 +20,8 @@ use crate::value::{Map, TypeTag, Value};
 /// (Developer Guide, "Constraints"; a value at level 33 is refused with "Nesting Levels have
 /// exceeded supported limits").
 pub const MAX_DEPTH: usize = 32;
+/// DynamoDB: attribute names are "at least one character long and less than 64 KB".
+pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 65_535;
 
 /// What a line is expected to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +362,13 @@ impl<'a> Parser<'a> {
                     name_at,
                     Reason::EmptyAttributeName,
                     "attribute names must be at least one character",
+                ));
+            }
+            if top && name.len() > MAX_ATTRIBUTE_NAME_BYTES {
+                return Err(self.err_at(
+                    name_at,
+                    Reason::AttributeNameTooLong,
+                    "attribute names must be less than 64 KB (65,535 bytes of UTF-8)",
                 ));
             }
             self.expect(b':')?;
