@@ -21,10 +21,10 @@ $(VENV)/.deps: pyproject.toml
 	touch $@
 
 # maturin builds the extension with the release profile and installs the package editable,
-# with its runtime, test and lint dependencies.
+# with its runtime, test, lint and benchmark dependencies.
 $(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
-		$(VENV)/bin/maturin develop --release -q -E test,lint
+		$(VENV)/bin/maturin develop --release -q -E test,lint,bench
 	touch $@
 
 build: $(VENV)/.built

@@ -8,13 +8,17 @@ For each size, on a synthetic export (the split benchmarks' generator):
             (missing), the next one's item_hash flipped (changed), the next one's key moved
             to a new key (unexpected: and its old key missing)
   diff      `python -m ddbshard diff CONFIG --expected T=... --actual T=...` in its own
-            process, measured (wall, CPU, peak RSS from /proc VmHWM); its counts are checked
-            against the planted ones, so a fast wrong answer fails the benchmark
+            process, measured (wall, CPU, peak RSS from /proc VmHWM)
+  DuckDB    the same comparison as one SQL statement on the same Parquet files, in its own
+            process: a full outer join on the key columns, the rows whose item_hash differs
+            (or that one side lacks) written to a Parquet file with their status, and counted
 
-It prints a table and, from the two largest sizes, the peak RSS added per million items and
-what that line gives for 50M items (a projection from the measured sizes, labelled as such).
+Both answers are checked against the planted counts, so a fast wrong answer fails the run.
+It prints a table, the issue's targets (diff no slower than DuckDB, peak RSS under 8 GB, at
+the largest size) and, from the two largest sizes, the peak RSS added per million items with
+what that line gives for 50M items (a projection, labelled as such).
 
-Run: `.venv/bin/python bench/compare_diff.py [--sizes 1000000,4000000]`
+Run: `.venv/bin/python bench/compare_diff.py [--sizes 1000000,10000000]`
 """
 
 from __future__ import annotations
@@ -27,15 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import polars as pl
 import pyarrow.parquet as pq
 
-from compare_split import _cpu_model, _loadavg, _mb, run
+from compare_split import _cpu_model, _loadavg, _mb, run, target
 from ddbshard.config import load_config
 from ddbshard.parquetcopy import CopyOutput, make_copies, target_keys
 from split_setup import ensure_export
 
+HERE = Path(__file__).resolve().parent
 TARGET = "All"
 CONFIG = """\
 source = {source}
@@ -55,22 +59,19 @@ def make_actual(expected: Path, actual: Path) -> dict[str, int]:
     planted = {"missing": 0, "changed": 0, "unexpected": 0}
     offset = 0
     for part in sorted(expected.glob("*.parquet")):
-        table = pq.read_table(part)
-        n = table.num_rows
-        phase = pa.array([(offset + i) % EVERY for i in range(n)], pa.int32())
-        offset += n
-        gone, flip, move = (pc.equal(phase, k) for k in (0, 1, 2))
-        flipped = pc.if_else(flip, pc.bit_wise_xor(table["item_hash"], 1), table["item_hash"])
-        moved = pc.if_else(
-            move, pc.binary_join_element_wise(table["pk"], "#moved", ""), table["pk"]
+        meta = pq.read_schema(part).metadata  # the copy's description, which diff checks
+        df = pl.read_parquet(part).with_row_index("_i", offset=offset)
+        offset += df.height
+        phase = pl.col("_i") % EVERY
+        planted["missing"] += df.filter(phase == 0).height
+        planted["changed"] += df.filter(phase == 1).height
+        planted["unexpected"] += df.filter(phase == 2).height
+        df = df.filter(phase != 0).with_columns(
+            pl.when(phase == 1).then(pl.col("item_hash") ^ 1).otherwise(pl.col("item_hash")),
+            pl.when(phase == 2).then(pl.col("pk") + "#moved").otherwise(pl.col("pk")),
         )
-        table = table.set_column(table.schema.get_field_index("item_hash"), "item_hash", flipped)
-        table = table.set_column(table.schema.get_field_index("pk"), "pk", moved)
-        table = table.filter(pc.invert(gone))
-        planted["missing"] += pc.sum(gone).as_py() or 0
-        planted["changed"] += pc.sum(flip).as_py() or 0
-        planted["unexpected"] += pc.sum(move).as_py() or 0
-        pq.write_table(table, actual / part.name, compression="zstd")
+        table = df.drop("_i").to_arrow()
+        pq.write_table(table.replace_schema_metadata(meta), actual / part.name, compression="zstd")
     planted["missing"] += planted["unexpected"]  # a moved key leaves its old key missing
     return planted
 
@@ -108,19 +109,27 @@ def measure(work: Path, items: int, files: int) -> dict[str, float | int]:
             sys.exit(f"diff of {items:,} items: {kind} {got[kind]:,}, planted {n:,}")
     if got["matched"] != items - planted["missing"] - planted["changed"]:
         sys.exit(f"diff of {items:,} items: matched {got['matched']:,} is not the rest")
+    argv = [sys.executable, str(HERE / "duckdb_diff.py"), str(expected), str(actual)]
+    duck = run(f"DuckDB {items:,}", [*argv, str(base / "duckdb-rows.parquet")], items)
+    counts = json.loads(duck.output.strip().splitlines()[-1])
+    if {k: counts.get(k, 0) for k in planted} != planted:
+        sys.exit(f"DuckDB on {items:,} items counted {counts}, planted {planted}")
     return {
         "items": items,
         "copy_s": copy_s,
         "wall": m.wall,
         "cpu": m.cpu,
         "rss": m.peak_rss(),
+        "duck_wall": duck.wall,
+        "duck_cpu": duck.cpu,
+        "duck_rss": duck.peak_rss(),
         "differences": sum(planted.values()),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000000,4000000", help="items per side, comma list")
+    parser.add_argument("--sizes", default="1000000,10000000", help="items per side, comma list")
     parser.add_argument("--files", type=int, default=8, help="data files per export")
     parser.add_argument(
         "--work",
@@ -137,14 +146,26 @@ def main() -> int:
         r = rows[-1]
         print(f"measured: diff of {n:,} items: {r['wall']:.1f} s, {_mb(int(r['rss']))} MB")
     print()
-    print("| items per side | differences | copy (parquet) s | diff wall s | diff CPU s "
-          "| items/s (diff) | peak RSS MB |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| items per side | differences | parquet copy s | diff wall s | diff CPU s "
+          "| diff peak RSS MB | DuckDB wall s | DuckDB CPU s | DuckDB peak RSS MB "
+          "| diff wall / DuckDB |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['items']:,} | {r['differences']:,} | {r['copy_s']:.1f} | {r['wall']:.1f} "
-            f"| {r['cpu']:.1f} | {r['items'] / r['wall']:,.0f} | {_mb(int(r['rss']))} |"
+            f"| {r['cpu']:.1f} | {_mb(int(r['rss']))} | {r['duck_wall']:.1f} "
+            f"| {r['duck_cpu']:.1f} | {_mb(int(r['duck_rss']))} "
+            f"| {r['wall'] / r['duck_wall']:.2f}x |"
         )
+    top = rows[-1]
+    print()
+    print("| target | measured | result |")
+    print("|---|---|---|")
+    n = f"{top['items']:,} items per side"
+    ratio = top["wall"] / top["duck_wall"]
+    target(f"diff no slower than DuckDB (wall), {n}", f"{ratio:.2f}x DuckDB's time", ratio <= 1)
+    rss = int(top["rss"])
+    target(f"diff peak RSS under 8 GB, {n}", f"{_mb(rss)} MB", rss < 8 << 30)
     if len(rows) > 1:
         a, b = rows[-2], rows[-1]
         per_m = (b["rss"] - a["rss"]) / ((b["items"] - a["items"]) / 1e6)

@@ -584,10 +584,15 @@ def _changed_sample(
     if picked.height == 0:
         return [], tally
     wanted = picked.lazy().select(key_cols)
+    # A filter on the hash key's values first: polars pushes it into the Parquet reader,
+    # which then decodes `item` only for the rows that pass. A join alone would decode
+    # every item of the copy (measured: 0.8 GB more peak RSS per million items).
+    first = pl.col(key_cols[0]).is_in(picked[key_cols[0]].unique().implode())
     items = {}
     for side, url in (("e", expected.url), ("a", actual.url)):
         df = (
             _scan(url)
+            .filter(first)
             .join(wanted, on=key_cols, how="semi")
             .select(*key_cols, "item")
             .collect(engine="streaming")
