@@ -33,6 +33,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+import xxhash
 
 from compare_split import _cpu_model, _loadavg, _mb, run, target
 from ddbshard.config import load_config
@@ -53,6 +54,16 @@ key_types = {{ pk = "S", sk = "S" }}
 EVERY = 1000  # one planted difference of each kind per EVERY rows
 
 
+def key_hash(row: dict[str, str]) -> int:
+    """A copy's key_hash for a (pk, sk) key of strings, as the Rust core writes it: XXH3-64 of
+    each attribute's type letter, length (u32 little-endian) and UTF-8 bytes, as an int64."""
+    encoding = b"".join(
+        b"S" + len(v).to_bytes(4, "little") + v for v in (row["pk"].encode(), row["sk"].encode())
+    )
+    h = xxhash.xxh3_64_intdigest(encoding)
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
 def make_actual(expected: Path, actual: Path) -> dict[str, int]:
     """A copy of `expected` with differences planted by row number; returns their counts."""
     actual.mkdir(parents=True, exist_ok=True)
@@ -66,11 +77,14 @@ def make_actual(expected: Path, actual: Path) -> dict[str, int]:
         planted["missing"] += df.filter(phase == 0).height
         planted["changed"] += df.filter(phase == 1).height
         planted["unexpected"] += df.filter(phase == 2).height
-        df = df.filter(phase != 0).with_columns(
-            pl.when(phase == 1).then(pl.col("item_hash") ^ 1).otherwise(pl.col("item_hash")),
-            pl.when(phase == 2).then(pl.col("pk") + "#moved").otherwise(pl.col("pk")),
+        kept = df.filter((phase != 0) & (phase != 2)).with_columns(
+            pl.when(phase == 1).then(pl.col("item_hash") ^ 1).otherwise(pl.col("item_hash"))
         )
-        table = df.drop("_i").to_arrow()
+        moved = df.filter(phase == 2).with_columns(pl.col("pk") + "#moved")
+        moved = moved.with_columns(
+            pl.Series("key_hash", [key_hash(r) for r in moved.iter_rows(named=True)], pl.Int64)
+        )
+        table = pl.concat([kept, moved]).drop("_i").to_arrow()
         pq.write_table(table.replace_schema_metadata(meta), actual / part.name, compression="zstd")
     planted["missing"] += planted["unexpected"]  # a moved key leaves its old key missing
     return planted

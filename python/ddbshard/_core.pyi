@@ -65,8 +65,9 @@ class Splitter:
 class ColumnBuilder:
     """Parquet-copy columns in Arrow layout. `take_batch()` returns {"rows", "keys": [{"type",
     "offsets", "data"} (+ "float", "float_validity", "float_nulls" for N)], "item_offsets",
-    "item_data", "hash" (u64 LE), "file_index" (i32 LE), "files", "line" (i64 LE),
-    "line_validity", "line_nulls"}; validity is None when there is no null."""
+    "item_data", "hash" (u64 LE), "key_hash" (u64 LE; empty without keys), "file_index"
+    (i32 LE), "files", "line" (i64 LE), "line_validity", "line_nulls"}; validity is None when
+    there is no null."""
 
     def __new__(
         cls,

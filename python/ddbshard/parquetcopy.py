@@ -8,6 +8,7 @@ A copy is a folder of `part-NNNNN.parquet` files (local or s3://) with one row p
 | `<key>_f64` (N keys) | float64 | the same number when a double holds it exactly, else null |
 | `item` | string | the item in canonical DynamoDB JSON (ddbshard_core::canonical) |
 | `item_hash` | int64 | XXH3-64 (seed 0) of `item`'s UTF-8 bytes, as the int64 with the same bits |
+| `key_hash` (with keys) | int64 | XXH3-64 of the key's encoding (columns.rs `key_encoding`) |
 | `file`, `line` | string, int64 | where the item was read (line is null for routed copies) |
 
 plus, with `--flatten`, one column per top-level attribute of a single type. Every file carries
@@ -40,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
@@ -64,9 +64,9 @@ __all__ = [
     "target_keys",
 ]
 
-FORMAT = 1
+FORMAT = 2  # 2: key_hash column
 META_KEY = b"ddbshard"
-FIXED_COLUMNS = ("item", "item_hash", "file", "line")
+FIXED_COLUMNS = ("item", "item_hash", "key_hash", "file", "line")
 CHUNK = 8 << 20  # bytes per call into Rust (the GIL is released once per chunk)
 # A row group per batch: at most this many rows or this much item text, so a scan reads
 # tens of MB per column chunk (scanners like ~128 MB groups; items are ~0.3-1 KB).
@@ -165,6 +165,10 @@ def schema(keys: Keys, meta: CopyMeta) -> pa.Schema:
     fields += [
         pa.field("item", pa.large_string(), False),
         pa.field("item_hash", pa.int64(), False),
+    ]
+    if keys:
+        fields.append(pa.field("key_hash", pa.int64(), False))
+    fields += [
         pa.field("file", pa.large_string(), False),
         pa.field("line", pa.int64()),
     ]
@@ -212,6 +216,9 @@ def record_batch(batch: dict[str, Any], sch: pa.Schema) -> pa.RecordBatch:
         )
     )
     arrays.append(pa.Array.from_buffers(pa.int64(), n, [None, _buf(batch["hash"])], null_count=0))
+    if batch["keys"]:
+        key_hash = _buf(batch["key_hash"])
+        arrays.append(pa.Array.from_buffers(pa.int64(), n, [None, key_hash], null_count=0))
     index = pa.Array.from_buffers(pa.int32(), n, [None, _buf(batch["file_index"])], null_count=0)
     arrays.append(pa.array(batch["files"], pa.large_string()).take(index))
     arrays.append(
@@ -425,6 +432,8 @@ def _file_chunks(fs: AbstractFileSystem, path: str, url: str) -> Iterator[bytes]
 
 def _parquet_chunks(fs: AbstractFileSystem, path: str) -> Iterator[bytes]:
     """`{"Item":...}` lines of a copy's items, made by pyarrow's kernels a row group at a time."""
+    import pyarrow.compute as pc  # only here: its import costs diff's start-up 60 ms
+
     try:
         with fs.open(path, "rb") as f:
             pf = pq.ParquetFile(f)

@@ -36,6 +36,13 @@ impl Default for VarColumn {
 }
 
 impl VarColumn {
+    /// The bytes written for the row not yet ended.
+    fn last_value_so_far(&self) -> &[u8] {
+        let start = self.offsets.len() - 8;
+        let at = i64::from_le_bytes(self.offsets[start..].try_into().expect("8 bytes")) as usize;
+        &self.data[at..]
+    }
+
     /// Ends the current row at the end of `data`.
     fn end_row(&mut self) {
         self.offsets
@@ -96,6 +103,16 @@ impl KeyColumn {
     }
 }
 
+/// Appends one key attribute's value to a row's key encoding: its type letter, the value's
+/// length (u32 little-endian) and its bytes (S: UTF-8; N: canonical text; B: the decoded
+/// bytes). XXH3-64 of a row's encoding is its `key_hash`: equal keys, equal hashes, whatever
+/// the copy, so two copies can be joined on one integer column without decoding the keys.
+pub fn key_encoding(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
 /// Rows ready to become one Arrow record batch.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -106,6 +123,8 @@ pub struct Batch {
     pub item: VarColumn,
     /// `canonical::hash` of each item, u64 little-endian.
     pub hash: Vec<u8>,
+    /// `key_hash` of each row's key, u64 little-endian; empty when there are no key columns.
+    pub key_hash: Vec<u8>,
     /// Index into `files` of each row's file, i32 little-endian (an Arrow dictionary's indices).
     pub file_index: Vec<u8>,
     pub files: Vec<String>,
@@ -141,6 +160,8 @@ pub struct ColumnBuilder {
     file_slot: Option<i32>,
     line_numbers: bool,
     canon: Canonicalizer,
+    /// The current row's key, encoded for `key_hash`.
+    key_bytes: Vec<u8>,
     batch: Batch,
     rejects: Vec<u8>,
     counts: ColumnCounts,
@@ -177,6 +198,7 @@ impl ColumnBuilder {
             file_slot: None,
             line_numbers: true,
             canon: Canonicalizer::new(),
+            key_bytes: Vec::new(),
             batch,
             rejects: Vec::new(),
             counts: ColumnCounts::default(),
@@ -274,6 +296,7 @@ impl ColumnBuilder {
             keys,
             item: like_var(&old.item),
             hash: like(&old.hash),
+            key_hash: like(&old.key_hash),
             file_index: like(&old.file_index),
             files: Vec::new(),
             line: like(&old.line),
@@ -336,12 +359,13 @@ impl ColumnBuilder {
                 Some(_) => {}
             }
         }
+        self.key_bytes.clear();
         for (k, (name, _)) in self.keys.iter().enumerate() {
             let value = map_get(item, name).expect("checked above");
-            match (&mut self.batch.keys[k], value) {
+            let (col, tag) = match (&mut self.batch.keys[k], value) {
                 (KeyColumn::S(col), Value::S(s)) => {
                     col.data.extend_from_slice(s.as_bytes());
-                    col.end_row();
+                    (col, b'S')
                 }
                 (KeyColumn::N { text, float, valid }, Value::N(n)) => {
                     let start = text.data.len();
@@ -351,17 +375,24 @@ impl ColumnBuilder {
                         .and_then(canonical::exact_f64);
                     float.extend_from_slice(&exact.unwrap_or(0.0).to_le_bytes());
                     valid.push(exact.is_some());
-                    text.end_row();
+                    (text, b'N')
                 }
                 (KeyColumn::B(col), Value::B(b)) => {
                     // Validated by the parser, so decoding cannot fail.
                     if let Ok(bytes) = binary::decode(b) {
                         col.data.extend_from_slice(&bytes);
                     }
-                    col.end_row();
+                    (col, b'B')
                 }
                 _ => unreachable!("key types checked above"),
-            }
+            };
+            let value = col.last_value_so_far();
+            key_encoding(&mut self.key_bytes, tag, value);
+            col.end_row();
+        }
+        if !self.keys.is_empty() {
+            let h = canonical::hash(&self.key_bytes);
+            self.batch.key_hash.extend_from_slice(&h.to_le_bytes());
         }
         let item_col = &mut self.batch.item;
         let start = item_col.data.len();
@@ -460,6 +491,40 @@ mod tests {
         b.end_file().unwrap();
         let batch = b.take_batch();
         (b, batch)
+    }
+
+    #[test]
+    fn key_hash_is_xxh3_of_the_typed_key_and_ignores_how_it_was_written() {
+        let input = concat!(
+            r#"{"Item":{"pk":{"S":"a"},"n":{"N":"1.50"},"b":{"B":"AAE="},"v":{"S":"x"}}}"#,
+            "\n",
+            r#"{"Item":{"v":{"S":"y"},"b":{"B":"AAE="},"n":{"N":"15E-1"},"pk":{"S":"a"}}}"#,
+            "\n",
+            r#"{"Item":{"pk":{"S":"a"},"n":{"N":"1.5"},"b":{"B":"AAI="}}}"#,
+            "\n",
+        );
+        let keys = [("pk", TypeTag::S), ("n", TypeTag::N), ("b", TypeTag::B)];
+        let (_, batch) = build(&keys, input.as_bytes(), 7);
+        assert_eq!(batch.key_hash.len(), 3 * 8);
+        let mut want = Vec::new();
+        key_encoding(&mut want, b'S', b"a");
+        key_encoding(&mut want, b'N', b"1.5");
+        key_encoding(&mut want, b'B', &[0, 1]);
+        let spelled: &[&[u8]] = &[
+            b"S\x01\x00\x00\x00a",
+            b"N\x03\x00\x00\x001.5",
+            b"B\x02\x00\x00\x00\x00\x01",
+        ];
+        assert_eq!(want, spelled.concat());
+        assert_eq!(
+            le_u64(&batch.key_hash, 0),
+            xxhash_rust::xxh3::xxh3_64(&want)
+        );
+        assert_eq!(le_u64(&batch.key_hash, 1), le_u64(&batch.key_hash, 0));
+        assert_ne!(le_u64(&batch.key_hash, 2), le_u64(&batch.key_hash, 0));
+        // Without key columns there is no key hash.
+        let (_, batch) = build(&[], input.as_bytes(), 64);
+        assert!(batch.key_hash.is_empty());
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn batch_dict<'py>(py: Python<'py>, b: &Batch) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("item_offsets", bytes(py, &b.item.offsets))?;
     d.set_item("item_data", bytes(py, &b.item.data))?;
     d.set_item("hash", bytes(py, &b.hash))?;
+    d.set_item("key_hash", bytes(py, &b.key_hash))?;
     d.set_item("file_index", bytes(py, &b.file_index))?;
     d.set_item("files", b.files.clone())?;
     d.set_item("line", bytes(py, &b.line))?;
