@@ -31,13 +31,10 @@ import threading
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from werkzeug.serving import BaseWSGIServer, make_server
-
-from s3_faults import AWS_ENV, AWS_ENV_UNSET, _request_handler
+from s3_faults import AWS_ENV, AWS_ENV_UNSET, ThreadedMoto
 
 
 class Fault(enum.Enum):
@@ -202,47 +199,18 @@ def _error(start_response: StartResponse, code: str, message: str) -> Iterable[b
     return [body.encode()]
 
 
-class FaultyDynamo:
+class FaultyDynamo(ThreadedMoto):
     """moto (all services) behind the DynamoDB fault layer, on 127.0.0.1 and a free port."""
 
+    thread_name = "faulty-dynamodb"
+
     def __init__(self) -> None:
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.middleware: FaultMiddleware | None = None
-        self.endpoint = ""
 
-    def start(self) -> Self:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-        self.middleware = FaultMiddleware(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            "127.0.0.1", 0, self.middleware, threaded=True, request_handler=_request_handler()
-        )
-        self.endpoint = f"http://127.0.0.1:{self._server.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="faulty-dynamodb", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        self.middleware = FaultMiddleware(app)
+        return self.middleware
 
     @property
     def _mw(self) -> FaultMiddleware:

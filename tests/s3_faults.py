@@ -351,30 +351,31 @@ def _request_handler() -> type[Any]:
     return QuietHandler
 
 
-class FaultyS3:
-    """moto's S3 behind the fault layer, on 127.0.0.1 and a port the system picks.
+class ThreadedMoto:
+    """moto's server application wrapped by a fault layer (`wrap`), served on 127.0.0.1 and a
+    port the system picks, in a thread. Use as a context manager (or start()/stop())."""
 
-    Use as a context manager (or start()/stop()); meant for a module-scoped fixture with
-    `reset()` at the start of each test.
-    """
+    thread_name = "faulty-moto"
 
     def __init__(self) -> None:
-        self.plan = FaultPlan()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.endpoint = ""
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        raise NotImplementedError
 
     def start(self) -> Self:
         # moto.server re-exports these; importing from where they live keeps mypy content
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        app = FaultMiddleware(DomainDispatcherApplication(create_backend_app), self.plan)
+        app = self.wrap(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_request_handler()
         )
         self.endpoint = f"http://127.0.0.1:{self._server.port}"  # the port the system chose
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="faulty-s3", daemon=True
+            target=self._server.serve_forever, name=self.thread_name, daemon=True
         )
         self._thread.start()
         return self
@@ -397,6 +398,23 @@ class FaultyS3:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class FaultyS3(ThreadedMoto):
+    """moto's S3 behind the fault layer, on 127.0.0.1 and a port the system picks.
+
+    Use as a context manager (or start()/stop()); meant for a module-scoped fixture with
+    `reset()` at the start of each test.
+    """
+
+    thread_name = "faulty-s3"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan = FaultPlan()
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        return FaultMiddleware(app, self.plan)
 
     def reset(self) -> None:
         """Forgets every bucket (moto's reset API) and the whole plan: rules, denials, log."""

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from ddbshard import synth
 from ddbshard.commands.importcmd import PLACEHOLDER_BUCKET, client_token
 from ddbshard.importspec import split_s3_uri
 from ddbshard.postimport import steps
+from s3_faults import ThreadedMoto
 from s3_server import AWS_ENV, moto_server, reset, s3_client
 
 ITEMS = 1500
@@ -121,6 +123,26 @@ def _split(cfg: Path, *args: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+@dataclass
+class _Prepared:
+    s3: Any
+    ddb: Any
+    out: Path
+    cfg: Path
+
+
+def _split_for(endpoint: str, export: Path, tmp_path: Path, run: str) -> _Prepared:
+    """A reset moto with an `imports` bucket, and the export split to a local folder for
+    s3://imports/<run>/ (not uploaded yet)."""
+    reset(endpoint)
+    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
+    s3.create_bucket(Bucket="imports")
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, export, str(out))
+    _split(cfg, "--s3-dest", f"s3://imports/{run}/")
+    return _Prepared(s3, ddb, out, cfg)
+
+
 def _upload(s3: Any, out: Path, s3_dest: str) -> None:
     bucket, prefix = split_s3_uri(s3_dest)
     for f in sorted(out.glob("*/data/*")):
@@ -207,12 +229,8 @@ def _table_names(ddb: Any) -> list[str]:
 @pytest.mark.server
 @pytest.mark.slow
 def test_local_split_uploaded_then_imported(endpoint: str, export: Path, tmp_path: Path) -> None:
-    reset(endpoint)
-    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="imports")
-    out = tmp_path / "out"
-    cfg = _config(tmp_path, export, str(out))
-    _split(cfg, "--s3-dest", "s3://imports/run1/")
+    p = _split_for(endpoint, export, tmp_path, "run1")
+    s3, ddb, out, cfg = p.s3, p.ddb, p.out, p.cfg
     _upload(s3, out, "s3://imports/run1/")
 
     r = _run("import", str(cfg), "--wait")
@@ -257,12 +275,8 @@ def test_s3_dest_imported(endpoint: str, export: Path, tmp_path: Path) -> None:
 def test_without_wait_prints_arns_and_how_to_follow(
     endpoint: str, export: Path, tmp_path: Path
 ) -> None:
-    reset(endpoint)
-    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="imports")
-    out = tmp_path / "out"
-    cfg = _config(tmp_path, export, str(out))
-    _split(cfg, "--s3-dest", "s3://imports/run3/")
+    p = _split_for(endpoint, export, tmp_path, "run3")
+    s3, ddb, out, cfg = p.s3, p.ddb, p.out, p.cfg
     _upload(s3, out, "s3://imports/run3/")
 
     r = _run("import", str(cfg), "--target", "Posts")
@@ -281,12 +295,8 @@ def test_without_wait_prints_arns_and_how_to_follow(
 def test_existing_table_refused_before_any_import(
     endpoint: str, export: Path, tmp_path: Path
 ) -> None:
-    reset(endpoint)
-    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="imports")
-    out = tmp_path / "out"
-    cfg = _config(tmp_path, export, str(out))
-    _split(cfg, "--s3-dest", "s3://imports/run4/")
+    p = _split_for(endpoint, export, tmp_path, "run4")
+    s3, ddb, out, cfg = p.s3, p.ddb, p.out, p.cfg
     _upload(s3, out, "s3://imports/run4/")
     ddb.create_table(
         TableName="ProfilesV2",
@@ -305,12 +315,8 @@ def test_existing_table_refused_before_any_import(
 @pytest.mark.server
 @pytest.mark.slow
 def test_shards_not_uploaded_refused(endpoint: str, export: Path, tmp_path: Path) -> None:
-    reset(endpoint)
-    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="imports")
-    out = tmp_path / "out"
-    cfg = _config(tmp_path, export, str(out))
-    _split(cfg, "--s3-dest", "s3://imports/run5/")
+    p = _split_for(endpoint, export, tmp_path, "run5")
+    s3, ddb, out, cfg = p.s3, p.ddb, p.out, p.cfg
     # Only Posts is uploaded: an import of Profiles would COMPLETE with an empty table on AWS.
     for f in sorted((out / "Posts" / "data").iterdir()):
         s3.upload_file(str(f), "imports", f"run5/Posts/data/{f.name}")
@@ -341,12 +347,8 @@ def test_shards_not_uploaded_refused(endpoint: str, export: Path, tmp_path: Path
 def test_count_mismatch_and_failed_import_exit_1(
     endpoint: str, export: Path, tmp_path: Path
 ) -> None:
-    reset(endpoint)
-    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="imports")
-    out = tmp_path / "out"
-    cfg = _config(tmp_path, export, str(out))
-    _split(cfg, "--s3-dest", "s3://imports/run6/")
+    p = _split_for(endpoint, export, tmp_path, "run6")
+    s3, ddb, out, cfg = p.s3, p.ddb, p.out, p.cfg
 
     # Profiles: the manifest promises one item more than the shards hold.
     manifest_path = out / "Profiles" / "manifest.json"
@@ -439,34 +441,28 @@ class _NotReadyYet:
         return [body]
 
 
+class _NotReadyServer(ThreadedMoto):
+    """moto behind _NotReadyYet, on its own port."""
+
+    thread_name = "not-ready-dynamodb"
+    layer: _NotReadyYet
+
+    def wrap(self, app: Any) -> Any:
+        self.layer = _NotReadyYet(app)
+        return self.layer
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_post_import_waits_for_aws_to_be_ready(endpoint: str, export: Path, tmp_path: Path) -> None:
-    import threading
-
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
-
-    reset(endpoint)
-    s3, ddb = s3_client(endpoint), boto3.client("dynamodb", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="imports")
-    out = tmp_path / "out"
-    cfg = _config(tmp_path, export, str(out))
-    _split(cfg, "--s3-dest", "s3://imports/run10/")
+    p = _split_for(endpoint, export, tmp_path, "run10")
+    s3, ddb, out, cfg = p.s3, p.ddb, p.out, p.cfg
     _upload(s3, out, "s3://imports/run10/")
 
-    layer = _NotReadyYet(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, layer, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        faulty = f"http://127.0.0.1:{server.server_port}"
-        r = _run(
-            "import", str(cfg), "--wait", "--target", "Posts", env={"AWS_ENDPOINT_URL": faulty}
-        )
-    finally:
-        server.shutdown()
-        thread.join()
+    with _NotReadyServer() as server:
+        env = {"AWS_ENDPOINT_URL": server.endpoint}
+        r = _run("import", str(cfg), "--wait", "--target", "Posts", env=env)
+    layer = server.layer
     assert r.returncode == 0, r.stdout + r.stderr
     assert layer.calls["UpdateContinuousBackups"] == 2  # refused once, then applied
     assert layer.updating == 0  # both UPDATING answers were seen, and waited out

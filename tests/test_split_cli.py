@@ -606,6 +606,21 @@ BAD_LINES = {  # reason -> line
     "invalid_json": b'{"Item":{"pk":{"S":"bad-json"},',
     "missing_key": b'{"Item":{"other":{"S":"no pk here"}}}',
 }
+# Posts, and every other item: two targets keyed (pk, sk), for the tests of workers, nodes and
+# memory, where what matters is that every item goes somewhere.
+POSTS_AND_REST = """
+[[target]]
+name = "Posts"
+where = "kind = :p"
+values = { ":p" = "post" }
+key = { hash = "pk", range = "sk" }
+key_types = { pk = "S", sk = "S" }
+
+[[target]]
+name = "Rest"
+key = { hash = "pk", range = "sk" }
+key_types = { pk = "S", sk = "S" }
+"""
 CATCH_ALL = """
 [[target]]
 name = "Everything"

@@ -15,25 +15,13 @@ from pathlib import Path
 import pytest
 
 from ddbshard import synth
+from test_split_cli import POSTS_AND_REST as TARGETS
 from test_split_cli import read_summary, write_config
 
 pytestmark = pytest.mark.slow
 
 BOUND_MB = 256  # per worker (issue: "peak RSS per worker <= 256 MB")
 GROWTH_MB = 32  # allowed difference between a 4x larger and a smaller input
-TARGETS = """
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = { ":p" = "post" }
-key = { hash = "pk", range = "sk" }
-key_types = { pk = "S", sk = "S" }
-
-[[target]]
-name = "Rest"
-key = { hash = "pk", range = "sk" }
-key_types = { pk = "S", sk = "S" }
-"""
 
 
 def split_peak(tmp: Path, items: int, files: int) -> tuple[dict[str, float], int]:

@@ -18,21 +18,9 @@ import zstandard
 from ddbshard import synth
 from ddbshard.nodes import share_files, share_shards
 from s3_server import clear_fsspec_cache, moto_server, reset, s3_client
+from test_split_cli import POSTS_AND_REST as TARGETS
 from test_split_cli import key_of, read_summary, read_target, write_config
 
-TARGETS = """
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = { ":p" = "post" }
-key = { hash = "pk", range = "sk" }
-key_types = { pk = "S", sk = "S" }
-
-[[target]]
-name = "Rest"
-key = { hash = "pk", range = "sk" }
-key_types = { pk = "S", sk = "S" }
-"""
 NODES = 3
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ddbshard import synth
 from ddbshard.progress import Progress
+from test_split_cli import POSTS_AND_REST as TARGETS
 from test_split_cli import (
     assert_balanced,
     assert_summary_adds_up,
@@ -19,19 +20,6 @@ from test_split_cli import (
     write_config,
 )
 
-TARGETS = """
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = { ":p" = "post" }
-key = { hash = "pk", range = "sk" }
-key_types = { pk = "S", sk = "S" }
-
-[[target]]
-name = "Rest"
-key = { hash = "pk", range = "sk" }
-key_types = { pk = "S", sk = "S" }
-"""
 SHARDS = 7
 
 
