@@ -319,3 +319,37 @@ def test_number_and_binary_keys(tmp_path: Path) -> None:
     assert read("unexpected.jsonl") == [
         {"Target": "Nums", "Keys": {"id": {"N": "4"}, "b": {"B": "AA=="}}}
     ]
+
+
+def test_diff_pairs_reads_arrow_chunks_and_bytes_alike() -> None:
+    """The core's pair join through the binding: pyarrow buffers (signed bytes) for one side,
+    `bytes` for the other, chunks cut at different places for keys and items; negative int64
+    hashes survive as their bit patterns; mismatched lengths are refused."""
+    import struct
+
+    import pyarrow as pa
+
+    keys = pa.chunked_array([[-5, 7], [9, 11]], pa.int64())
+    items = pa.chunked_array([[1], [2, 3, 4]], pa.int64())
+
+    def bufs(col: pa.ChunkedArray) -> list[pa.Buffer]:
+        return [c.buffers()[1].slice(c.offset * 8, len(c) * 8) for c in col.chunks]
+
+    actual_keys = struct.pack("<4q", 7, 9, 11, 13)
+    actual_items = struct.pack("<4q", 2, 30, 4, 5)
+    matched, k, he, ha, kind = _core.diff_pairs(
+        bufs(keys), bufs(items), [actual_keys], [actual_items]
+    )
+    rows = sorted(
+        zip(
+            struct.unpack(f"<{len(kind)}q", k),
+            struct.unpack(f"<{len(kind)}q", he),
+            struct.unpack(f"<{len(kind)}q", ha),
+            kind,
+            strict=True,
+        )
+    )
+    assert matched == 2  # keys 7 and 11
+    assert rows == [(-5, 1, 0, 0), (9, 3, 30, 2), (13, 0, 5, 1)]
+    with pytest.raises(ValueError, match="as many item hashes"):
+        _core.diff_pairs([actual_keys], [actual_items[:8]], [], [])

@@ -3,6 +3,8 @@
 from collections.abc import Mapping, Sequence
 from typing import Any, Self, final
 
+from typing_extensions import Buffer
+
 __all__ = [
     "REASONS",
     "ColumnBuilder",
@@ -11,6 +13,7 @@ __all__ = [
     "Splitter",
     "__version__",
     "canonical_item",
+    "diff_pairs",
     "dumps",
     "flatten_items",
     "loads",
@@ -25,6 +28,16 @@ def canonical_item(data: bytes) -> tuple[bytes, int]: ...
 def flatten_items(
     offsets: bytes, data: bytes, columns: Sequence[tuple[str, str]]
 ) -> list[dict[str, Any]]: ...
+def diff_pairs(
+    expected_keys: Sequence[Buffer],
+    expected_items: Sequence[Buffer],
+    actual_keys: Sequence[Buffer],
+    actual_items: Sequence[Buffer],
+    threads: int = 0,
+) -> tuple[int, bytes, bytes, bytes, bytes]:
+    """The rows of a full join on the key hash that are not matches: (matched, key hashes,
+    expected item hashes, actual item hashes, kinds); hashes little-endian u64 (0 where a side
+    is absent), kinds u8 (0 missing, 1 unexpected, 2 changed)."""
 
 @final
 class Condition:

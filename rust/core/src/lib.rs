@@ -15,6 +15,7 @@ pub mod expr;
 pub mod flatten;
 pub mod lines;
 pub mod number;
+pub mod pairdiff;
 pub mod parse;
 pub mod reader;
 pub mod serialize;

@@ -5,6 +5,7 @@ mod columns;
 mod condition;
 mod convert;
 mod errors;
+mod pairdiff;
 mod reader;
 mod splitter;
 
@@ -21,6 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<columns::ColumnBuilder>()?;
     m.add_function(wrap_pyfunction!(columns::canonical_item, m)?)?;
     m.add_function(wrap_pyfunction!(columns::flatten_items, m)?)?;
+    m.add_function(wrap_pyfunction!(pairdiff::diff_pairs, m)?)?;
     m.add(
         "REASONS",
         ddbshard_core::Reason::ALL.map(|r| r.code()).to_vec(),
