@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from ddbshard.config import SplitConfig, auto_shards
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError
 from ddbshard.manifests import (
@@ -276,12 +278,14 @@ class _Run:
         for w in range(len(nexts), n):
             nexts.append([w * t["shards"] // n for t in self.spec["targets"]])
         ctx = multiprocessing.get_context("spawn")
+        # Local files go to the workers as plain paths: they then start without fsspec.
+        fs = None if isinstance(self.source.fs, LocalFileSystem) else self.source.fs
         results: Any = ctx.Queue()
         inboxes: list[Any] = [ctx.Queue() for _ in range(n)]
         procs = [
             ctx.Process(
                 target=worker_main,
-                args=(w, self.spec, self.source.fs, inboxes[w], results),
+                args=(w, self.spec, fs, inboxes[w], results),
                 name=f"ddbshard-worker-{w}",
                 daemon=True,
             )

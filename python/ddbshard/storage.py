@@ -11,12 +11,15 @@ object.
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import fsspec
-from fsspec import AbstractFileSystem
+from typing import TYPE_CHECKING, Any
 
 from ddbshard.exceptions import InputError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+# fsspec is imported where a filesystem is made, not here: a split worker reading local files
+# uses this module without it (its import is a tenth of a second of every worker's start-up).
 
 MAX_ATTEMPTS = 10
 CONNECT_TIMEOUT = 10  # seconds; botocore's default of 60 makes a dead endpoint look like a hang
@@ -38,6 +41,8 @@ def is_s3(url: str) -> bool:
 
 def url_to_fs(url: str) -> tuple[AbstractFileSystem, str]:
     """fsspec filesystem and path for `url`, with the retry policy above for s3://."""
+    import fsspec.core
+
     if is_s3(url):
         fs, path = fsspec.core.url_to_fs(
             url,

@@ -29,13 +29,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from fsspec import AbstractFileSystem
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ddbshard._core import Splitter
 from ddbshard.exceptions import DecompressError, UnmatchedError
 from ddbshard.storage import describe_os_error
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 CHUNK = 4 << 20  # bytes per call into Rust: large enough to amortise the call, small for memory
 PROGRESS_EVERY = 0.5  # seconds between progress messages to the driver
@@ -94,10 +95,11 @@ def read_spill(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
 def split_file(
     task: Task,
     spec: dict[str, Any],
-    fs: AbstractFileSystem,
+    fs: AbstractFileSystem | None,
     report: Any,
 ) -> FileResult:
     """Streams one file through a Splitter into its spill file; checks it against the manifest.
+    `fs` is the source's filesystem, None for a local one (read with plain `open`).
 
     `report(items, bytes, rejected)` is called with deltas as the file goes. A file that
     cannot be opened, is corrupt or truncated, or does not match its manifest entry comes back
@@ -112,7 +114,7 @@ def split_file(
     splitter.begin_file(task.name)
     with open(task.spill, "wb") as out:
         try:
-            handle = fs.open(task.path, "rb")
+            handle = fs.open(task.path, "rb") if fs is not None else open(task.path, "rb")  # noqa: SIM115 (closed by the `with` below)
         except OSError as e:
             return _bad(result, f"cannot open: {describe_os_error(e)}")
         try:
@@ -208,7 +210,7 @@ def _exit_if_orphaned() -> None:
 def worker_main(
     worker: int,
     spec: dict[str, Any],
-    fs: AbstractFileSystem,
+    fs: AbstractFileSystem | None,
     tasks: Queue[Task | None],
     results: Queue[tuple[str, int, Any]],
 ) -> None:
