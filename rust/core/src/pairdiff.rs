@@ -16,8 +16,8 @@
 use std::num::NonZeroUsize;
 use std::thread;
 
-/// Items per bucket aimed at: 16 bytes each, so a bucket of both sides and its table (4 bytes
-/// a slot, at most a quarter full... half full) fit in a core's share of L2 cache.
+/// Items per bucket aimed at: 16 bytes each, so a bucket of both sides (2 x 128 KiB) and its
+/// table (4 bytes a slot, at most half full: 64 KiB) fit in a core's 512 KiB of L2 cache.
 const BUCKET_ITEMS: usize = 8192;
 /// At most 2^16 buckets: past that the scatter writes to too many places at once.
 const MAX_BUCKET_BITS: u32 = 16;
