@@ -51,6 +51,9 @@ lint: build
 bench: build
 	$(PY) -m pytest bench -q --benchmark-only
 
+# Three rounds of the codec and ddbshard runs, in turns: one round is too easily disturbed.
+BENCH_ARGS ?= --repeat 3
+
 bench-compare: build
 	$(PY) bench/compare_split.py $(BENCH_ARGS)
 
