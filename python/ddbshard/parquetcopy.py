@@ -316,26 +316,31 @@ class DatasetWriter:
         if rb.num_rows == 0:
             return
         if self._writer is None or self._groups >= GROUPS_PER_FILE:
-            self._close_file()
-            name = self.names()
-            path = posixpath.join(self.root, name)
-            try:
-                if isinstance(self.fs, LocalFileSystem):
-                    # A path, not a Python file object: pyarrow then writes without the GIL.
-                    self.fs.makedirs(self.root, exist_ok=True)
-                    where: Any = path
-                else:
-                    where = self._handle = self.fs.open(path, "wb")
-                self._writer = pq.ParquetWriter(
-                    where, self.schema, compression="zstd", write_statistics=True
-                )
-            except (OSError, pa.ArrowException) as e:
-                why = describe_os_error(e) if isinstance(e, OSError) else str(e)
-                raise InputError(f"{self.dest}/{name}: cannot write: {why}") from e
-            self.files.append(name)
-            self._groups = 0
+            self._open_file()
+        assert self._writer is not None
         self._writer.write_batch(rb, row_group_size=rb.num_rows)
         self._groups += 1
+
+    def _open_file(self) -> None:
+        """Ends the file being written and starts the next one."""
+        self._close_file()
+        name = self.names()
+        path = posixpath.join(self.root, name)
+        try:
+            if isinstance(self.fs, LocalFileSystem):
+                # A path, not a Python file object: pyarrow then writes without the GIL.
+                self.fs.makedirs(self.root, exist_ok=True)
+                where: Any = path
+            else:
+                where = self._handle = self.fs.open(path, "wb")
+            self._writer = pq.ParquetWriter(
+                where, self.schema, compression="zstd", write_statistics=True
+            )
+        except (OSError, pa.ArrowException) as e:
+            why = describe_os_error(e) if isinstance(e, OSError) else str(e)
+            raise InputError(f"{self.dest}/{name}: cannot write: {why}") from e
+        self.files.append(name)
+        self._groups = 0
 
     def _close_file(self) -> None:
         if self._writer is not None:
@@ -354,22 +359,8 @@ class DatasetWriter:
 
     def write_empty(self) -> None:
         """One file with no rows: a copy of nothing is still a copy (with its schema)."""
-        arrays = [pa.array([], f.type) for f in self.schema]
-        rb = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        self._open_file()
         self._close_file()
-        name = self.names()
-        path = posixpath.join(self.root, name)
-        try:
-            if isinstance(self.fs, LocalFileSystem):
-                self.fs.makedirs(self.root, exist_ok=True)
-                pq.write_table(pa.Table.from_batches([rb]), path, compression="zstd")
-            else:
-                with self.fs.open(path, "wb") as f:
-                    pq.write_table(pa.Table.from_batches([rb]), f, compression="zstd")
-        except (OSError, pa.ArrowException) as e:
-            why = describe_os_error(e) if isinstance(e, OSError) else str(e)
-            raise InputError(f"{self.dest}/{name}: cannot write: {why}") from e
-        self.files.append(name)
 
 
 def prepare_dest(url: str, *, overwrite: bool) -> None:
