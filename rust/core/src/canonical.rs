@@ -145,7 +145,9 @@ impl Canonicalizer {
                 let mut order = self.take_order(depth, members.iter().map(|m| m.as_bytes()));
                 sort_by_bytes(&mut order, |i| members[i].as_bytes());
                 order.dedup_by(|a, b| members[a.1 as usize] == members[b.1 as usize]);
-                write_list(out, &order, |out, i| write_text(out, &members[i]));
+                write_list(out, &order, |out, &(_, i)| {
+                    write_text(out, &members[i as usize])
+                });
                 self.orders[depth] = order;
             }
             Value::Ns(members) => {
@@ -183,20 +185,15 @@ impl Canonicalizer {
                 if members.iter().all(|m| binary::trailing_bits_clear(m)) {
                     sort_by_bytes(&mut order, |i| members[i].as_bytes());
                     order.dedup_by(|a, b| members[a.1 as usize] == members[b.1 as usize]);
-                    write_list(out, &order, |out, i| write_str(out, &members[i]));
+                    write_list(out, &order, |out, &(_, i)| {
+                        write_str(out, &members[i as usize])
+                    });
                 } else {
                     let mut texts: Vec<String> =
                         members.iter().map(|m| canonical_base64(m)).collect();
                     texts.sort_unstable();
                     texts.dedup();
-                    out.push(b'[');
-                    for (k, t) in texts.iter().enumerate() {
-                        if k > 0 {
-                            out.push(b',');
-                        }
-                        write_str(out, t);
-                    }
-                    out.push(b']');
+                    write_list(out, &texts, |out, t| write_str(out, t));
                 }
                 self.orders[depth] = order;
             }
@@ -236,13 +233,17 @@ fn write_text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
     }
 }
 
-fn write_list(out: &mut Vec<u8>, order: &[(u64, u32)], mut each: impl FnMut(&mut Vec<u8>, usize)) {
+fn write_list<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut each: impl FnMut(&mut Vec<u8>, T),
+) {
     out.push(b'[');
-    for (k, &(_, i)) in order.iter().enumerate() {
+    for (k, item) in items.into_iter().enumerate() {
         if k > 0 {
             out.push(b',');
         }
-        each(out, i as usize);
+        each(out, item);
     }
     out.push(b']');
 }
