@@ -54,8 +54,8 @@ from ddbshard.storage import describe_os_error, is_s3, url_to_fs
 __all__ = ["DiffOptions", "DiffResult", "run_diff", "source_key_map"]
 
 KINDS = ("missing", "changed", "unexpected")
-MISSING, UNEXPECTED = 0, 1  # the Rust core's kinds of differing rows (pairdiff.rs)
-STATUS = {MISSING: "missing", UNEXPECTED: "unexpected", 2: "changed"}
+MISSING, UNEXPECTED, CHANGED = 0, 1, 2  # the Rust core's kinds of differing rows (pairdiff.rs)
+STATUS = {MISSING: "missing", UNEXPECTED: "unexpected", CHANGED: "changed"}
 KEY_HASH_SEED = 0x646462736861726B  # any fixed seed: both sides are hashed in one run
 SAMPLE_POOL = 10_000  # changed rows the sample is chosen from (by the files they are in)
 
