@@ -7,13 +7,13 @@
 //! shared and noisy; the two are alternated and the best round of each is reported.
 //!
 //!     cargo run --release --example split_bench -- [--rounds N] [--identity | --three]
-//!         [--none OUT] FILE...
+//!         [--none OUT] [--no-codec] FILE...
 //!
 //! By default two targets: posts (renaming an attribute and adding one) and the rest
 //! unchanged. `--identity`: both targets write items unchanged (the whole-line copy). `--three`:
 //! the three-table split of bench/split_setup.py. `--none OUT`: instead of timing,
 //! split once uncompressed and write every shard's bytes to OUT, for comparing outputs between
-//! versions.
+//! versions. `--no-codec`: time the split only (for comparing two builds in turns).
 
 use std::time::Instant;
 
@@ -192,6 +192,7 @@ fn main() {
     let mut rounds = 3;
     let mut config = Config::Two;
     let mut dump: Option<String> = None;
+    let mut with_codec = true;
     let mut paths = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -199,6 +200,7 @@ fn main() {
             "--identity" => config = Config::Identity,
             "--three" => config = Config::Three,
             "--none" => dump = args.next(),
+            "--no-codec" => with_codec = false,
             _ => paths.push(a),
         }
     }
@@ -222,7 +224,7 @@ fn main() {
         let (n, out_bytes) = split(&files, config, Codec::Zstd, &mut |_| {});
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds().0 - c0;
-        let codec = codec_limit(&paths);
+        let codec = if with_codec { codec_limit(&paths) } else { f64::NAN };
         items = n;
         best_split = best_split.min(cpu);
         best_codec = best_codec.min(codec);

@@ -156,19 +156,29 @@ impl ShardSet {
         self.shards.is_empty()
     }
 
-    /// Deals one complete line (newline included) to the next shard.
-    pub fn push_line(&mut self, line: &[u8], comp: &mut Compressor) -> Result<(), Error> {
+    /// Deals one line to the next shard: `write` appends it (newline included) straight to
+    /// that shard's block, saving a copy of every line through a buffer of its own. A `write`
+    /// that fails leaves the block as it was and the dealing where it was.
+    pub fn push_with<R>(
+        &mut self,
+        comp: &mut Compressor,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), R>,
+    ) -> Result<Result<(), R>, Error> {
         let n = self.shards.len();
         let shard = &mut self.shards[self.next];
+        let start = shard.block.len();
+        if let Err(e) = write(&mut shard.block) {
+            shard.block.truncate(start);
+            return Ok(Err(e));
+        }
         self.next = (self.next + 1) % n;
-        shard.block.extend_from_slice(line);
         shard.stats.items += 1;
-        shard.stats.bytes += line.len() as u64;
+        shard.stats.bytes += (shard.block.len() - start) as u64;
         if shard.block.len() >= self.block_size {
             comp.compress(&shard.block, &mut shard.ready)?;
             shard.block.clear();
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Compresses every partly filled block (at the end of an input file or of the run).
@@ -207,8 +217,21 @@ mod tests {
         let mut set = ShardSet::new(3, 100);
         let mut files = vec![Vec::new(); 3];
         for i in 0..1000 {
-            set.push_line(format!("line {i}\n").as_bytes(), &mut comp)
+            // A write that fails before each line must leave neither bytes behind nor a gap
+            // in the dealing.
+            let refused = set
+                .push_with(&mut comp, |block| {
+                    block.extend_from_slice(b"half a li");
+                    Err::<(), _>("refused")
+                })
                 .unwrap();
+            assert_eq!(refused, Err("refused"));
+            set.push_with(&mut comp, |block| {
+                block.extend_from_slice(format!("line {i}\n").as_bytes());
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+            .unwrap();
             set.drain(|s, b| files[s].extend_from_slice(b));
         }
         set.flush(&mut comp).unwrap();

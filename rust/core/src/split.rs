@@ -59,7 +59,6 @@ pub struct Splitter {
     file: String,
     counts: Counts,
     rejects: Vec<u8>,
-    line_buf: Vec<u8>,
     sets: Vec<Value<'static>>,
     stop: Option<String>,
 }
@@ -97,7 +96,6 @@ impl Splitter {
                 ..Counts::default()
             },
             rejects: Vec::new(),
-            line_buf: Vec::new(),
             sets: Vec::new(),
             stop: None,
         })
@@ -205,24 +203,27 @@ impl Splitter {
                 continue;
             }
             matched = true;
-            self.line_buf.clear();
-            match self.targets[t].write_line(item, copyable, &mut self.sets, &mut self.line_buf) {
-                Ok(()) => {
-                    if let Err(err) = self.shards[t].push_line(&self.line_buf, &mut self.compressor)
-                    {
-                        self.stop.get_or_insert_with(|| {
-                            format!("writing target {}: {err}", self.targets[t].name)
-                        });
-                        return;
-                    }
+            let target = &self.targets[t];
+            let sets = &mut self.sets;
+            let pushed = self.shards[t].push_with(&mut self.compressor, |block| {
+                target.write_line(item, copyable, sets, block)
+            });
+            match pushed {
+                Ok(Ok(())) => {
                     self.counts.target_written[t] += 1;
                     written = true;
                 }
-                Err(Refusal { reason, message }) => {
+                Ok(Err(Refusal { reason, message })) => {
                     *self.counts.target_rejected[t]
                         .entry(reason.code())
                         .or_default() += 1;
                     self.record(line_no, raw, reason, Some(t), &message, 0);
+                }
+                Err(err) => {
+                    self.stop.get_or_insert_with(|| {
+                        format!("writing target {}: {err}", self.targets[t].name)
+                    });
+                    return;
                 }
             }
             if self.route == Route::First {
