@@ -6,8 +6,8 @@ One run generates (or reuses) an export in the AWS layout and measures, on the s
                  recompressing that no tool doing this job can skip
   boto3 script   baseline_boto3.py: json + TypeDeserializer/TypeSerializer + zstandard
   jq             gzip -dc | jq (route + transform) | mawk (round-robin) | zstd -3 per shard
-  ddbshard       `python -m ddbshard split CONFIG --workers N --quiet --overwrite`, N = 1 and
-                 N = all cores
+  ddbshard       `python -m ddbshard split CONFIG --workers N --quiet` into an emptied
+                 destination, N = 1 and N = all cores
 
 all doing the split of split_setup.py. CPU seconds are user + sys of the child processes
 (getrusage RUSAGE_CHILDREN around each run); peak RSS comes from polling /proc (VmHWM of every
@@ -205,8 +205,12 @@ def jq_pipeline(files: list[Path], out: Path, items: int) -> Measure:
 
 
 def ddbshard(config: Path, dest: Path, workers: int, items: int) -> Measure:
+    # Each timed run is a first run into an empty destination (its state lives there too).
+    # Deleting the previous round's half-gigabyte of shards is no part of splitting, as the
+    # codec pipeline writing to /dev/null deletes nothing; `--overwrite` would time it.
+    shutil.rmtree(dest, ignore_errors=True)
     argv = [sys.executable, "-m", "ddbshard", "split", str(config)]
-    argv += ["--workers", str(workers), "--quiet", "--overwrite"]
+    argv += ["--workers", str(workers), "--quiet"]
     m = run(f"ddbshard split --workers {workers}", argv, items)
     summary = json.loads((dest / "_summary.json").read_text())
     if summary["items"]["read"] != items or summary["items"]["rejected"]:

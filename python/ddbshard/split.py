@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -277,9 +278,15 @@ class _Run:
         nexts: list[list[int]] = self.ckpt["worker_next"]
         for w in range(len(nexts), n):
             nexts.append([w * t["shards"] // n for t in self.spec["targets"]])
-        ctx = multiprocessing.get_context("spawn")
         # Local files go to the workers as plain paths: they then start without fsspec.
         fs = None if isinstance(self.source.fs, LocalFileSystem) else self.source.fs
+        # A forked worker starts at once with everything imported; a spawned one starts a new
+        # interpreter (0.1-0.2 CPU s each, and multiprocessing's resource tracker beside them).
+        # But fork copies only the calling thread: with s3fs's event loop (or any other
+        # thread) running, a lock it held would stay locked in the child. So fork only when
+        # this process has no other thread.
+        single = fs is None and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork" if single else "spawn")
         results: Any = ctx.Queue()
         inboxes: list[Any] = [ctx.Queue() for _ in range(n)]
         procs = [
