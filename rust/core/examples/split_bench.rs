@@ -224,7 +224,11 @@ fn main() {
         let (n, out_bytes) = split(&files, config, Codec::Zstd, &mut |_| {});
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds().0 - c0;
-        let codec = if with_codec { codec_limit(&paths) } else { f64::NAN };
+        let codec = if with_codec {
+            codec_limit(&paths)
+        } else {
+            f64::NAN
+        };
         items = n;
         best_split = best_split.min(cpu);
         best_codec = best_codec.min(codec);
