@@ -286,7 +286,9 @@ class _Run:
         # thread) running, a lock it held would stay locked in the child. So fork only when
         # this process has no other thread.
         single = fs is None and threading.active_count() == 1
-        ctx = multiprocessing.get_context("fork" if single else "spawn")
+        ctx = (
+            multiprocessing.get_context("fork") if single else multiprocessing.get_context("spawn")
+        )
         results: Any = ctx.Queue()
         inboxes: list[Any] = [ctx.Queue() for _ in range(n)]
         procs = [
