@@ -50,8 +50,17 @@ pub struct Layout {
     pub canonical: bool,
     /// The attribute map `{...}` (for an export line, without the `{"Item":` around it).
     pub map: Range<usize>,
-    /// Each top-level attribute's value `{"T":...}`, in the order of the map.
-    pub values: Vec<Range<usize>>,
+    /// Each top-level attribute, in the order of the map.
+    pub entries: Vec<Entry>,
+}
+
+/// Where one top-level attribute sits in a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The opening quote of its name.
+    pub name_at: usize,
+    /// Its value `{"T":...}`.
+    pub value: Range<usize>,
 }
 
 impl Layout {
@@ -78,7 +87,14 @@ impl<'l> RawLine<'l> {
 
     /// Top-level value `i` (in map order), as `serialize::write_value` would write it.
     pub fn value(&self, i: usize) -> &'l [u8] {
-        &self.line[self.layout.values[i].clone()]
+        &self.line[self.layout.entries[i].value.clone()]
+    }
+
+    /// Top-level attributes `first..=last` (in map order), `"name":{"T":...}` each, with the
+    /// commas between them: what `serialize` writes for them, in one slice to copy.
+    pub fn entries(&self, first: usize, last: usize) -> &'l [u8] {
+        let entries = &self.layout.entries;
+        &self.line[entries[first].name_at..entries[last].value.end]
     }
 }
 
@@ -91,7 +107,7 @@ pub fn parse_item_layout<'a>(
 ) -> Result<Map<'a>, ParseError> {
     layout.canonical = false;
     layout.map = 0..0;
-    layout.values.clear();
+    layout.entries.clear();
     let result = parse_line(line, shape, Some(&mut *layout));
     // Refusals after the reading itself (the item size) must not leave it canonical either.
     if result.is_err() {
@@ -150,11 +166,11 @@ fn run<'a>(
     let Some(layout) = layout else {
         return read(&mut p).map_err(|e| *e);
     };
-    let mut values = std::mem::take(&mut layout.values);
-    values.clear();
-    p.values = Some(values);
+    let mut entries = std::mem::take(&mut layout.entries);
+    entries.clear();
+    p.entries = Some(entries);
     let result = read(&mut p);
-    layout.values = p.values.take().unwrap_or_default();
+    layout.entries = p.entries.take().unwrap_or_default();
     layout.map = p.map_span.clone();
     layout.canonical = result.is_ok() && p.canonical;
     result.map_err(|e| *e)
@@ -203,7 +219,7 @@ struct Parser<'a> {
     /// No whitespace skipped and no escape unlike `serialize`'s so far (see `Layout`).
     canonical: bool,
     /// Where top-level values are recorded, when a layout is wanted.
-    values: Option<Vec<Range<usize>>>,
+    entries: Option<Vec<Entry>>,
     /// The top-level attribute map, once read.
     map_span: Range<usize>,
 }
@@ -215,7 +231,7 @@ impl<'a> Parser<'a> {
             b: text.as_bytes(),
             pos: 0,
             canonical: true,
-            values: None,
+            entries: None,
             map_span: 0..0,
         }
     }
@@ -378,8 +394,11 @@ impl<'a> Parser<'a> {
             let (_, slot) = map.last_mut().expect("just pushed");
             self.value_into(level + 1, slot)?;
             if top {
-                if let Some(values) = &mut self.values {
-                    values.push(value_at..self.pos);
+                if let Some(entries) = &mut self.entries {
+                    entries.push(Entry {
+                        name_at,
+                        value: value_at..self.pos,
+                    });
                 }
             }
             self.ws();
@@ -900,7 +919,7 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serialize::{write_export_line, write_map, write_value};
+    use crate::serialize::{write_export_line, write_map, write_str, write_value};
 
     /// Parses with a layout and checks it against the serializer: when the layout says
     /// canonical, the line, its map and each value must be byte for byte what `serialize`
@@ -920,11 +939,26 @@ mod tests {
         let mut out = Vec::new();
         write_map(&mut out, &item);
         assert_eq!(raw.map(), &out[..], "{line}");
-        assert_eq!(layout.values.len(), item.len());
+        assert_eq!(layout.entries.len(), item.len());
         for (i, (_, v)) in item.iter().enumerate() {
             out.clear();
             write_value(&mut out, v);
             assert_eq!(raw.value(i), &out[..], "{line}");
+        }
+        // Every run of consecutive attributes, as the serializer writes it.
+        for first in 0..item.len() {
+            for last in first..item.len() {
+                out.clear();
+                for (i, (k, v)) in item[first..=last].iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(&mut out, k);
+                    out.push(b':');
+                    write_value(&mut out, v);
+                }
+                assert_eq!(raw.entries(first, last), &out[..], "{line}");
+            }
         }
         if layout.map.len() < line.len() {
             out.clear();

@@ -15,23 +15,45 @@ pub fn write_export_line(out: &mut Vec<u8>, item: &Map<'_>) {
 }
 
 /// Appends `{"Item":{...}}` for an item given as a transform's output attributes. With the
-/// input line in canonical form (`raw`), values taken unchanged from the input item are copied
-/// from the line: the same bytes `write_value` would make, without walking the value.
+/// input line in canonical form (`raw`), what comes unchanged from the input item is copied
+/// from the line: the same bytes `write_value` and `write_str` would make, without walking
+/// the value. Attributes kept under their own name, one after another as in the item, are
+/// copied names, values, commas and all, in one slice.
 pub fn write_export_line_attrs(
     out: &mut Vec<u8>,
     attrs: &[OutAttr<'_, '_>],
     raw: Option<RawLine<'_>>,
 ) {
     out.extend_from_slice(b"{\"Item\":{");
-    for (i, a) in attrs.iter().enumerate() {
+    let mut i = 0;
+    while i < attrs.len() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, a.name);
-        out.push(b':');
+        let a = &attrs[i];
+        i += 1;
         match (raw, a.from_item) {
-            (Some(raw), Some(index)) => out.extend_from_slice(raw.value(index)),
-            _ => write_value(out, a.value),
+            (Some(raw), Some(first)) if !a.renamed => {
+                let mut last = first;
+                while let Some(next) = attrs.get(i) {
+                    if next.renamed || next.from_item != Some(last + 1) {
+                        break;
+                    }
+                    last += 1;
+                    i += 1;
+                }
+                out.extend_from_slice(raw.entries(first, last));
+            }
+            (Some(raw), Some(index)) => {
+                write_str(out, a.name);
+                out.push(b':');
+                out.extend_from_slice(raw.value(index));
+            }
+            _ => {
+                write_str(out, a.name);
+                out.push(b':');
+                write_value(out, a.value);
+            }
         }
     }
     out.extend_from_slice(b"}}");

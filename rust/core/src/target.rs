@@ -231,6 +231,8 @@ mod tests {
         let lines = [
             r#"{"Item":{"pk":{"S":"a\"b"},"n":{"N":"1.50"},"m":{"M":{"x":{"L":[{"S":"\u0001"},{"NULL":true}]}}},"s":{"SS":["z","y\\"]}}}"#,
             r#"{"Item":{"pk":{"S":"é😀"},"b":{"BS":["AA=="]},"m":{"M":{}}}}"#,
+            // Runs of attributes copied whole, broken by a dropped and a renamed one.
+            r#"{"Item":{"pk":{"S":"k"},"a":{"N":"1"},"n":{"N":"2"},"b":{"BOOL":true},"c":{"L":[]},"m":{"NULL":true},"d":{"S":"\""},"s":{"S":""}}}"#,
             // Not canonical: written by the serializer instead, the same either way.
             r#"{"Item": {"pk":{"S":"\u00e9"},"s":{"S":"\/"}}}"#,
         ];
@@ -241,6 +243,7 @@ mod tests {
             for t in &targets {
                 let (mut copied, mut serialized) = (Vec::new(), Vec::new());
                 let raw = layout.raw_line(line.as_bytes());
+                assert_eq!(raw.is_some(), !line.contains(' '), "{line}");
                 t.write_line(&item, raw, &mut sets, &mut copied).unwrap();
                 t.write_line(&item, None, &mut sets, &mut serialized)
                     .unwrap();

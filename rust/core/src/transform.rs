@@ -101,6 +101,8 @@ pub struct OutAttr<'m, 'a> {
     /// The value's index in the input item when it is one of the item's own values (not a
     /// template's), so that its bytes in a canonical input line can be copied to the output.
     pub from_item: Option<usize>,
+    /// Whether `name` differs from the item's name for the value (a rename).
+    pub renamed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -163,10 +165,10 @@ impl Transform {
             if !kept(name) {
                 continue;
             }
-            let out_name = match self.rename.iter().find(|(from, _)| from == name) {
-                Some((_, to)) => to.as_str(),
+            let (out_name, renamed) = match self.rename.iter().find(|(from, _)| from == name) {
+                Some((_, to)) => (to.as_str(), true),
                 None if renamed_to(name) => continue,
-                None => name,
+                None => (name, false),
             };
             if set_name(out_name) {
                 continue;
@@ -175,6 +177,7 @@ impl Transform {
                 name: out_name,
                 value,
                 from_item: Some(index),
+                renamed,
             });
         }
         for ((name, _), value) in self.set.iter().zip(sets) {
@@ -182,6 +185,7 @@ impl Transform {
                 name: name.as_str(),
                 value,
                 from_item: None,
+                renamed: false,
             });
         }
     }
