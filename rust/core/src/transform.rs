@@ -93,6 +93,28 @@ impl Template {
     }
 }
 
+/// A set of names as one bit per (length, first byte, last byte) class: a name whose bit is
+/// clear is surely not in the set.
+#[derive(Default)]
+struct NameMask(u64);
+
+impl NameMask {
+    fn bit(name: &str) -> u64 {
+        let b = name.as_bytes();
+        let (first, last) = (b.first().copied(), b.last().copied());
+        let h = b.len() * 7 + usize::from(first.unwrap_or(0)) * 3 + usize::from(last.unwrap_or(0));
+        1 << (h % 64)
+    }
+
+    fn add(&mut self, name: &str) {
+        self.0 |= Self::bit(name);
+    }
+
+    fn may_hold(&self, name: &str) -> bool {
+        self.0 & Self::bit(name) != 0
+    }
+}
+
 /// One attribute of a transform's output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutAttr<'m, 'a> {
@@ -160,8 +182,27 @@ impl Transform {
                 .iter()
                 .any(|(from, to)| to == n && kept(from) && item.iter().any(|(k, _)| k == from))
         };
+        // Most attributes are named by no rule here. A one-word summary of the names the
+        // rules mention (`NameMask`) tells them apart without comparing any string.
+        let mut mentioned = NameMask::default();
+        for n in self.drop.iter().chain(self.set.iter().map(|(n, _)| n)) {
+            mentioned.add(n);
+        }
+        for (from, to) in &self.rename {
+            mentioned.add(from);
+            mentioned.add(to);
+        }
         for (index, (name, value)) in item.iter().enumerate() {
             let name = name.as_ref();
+            if self.keep.is_none() && !mentioned.may_hold(name) {
+                out.push(OutAttr {
+                    name,
+                    value,
+                    from_item: Some(index),
+                    renamed: false,
+                });
+                continue;
+            }
             if !kept(name) {
                 continue;
             }
