@@ -3,7 +3,8 @@
 An export root is the folder AWS writes under `AWSDynamoDB/<export-id>/`, holding
 `manifest-summary.json` and `manifest-files.json`; the files manifest lists every data file
 with its item count and the base64 MD5 of the compressed object, and split checks both.
-Any fsspec URL works (local paths and `s3://` through s3fs).
+Any fsspec URL works (`s3://` through s3fs); local paths are read without fsspec
+(`ddbshard.localfs`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from fsspec import AbstractFileSystem
-
 from ddbshard.exceptions import InputError
+from ddbshard.localfs import Files, LocalFS, is_local_url
 from ddbshard.storage import describe_os_error, url_to_fs
 
 LINE_FILE_SUFFIXES = (".json", ".json.gz", ".json.zst", ".jsonl", ".jsonl.gz", ".jsonl.zst")
@@ -34,7 +34,7 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Source:
-    fs: AbstractFileSystem
+    fs: Files
     root: str
     files: tuple[InputFile, ...]
     item_count: int | None  # the manifest summary's itemCount, if any
@@ -46,11 +46,11 @@ class Source:
         return sum(f.size or 0 for f in self.files)
 
 
-def _is_export_root(fs: AbstractFileSystem, path: str) -> bool:
+def _is_export_root(fs: Files, path: str) -> bool:
     return bool(fs.exists(posixpath.join(path, "manifest-summary.json")))
 
 
-def _find_export_root(fs: AbstractFileSystem, path: str) -> str | None:
+def _find_export_root(fs: Files, path: str) -> str | None:
     """The export root at `path`, or below it at `AWSDynamoDB/<id>/` when there is one."""
     if _is_export_root(fs, path):
         return path
@@ -78,7 +78,12 @@ def resolve_source(url: str) -> Source:
 
 
 def _resolve(url: str) -> Source:
-    fs, path = url_to_fs(url)
+    fs: Files
+    if is_local_url(url):
+        fs = LocalFS()
+        path = fs._strip_protocol(url)
+    else:
+        fs, path = url_to_fs(url)
     path = path.rstrip("/")
     if any(c in path for c in "*?["):
         # Names in reject records are relative to the folder the pattern starts from, not
@@ -102,7 +107,7 @@ def _resolve(url: str) -> Source:
     return _line_files(fs, path, found, url)
 
 
-def _line_files(fs: AbstractFileSystem, root: str, paths: list[str], url: str) -> Source:
+def _line_files(fs: Files, root: str, paths: list[str], url: str) -> Source:
     if not paths:
         raise InputError(
             f"{url}: no export manifest and no line files ({', '.join(LINE_FILE_SUFFIXES)})"
@@ -113,7 +118,7 @@ def _line_files(fs: AbstractFileSystem, root: str, paths: list[str], url: str) -
     return Source(fs=fs, root=root, files=files, item_count=None, summary=None)
 
 
-def _sizes(fs: AbstractFileSystem, paths: list[str]) -> list[int | None]:
+def _sizes(fs: Files, paths: list[str]) -> list[int | None]:
     """Sizes of many objects from one listing per folder (an export has thousands of data
     files: one HEAD each would take minutes); None for the ones that are not there."""
     listed: dict[str, int] = {}
@@ -126,7 +131,7 @@ def _sizes(fs: AbstractFileSystem, paths: list[str]) -> list[int | None]:
     return [listed.get(fs._strip_protocol(p)) for p in paths]
 
 
-def _size(fs: AbstractFileSystem, path: str) -> int | None:
+def _size(fs: Files, path: str) -> int | None:
     """The object's size, or None when it does not exist (one HEAD on S3)."""
     try:
         return int(fs.info(path)["size"])
@@ -136,7 +141,7 @@ def _size(fs: AbstractFileSystem, path: str) -> int | None:
         raise InputError(f"{fs.unstrip_protocol(path)}: {describe_os_error(e)}") from e
 
 
-def _read_json(fs: AbstractFileSystem, path: str) -> Any:
+def _read_json(fs: Files, path: str) -> Any:
     try:
         with fs.open(path, "rb") as f:
             return json.loads(f.read())
@@ -144,7 +149,7 @@ def _read_json(fs: AbstractFileSystem, path: str) -> Any:
         raise InputError(f"{path}: cannot read manifest: {e}") from e
 
 
-def _export(fs: AbstractFileSystem, root: str) -> Source:
+def _export(fs: Files, root: str) -> Source:
     summary = _read_json(fs, posixpath.join(root, "manifest-summary.json"))
     if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON":
         raise InputError(

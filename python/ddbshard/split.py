@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fsspec.implementations.local import LocalFileSystem
-
 from ddbshard.config import SplitConfig, auto_shards
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError
+from ddbshard.localfs import LocalFS
 from ddbshard.manifests import (
     add_counts,
     exit_code,
@@ -279,7 +278,7 @@ class _Run:
         for w in range(len(nexts), n):
             nexts.append([w * t["shards"] // n for t in self.spec["targets"]])
         # Local files go to the workers as plain paths: they then start without fsspec.
-        fs = None if isinstance(self.source.fs, LocalFileSystem) else self.source.fs
+        fs = None if isinstance(self.source.fs, LocalFS) else self.source.fs
         # A forked worker starts at once with everything imported; a spawned one starts a new
         # interpreter (0.1-0.2 CPU s each, and multiprocessing's resource tracker beside them).
         # But fork copies only the calling thread: with s3fs's event loop (or any other
