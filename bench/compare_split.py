@@ -74,6 +74,7 @@ class Measure:
     rss: dict[int, tuple[str, int]] = field(default_factory=dict)  # pid -> (cmdline, VmHWM)
     maxrss_children: int = 0  # bytes: ru_maxrss of the children (the largest process)
     output: str = ""
+    root: int = 0  # pid of the process run (a split's driver)
 
     @property
     def items_per_s(self) -> float:
@@ -84,9 +85,21 @@ class Measure:
         return self.items / self.cpu
 
     def peak_rss(self, *, workers_only: bool = False) -> int:
-        """Bytes: the largest peak RSS of one process (of a worker process, if asked)."""
-        sizes = [hwm for cmd, hwm in self.rss.values() if not workers_only or "spawn_main" in cmd]
-        return max(sizes, default=self.maxrss_children)
+        """Bytes: the largest peak RSS of one process (of a worker process, if asked).
+
+        A split's workers are the processes under its driver, but multiprocessing's resource
+        tracker (started beside spawned workers); forked workers share the driver's command
+        line, so it cannot tell them apart."""
+        if not workers_only:
+            return max((hwm for _, hwm in self.rss.values()), default=self.maxrss_children)
+        workers = [
+            hwm
+            for pid, (cmd, hwm) in self.rss.items()
+            if pid != self.root and "resource_tracker" not in cmd
+        ]
+        if not workers:
+            sys.exit(f"{self.name}: no worker process was seen")
+        return max(workers)
 
 
 def _children(pid: int) -> list[int]:
@@ -160,6 +173,7 @@ def run(
         peaks,
         after.ru_maxrss * 1024,
         out.decode(errors="replace") + err.decode(errors="replace"),
+        proc.pid,
     )
 
 
