@@ -183,7 +183,8 @@ impl Transform {
                 .any(|(from, to)| to == n && kept(from) && item.iter().any(|(k, _)| k == from))
         };
         // Most attributes are named by no rule here. A one-word summary of the names the
-        // rules mention (`NameMask`) tells them apart without comparing any string.
+        // rules mention (`NameMask`) tells them apart without comparing any string. (Made
+        // here from a handful of names, it costs less than keeping it beside the public fields.)
         let mut mentioned = NameMask::default();
         for n in self.drop.iter().chain(self.set.iter().map(|(n, _)| n)) {
             mentioned.add(n);
@@ -194,26 +195,22 @@ impl Transform {
         }
         for (index, (name, value)) in item.iter().enumerate() {
             let name = name.as_ref();
-            if self.keep.is_none() && !mentioned.may_hold(name) {
-                out.push(OutAttr {
-                    name,
-                    value,
-                    from_item: Some(index),
-                    renamed: false,
-                });
-                continue;
-            }
-            if !kept(name) {
-                continue;
-            }
-            let (out_name, renamed) = match self.rename.iter().find(|(from, _)| from == name) {
-                Some((_, to)) => (to.as_str(), true),
-                None if renamed_to(name) => continue,
-                None => (name, false),
+            let (out_name, renamed) = if self.keep.is_none() && !mentioned.may_hold(name) {
+                (name, false)
+            } else {
+                if !kept(name) {
+                    continue;
+                }
+                let named = match self.rename.iter().find(|(from, _)| from == name) {
+                    Some((_, to)) => (to.as_str(), true),
+                    None if renamed_to(name) => continue,
+                    None => (name, false),
+                };
+                if set_name(named.0) {
+                    continue;
+                }
+                named
             };
-            if set_name(out_name) {
-                continue;
-            }
             out.push(OutAttr {
                 name: out_name,
                 value,
