@@ -10,6 +10,7 @@ __all__ = [
     "ColumnBuilder",
     "Condition",
     "LineReader",
+    "Md5",
     "Splitter",
     "__version__",
     "canonical_item",
@@ -17,6 +18,7 @@ __all__ = [
     "dumps",
     "flatten_items",
     "loads",
+    "md5_update_many",
 ]
 
 __version__: str
@@ -38,6 +40,17 @@ def diff_pairs(
     """The rows of a full join on the key hash that are not matches: (matched, key hashes,
     expected item hashes, actual item hashes, kinds); hashes little-endian u64 (0 where a side
     is absent), kinds u8 (0 missing, 1 unexpected, 2 changed)."""
+
+def md5_update_many(hashers: Sequence[Md5], chunks: Sequence[Sequence[bytes]]) -> None:
+    """Appends chunks[i], in order, to hashers[i] for every i (streams side by side in SIMD
+    lanes); a hasher may appear only once."""
+
+@final
+class Md5:
+    def __new__(cls) -> Self: ...
+    def update(self, data: bytes) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
 
 @final
 class Condition:

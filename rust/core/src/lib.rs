@@ -14,6 +14,7 @@ mod escape;
 pub mod expr;
 pub mod flatten;
 pub mod lines;
+pub mod md5;
 pub mod number;
 pub mod pairdiff;
 pub mod parse;

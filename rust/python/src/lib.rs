@@ -5,6 +5,7 @@ mod columns;
 mod condition;
 mod convert;
 mod errors;
+mod md5;
 mod pairdiff;
 mod reader;
 mod splitter;
@@ -20,6 +21,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::LineReader>()?;
     m.add_class::<splitter::Splitter>()?;
     m.add_class::<columns::ColumnBuilder>()?;
+    m.add_class::<md5::Md5>()?;
+    m.add_function(wrap_pyfunction!(md5::md5_update_many, m)?)?;
     m.add_function(wrap_pyfunction!(columns::canonical_item, m)?)?;
     m.add_function(wrap_pyfunction!(columns::flatten_items, m)?)?;
     m.add_function(wrap_pyfunction!(pairdiff::diff_pairs, m)?)?;
