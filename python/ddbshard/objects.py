@@ -17,15 +17,22 @@ Objects are created on their first bytes, so a shard that receives no item leave
 behind (ImportTable fails on an empty object under its prefix). MD5 and size are taken from the
 bytes as written; an S3 object continued after a resume is read back once at the end for its
 MD5, since a hash's running state cannot be saved.
+
+The MD5s are computed in batches: `append` keeps the bytes, and `hash_appends` hashes those of
+many objects in one call, their streams side by side in SIMD lanes (`_core.md5_update_many`).
+One stream at a time (hashlib) cost the driver about 0.2 CPU seconds per million items, taken
+from the workers on a machine whose cores they fill; side by side it costs a quarter of that.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ddbshard._core import Md5, md5_update_many
 from ddbshard.exceptions import InputError
 from ddbshard.storage import s3_error
 
@@ -38,11 +45,15 @@ _HASH_CHUNK = 8 << 20
 
 class OutputObject(Protocol):
     key: str  # relative to dest, e.g. "Posts/data/part-00000.json.zst"
+    hasher: Md5 | None  # the MD5 of the bytes before `unhashed`; None: read back at finish
+    unhashed: list[bytes]  # appended, not yet in `hasher` (see hash_appends)
 
     @property
     def size(self) -> int: ...
 
-    def append(self, data: bytes) -> None: ...
+    def append(self, data: bytes) -> None:
+        """Appends bytes; their MD5 waits for the next hash_appends (or finish)."""
+        ...
 
     def sync(self) -> dict[str, Any]:
         """Makes everything appended so far durable; returns the state to resume from."""
@@ -57,12 +68,26 @@ class OutputObject(Protocol):
         ...
 
 
+def hash_appends(objects: Iterable[OutputObject]) -> None:
+    """Brings each object's MD5 up to all the bytes appended to it, in one pass over them all."""
+    hashers: list[Md5] = []
+    chunks: list[list[bytes]] = []
+    for o in objects:
+        if o.unhashed and o.hasher is not None:
+            hashers.append(o.hasher)
+            chunks.append(o.unhashed)
+        o.unhashed = []
+    if hashers:
+        md5_update_many(hashers, chunks)
+
+
 class LocalObject:
     def __init__(self, path: Path, key: str, state: dict[str, Any] | None) -> None:
         self.key = key
         self.path = path
         self._size = 0
-        self._md5 = hashlib.md5()
+        self.hasher: Md5 | None = Md5()
+        self.unhashed: list[bytes] = []
         self._fh: Any = None
         if state is not None:
             self._size = int(state["size"])
@@ -74,17 +99,18 @@ class LocalObject:
 
     def _restore(self) -> None:
         # Bytes past the checkpoint belong to input files that will be read again.
+        hasher = self.hasher = Md5()
         with open(self.path, "r+b") as f:
             f.truncate(self._size)
             while chunk := f.read(_HASH_CHUNK):
-                self._md5.update(chunk)
+                hasher.update(chunk)
 
     def append(self, data: bytes) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open across appends)
         self._fh.write(data)
-        self._md5.update(data)
+        self.unhashed.append(data)
         self._size += len(data)
 
     def sync(self) -> dict[str, Any]:
@@ -95,7 +121,9 @@ class LocalObject:
 
     def finish(self) -> str:
         self.abandon()
-        return self._md5.hexdigest()
+        hash_appends([self])
+        assert self.hasher is not None  # a local object is hashed as it is written
+        return self.hasher.hexdigest()
 
     def abandon(self) -> None:
         if self._fh is not None:
@@ -117,7 +145,8 @@ class S3Object:
         self.tail = tail
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []  # {"PartNumber", "ETag", "Size"}
-        self._md5: Any = hashlib.md5()
+        self.hasher: Md5 | None = Md5()
+        self.unhashed: list[bytes] = []
         self._size = 0
         self._fh: Any = None
         self.tail.parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +158,12 @@ class S3Object:
             with open(self.tail, "a+b") as f:
                 f.truncate(tail_size)
             if self.parts:
-                self._md5 = None  # uploaded parts cannot be re-hashed: read back at finish
+                self.hasher = None  # uploaded parts cannot be re-hashed: read back at finish
             else:
+                hasher = self.hasher = Md5()
                 with open(self.tail, "rb") as f:
                     while chunk := f.read(_HASH_CHUNK):
-                        self._md5.update(chunk)
+                        hasher.update(chunk)
         else:
             self.tail.unlink(missing_ok=True)
 
@@ -152,8 +182,8 @@ class S3Object:
         if self._fh is None:
             self._fh = open(self.tail, "ab")  # noqa: SIM115 (kept open across appends)
         self._fh.write(data)
-        if self._md5 is not None:
-            self._md5.update(data)
+        if self.hasher is not None:
+            self.unhashed.append(data)
         self._size += len(data)
         if self._tail_size() >= PART_SIZE:
             self._upload_tail_as_part()
@@ -231,13 +261,14 @@ class S3Object:
                     **self.dest.owner_args,
                 )
             self.tail.unlink(missing_ok=True)
-            if self._md5 is None:
+            if self.hasher is None:
                 return self._read_back_md5()
         except InputError:
             raise
         except Exception as e:
             raise s3_error(e, self.url) from e
-        return str(self._md5.hexdigest())
+        hash_appends([self])
+        return self.hasher.hexdigest()
 
     def _read_back_md5(self) -> str:
         md5 = hashlib.md5()

@@ -38,7 +38,7 @@ from ddbshard.manifests import (
     write_target_files,
 )
 from ddbshard.nodes import Node, share_files, share_shards
-from ddbshard.objects import OutputObject
+from ddbshard.objects import OutputObject, hash_appends
 from ddbshard.progress import Progress
 from ddbshard.sink import Dest, open_dest
 from ddbshard.source import Source, resolve_source
@@ -47,6 +47,9 @@ from ddbshard.worker import REJECTS, FileResult, Task, peak_rss, read_spill, wor
 
 REJECTS_KEY = "_rejects/rejects.jsonl"
 ON_BAD_FILE = ("stop", "skip")
+# Bytes a commit appends before it hashes them (objects.hash_appends): the more streams hashed
+# side by side the better, within bounded driver memory.
+HASH_BATCH = 16 << 20
 
 
 @dataclass
@@ -401,11 +404,17 @@ class _Run:
     def _commit(self, w: int, name: str, r: FileResult) -> None:
         """Appends a finished file's output to the shards, then records it in the checkpoint."""
         touched: dict[str, OutputObject] = {}
+        unhashed = 0
         for t, s, data in read_spill(r.spill):
             key = self.rejects_key if t == REJECTS else self._key(t, s)
             obj = touched.get(key) or self._object(key)
             touched[key] = obj
             obj.append(data)
+            unhashed += len(data)
+            if unhashed >= HASH_BATCH:
+                hash_appends(touched.values())
+                unhashed = 0
+        hash_appends(touched.values())
         ck = self.ckpt
         add_counts(ck["counts"], r.counts)
         for t, per_shard in enumerate(r.shard_stats):
