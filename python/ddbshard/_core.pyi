@@ -41,7 +41,7 @@ def diff_pairs(
     expected item hashes, actual item hashes, kinds); hashes little-endian u64 (0 where a side
     is absent), kinds u8 (0 missing, 1 unexpected, 2 changed)."""
 
-def md5_update_many(hashers: Sequence[Md5], chunks: Sequence[Sequence[bytes]]) -> None:
+def md5_update_many(hashers: Sequence[Md5], chunks: Sequence[Sequence[Buffer]]) -> None:
     """Appends chunks[i], in order, to hashers[i] for every i (streams side by side in SIMD
     lanes); a hasher may appear only once."""
 

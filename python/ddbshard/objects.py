@@ -46,12 +46,12 @@ _HASH_CHUNK = 8 << 20
 class OutputObject(Protocol):
     key: str  # relative to dest, e.g. "Posts/data/part-00000.json.zst"
     hasher: Md5 | None  # the MD5 of the bytes before `unhashed`; None: read back at finish
-    unhashed: list[bytes]  # appended, not yet in `hasher` (see hash_appends)
+    unhashed: list[bytes | memoryview]  # appended, not yet in `hasher` (see hash_appends)
 
     @property
     def size(self) -> int: ...
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         """Appends bytes; their MD5 waits for the next hash_appends (or finish)."""
         ...
 
@@ -71,7 +71,7 @@ class OutputObject(Protocol):
 def hash_appends(objects: Iterable[OutputObject]) -> None:
     """Brings each object's MD5 up to all the bytes appended to it, in one pass over them all."""
     hashers: list[Md5] = []
-    chunks: list[list[bytes]] = []
+    chunks: list[list[bytes | memoryview]] = []
     for o in objects:
         if o.unhashed and o.hasher is not None:
             hashers.append(o.hasher)
@@ -87,7 +87,7 @@ class LocalObject:
         self.path = path
         self._size = 0
         self.hasher: Md5 | None = Md5()
-        self.unhashed: list[bytes] = []
+        self.unhashed: list[bytes | memoryview] = []
         self._fh: Any = None
         if state is not None:
             self._size = int(state["size"])
@@ -105,7 +105,7 @@ class LocalObject:
             while chunk := f.read(_HASH_CHUNK):
                 hasher.update(chunk)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open across appends)
@@ -146,7 +146,7 @@ class S3Object:
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []  # {"PartNumber", "ETag", "Size"}
         self.hasher: Md5 | None = Md5()
-        self.unhashed: list[bytes] = []
+        self.unhashed: list[bytes | memoryview] = []
         self._size = 0
         self._fh: Any = None
         self.tail.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ class S3Object:
     def _tail_size(self) -> int:
         return self._size - sum(int(p["Size"]) for p in self.parts)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         if self._fh is None:
             self._fh = open(self.tail, "ab")  # noqa: SIM115 (kept open across appends)
         self._fh.write(data)

@@ -43,12 +43,12 @@ from ddbshard.progress import Progress
 from ddbshard.sink import Dest, open_dest
 from ddbshard.source import Source, resolve_source
 from ddbshard.state import VERSION, StateDir, default_state_dir, fingerprint
-from ddbshard.worker import REJECTS, FileResult, Task, peak_rss, read_spill, worker_main
+from ddbshard.worker import REJECTS, FileResult, SpillFile, Task, peak_rss, worker_main
 
 REJECTS_KEY = "_rejects/rejects.jsonl"
 ON_BAD_FILE = ("stop", "skip")
-# Bytes a commit appends before it hashes them (objects.hash_appends): the more streams hashed
-# side by side the better, within bounded driver memory.
+# Bytes a commit appends before it hashes them (objects.hash_appends) and lets their pages go:
+# the more streams hashed side by side the better, within bounded driver memory.
 HASH_BATCH = 16 << 20
 
 
@@ -405,16 +405,18 @@ class _Run:
         """Appends a finished file's output to the shards, then records it in the checkpoint."""
         touched: dict[str, OutputObject] = {}
         unhashed = 0
-        for t, s, data in read_spill(r.spill):
-            key = self.rejects_key if t == REJECTS else self._key(t, s)
-            obj = touched.get(key) or self._object(key)
-            touched[key] = obj
-            obj.append(data)
-            unhashed += len(data)
-            if unhashed >= HASH_BATCH:
-                hash_appends(touched.values())
-                unhashed = 0
-        hash_appends(touched.values())
+        with SpillFile(r.spill) as spill:
+            for t, s, data in spill.records():
+                key = self.rejects_key if t == REJECTS else self._key(t, s)
+                obj = touched.get(key) or self._object(key)
+                touched[key] = obj
+                obj.append(data)
+                unhashed += len(data)
+                if unhashed >= HASH_BATCH:
+                    hash_appends(touched.values())
+                    spill.forget_used()
+                    unhashed = 0
+            hash_appends(touched.values())
         ck = self.ckpt
         add_counts(ck["counts"], r.counts)
         for t, per_shard in enumerate(r.shard_stats):

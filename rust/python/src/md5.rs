@@ -1,9 +1,9 @@
 //! `Md5` and `md5_update_many`: the shards' MD5s, many streams in one call (core `md5`).
 
 use ddbshard_core::md5 as core_md5;
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 /// A running MD5, like `hashlib.md5()`, that `md5_update_many` can feed beside others.
@@ -39,12 +39,13 @@ impl Md5 {
 }
 
 /// Appends `chunks[i]` (in order) to `hashers[i]` for every i, the streams side by side in
-/// SIMD lanes; the GIL is released meanwhile. A hasher may appear only once.
+/// SIMD lanes; the GIL is released meanwhile. A hasher may appear only once. Chunks are any
+/// contiguous byte buffers: `bytes`, or `memoryview`s of the mapped spill file (no copy).
 #[pyfunction]
 pub fn md5_update_many(
     py: Python<'_>,
     mut hashers: Vec<PyRefMut<'_, Md5>>,
-    chunks: Vec<Vec<PyBackedBytes>>,
+    chunks: Vec<Vec<PyBuffer<u8>>>,
 ) -> PyResult<()> {
     if hashers.len() != chunks.len() {
         return Err(PyValueError::new_err(format!(
@@ -53,9 +54,12 @@ pub fn md5_update_many(
             chunks.len()
         )));
     }
+    if chunks.iter().flatten().any(|b| !b.is_c_contiguous()) {
+        return Err(PyValueError::new_err("chunks must be contiguous buffers"));
+    }
     let slices: Vec<Vec<&[u8]>> = chunks
         .iter()
-        .map(|c| c.iter().map(|b| &b[..]).collect())
+        .map(|c| c.iter().map(bytes_of).collect())
         .collect();
     let mut jobs: Vec<(&mut core_md5::Md5, &[&[u8]])> = hashers
         .iter_mut()
@@ -64,4 +68,10 @@ pub fn md5_update_many(
         .collect();
     py.detach(|| core_md5::update_many(&mut jobs));
     Ok(())
+}
+
+fn bytes_of(buffer: &PyBuffer<u8>) -> &[u8] {
+    // SAFETY: the buffer is contiguous (checked above) and len_bytes long, and it stays
+    // exported, so alive and not resizable by its owner, for as long as `buffer` is borrowed.
+    unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) }
 }
