@@ -81,6 +81,15 @@ def hash_appends(objects: Iterable[OutputObject]) -> None:
         md5_update_many(hashers, chunks)
 
 
+def _hash_file(path: Path) -> Md5:
+    """The running MD5 of a file's bytes, to go on appending to (a resumed object)."""
+    hasher = Md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            hasher.update(chunk)
+    return hasher
+
+
 class LocalObject:
     def __init__(self, path: Path, key: str, state: dict[str, Any] | None) -> None:
         self.key = key
@@ -99,11 +108,9 @@ class LocalObject:
 
     def _restore(self) -> None:
         # Bytes past the checkpoint belong to input files that will be read again.
-        hasher = self.hasher = Md5()
         with open(self.path, "r+b") as f:
             f.truncate(self._size)
-            while chunk := f.read(_HASH_CHUNK):
-                hasher.update(chunk)
+        self.hasher = _hash_file(self.path)
 
     def append(self, data: bytes | memoryview) -> None:
         if self._fh is None:
@@ -160,10 +167,7 @@ class S3Object:
             if self.parts:
                 self.hasher = None  # uploaded parts cannot be re-hashed: read back at finish
             else:
-                hasher = self.hasher = Md5()
-                with open(self.tail, "rb") as f:
-                    while chunk := f.read(_HASH_CHUNK):
-                        hasher.update(chunk)
+                self.hasher = _hash_file(self.tail)
         else:
             self.tail.unlink(missing_ok=True)
 

@@ -146,10 +146,7 @@ impl<'m, 'c> Stream<'m, 'c> {
         self.blocks -= 1;
         if self.md5.pending_len == 0 {
             if let Some(block) = self.chunks[self.chunk].get(self.offset..self.offset + 64) {
-                self.offset += 64;
-                if self.offset == self.chunks[self.chunk].len() {
-                    (self.chunk, self.offset) = (self.chunk + 1, 0);
-                }
+                self.advance(64);
                 return load_words(words, lane, block);
             }
         }
@@ -174,22 +171,32 @@ impl<'m, 'c> Stream<'m, 'c> {
         let rest = &self.chunks[self.chunk][self.offset..];
         let n = rest.len().min(out.len());
         out[..n].copy_from_slice(&rest[..n]);
+        self.advance(n);
+        n
+    }
+
+    /// Moves past `n` bytes of the current chunk, to the next chunk at its end.
+    #[inline(always)]
+    fn advance(&mut self, n: usize) {
         self.offset += n;
         if self.offset == self.chunks[self.chunk].len() {
             (self.chunk, self.offset) = (self.chunk + 1, 0);
         }
-        n
     }
 
     /// After the last whole block: the bytes left (fewer than 64) become pending.
     fn keep_rest(&mut self) {
-        while self.chunk < self.chunks.len() {
-            let at = self.md5.pending_len;
-            let mut pending = self.md5.pending;
-            let n = self.copy_from_chunks(&mut pending[at..]);
-            self.md5.pending = pending;
-            self.md5.pending_len += n;
+        let md5 = &mut *self.md5;
+        for (i, chunk) in self.chunks.iter().enumerate().skip(self.chunk) {
+            let rest = if i == self.chunk {
+                &chunk[self.offset..]
+            } else {
+                chunk
+            };
+            md5.pending[md5.pending_len..md5.pending_len + rest.len()].copy_from_slice(rest);
+            md5.pending_len += rest.len();
         }
+        (self.chunk, self.offset) = (self.chunks.len(), 0);
     }
 }
 
