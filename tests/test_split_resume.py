@@ -256,7 +256,15 @@ def test_resume_refuses_a_changed_config(tmp_path: Path, export: Path) -> None:
 def test_nothing_to_resume_after_a_finished_run(tmp_path: Path, export: Path) -> None:
     config = config_for(tmp_path, export)
     assert run(config).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*")}
+    # A run killed after its last write, before it could report, is resumed as finished:
+    # its report again, nothing rewritten.
     done = run(config, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert "already finished" in done.stdout, done.stdout
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*")} == before
+    # The same dest under another config has nothing to resume.
+    done = run(config_for(tmp_path, export, shards=SHARDS + 1), "--resume")
     assert done.returncode == 2
     assert "nothing to resume" in done.stderr, done.stderr
     done = run(config)

@@ -11,7 +11,9 @@ __all__ = [
     "DdbShardError",
     "DecompressError",
     "InputError",
+    "LocalDiskError",
     "ParseError",
+    "ResumeError",
     "UnmatchedError",
 ]
 
@@ -51,3 +53,13 @@ class InputError(DdbShardError):
 
 class UnmatchedError(DdbShardError):
     """An item matched no target while the config says `unmatched = "error"`."""
+
+
+class ResumeError(DdbShardError):
+    """An interrupted run that cannot be continued as it is: its checkpoint no longer matches
+    the destination, or another run holds the destination."""
+
+
+class LocalDiskError(DdbShardError):
+    """A fault of this machine's own disk (full, read-only, failing) while writing spill,
+    state or a local destination: never the input's fault, and the checkpoint is kept."""

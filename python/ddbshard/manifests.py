@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from ddbshard import crashpoints
 from ddbshard.config import SplitConfig
 from ddbshard.exceptions import DdbShardError
 from ddbshard.importspec import import_table_request, split_s3_uri
@@ -89,6 +90,7 @@ def write_target_files(
             target, compression=config.output.compression, bucket=bucket, prefix=prefix
         )
         dest.write_json(f"{target.name}/import-table.json", request)
+        crashpoints.reached("manifest")
         folders.append(dest.url_of(target.name))
     return folders
 

@@ -1,22 +1,35 @@
-"""The append-only output objects split writes (shards, rejects), local or S3.
+"""The append-only output objects split writes (shards, rejects), local or S3, and how each
+survives a crash at any instant.
 
-Shards and the rejects file are *append-only objects* that survive a crash: the driver appends
-the output of each finished input file, then records every object's state in the checkpoint
-(`sync()`); `--resume` reopens each object at its recorded state, dropping whatever was
-appended after it. Compressed frames (zstd) and members (gzip) concatenate, so the resumed
-object is still one valid stream.
+The driver appends the output of each finished input file, makes it durable (`sync()`), then
+records every object's state in the checkpoint; at the end it completes each object
+(`finish()`) and records that too. `--resume` reopens each object at its recorded state:
 
-- Local: a file, truncated back to the recorded length on resume.
-- S3: a multipart upload fed from a local tail file. Parts must be at least 5 MiB (all but the
-  last), so bytes accumulate in the tail until a part is full; the checkpoint records the
-  upload id, the parts uploaded and the tail's length. A part uploaded after the last
-  checkpoint is simply uploaded again under the same number on resume (S3 keeps the last
-  upload of a part number, and completion lists the parts the checkpoint knows).
+- appended after the checkpoint: dropped (the input files are read again);
+- complete: never touched again (its recorded MD5 and size go to the manifest);
+- not in the checkpoint at all: it belongs to an input file that will be read again, so the
+  dest's copy is removed or overwritten, never appended to.
+
+Compressed frames (zstd) and members (gzip) concatenate, so a resumed object is still one
+valid stream.
+
+Local: a file, truncated back to its recorded length on resume (refused, never padded, if it
+is shorter: someone changed the destination). Complete once closed and hashed.
+
+S3: a single PUT at the end for an object under one part; above that a multipart upload fed
+from local *segment* files, one per part (`<tail>.<part number>`). A segment is removed only
+after a checkpoint no longer needs it, so whatever a checkpoint records (the parts uploaded and
+the length of the next part's segment) is still on disk when a resume needs it. A part
+uploaded after the last checkpoint is uploaded again under the same number (S3 keeps the last
+upload of a part number, and completion lists the ETags the checkpoint knows). Finishing a
+multipart object first records its final part list ("completing"), so a resume that finds the
+upload already completed (NoSuchUpload) checks the object's size and part count and takes it
+as done instead of failing on it.
 
 Objects are created on their first bytes, so a shard that receives no item leaves no object
-behind (ImportTable fails on an empty object under its prefix). MD5 and size are taken from the
-bytes as written; an S3 object continued after a resume is read back once at the end for its
-MD5, since a hash's running state cannot be saved.
+behind (ImportTable fails on an empty object under its prefix). MD5 and size are taken from
+the bytes as written; an object continued after a resume is read back once for its MD5,
+since a hash's running state cannot be saved.
 
 The MD5s are computed in batches: `append` keeps the bytes, and `hash_appends` hashes those of
 many objects in one call, their streams side by side in SIMD lanes (`_core.md5_update_many`).
@@ -32,8 +45,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ddbshard import crashpoints
 from ddbshard._core import Md5, md5_update_many
-from ddbshard.exceptions import InputError
+from ddbshard.exceptions import InputError, ResumeError
 from ddbshard.storage import s3_error
 
 if TYPE_CHECKING:
@@ -47,6 +61,7 @@ class OutputObject(Protocol):
     key: str  # relative to dest, e.g. "Posts/data/part-00000.json.zst"
     hasher: Md5 | None  # the MD5 of the bytes before `unhashed`; None: read back at finish
     unhashed: list[bytes | memoryview]  # appended, not yet in `hasher` (see hash_appends)
+    done: dict[str, Any] | None  # {"md5", "size"} once complete
 
     @property
     def size(self) -> int: ...
@@ -59,8 +74,19 @@ class OutputObject(Protocol):
         """Makes everything appended so far durable; returns the state to resume from."""
         ...
 
-    def finish(self) -> str:
-        """Closes the object (completes the upload); returns its MD5 in hex."""
+    def checkpointed(self) -> None:
+        """The state `sync` returned is now in the checkpoint: drop what only an older
+        checkpoint needed."""
+        ...
+
+    def finish(self) -> dict[str, Any]:
+        """Completes the object on its dest; returns the state recording that: {"md5" (hex),
+        "size", ...}. Between this and the checkpoint that records it, a resume finishes
+        the object again, which must come to the same bytes."""
+        ...
+
+    def finish_prepare(self) -> dict[str, Any] | None:
+        """What must be in the checkpoint before `finish` (S3: the final part list), if any."""
         ...
 
     def abandon(self) -> None:
@@ -81,13 +107,32 @@ def hash_appends(objects: Iterable[OutputObject]) -> None:
         md5_update_many(hashers, chunks)
 
 
-def _hash_file(path: Path) -> Md5:
-    """The running MD5 of a file's bytes, to go on appending to (a resumed object)."""
-    hasher = Md5()
+def _hash_file(path: Path, hasher: Md5 | None = None) -> Md5:
+    """The running MD5 of a file's bytes (after `hasher`'s), to go on appending to."""
+    hasher = hasher or Md5()
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             hasher.update(chunk)
     return hasher
+
+
+def _cut_back(path: Path, size: int, what: str) -> None:
+    """Truncates `path` to the `size` bytes a checkpoint recorded. A shorter (or missing) file
+    lost bytes the checkpoint counts on: refuse rather than pad it with zeros."""
+    try:
+        have = path.stat().st_size
+    except FileNotFoundError:
+        have = -1
+    if have < size:
+        found = "is missing" if have < 0 else f"has {have} bytes"
+        raise ResumeError(
+            f"{path}: cannot resume: {what} {found}, the checkpoint recorded {size} (it was "
+            "changed or removed since the interrupted run); start over with --overwrite"
+        )
+    if have > size:
+        with open(path, "r+b") as f:
+            f.truncate(size)
+            os.fsync(f.fileno())
 
 
 class LocalObject:
@@ -97,25 +142,31 @@ class LocalObject:
         self._size = 0
         self.hasher: Md5 | None = Md5()
         self.unhashed: list[bytes | memoryview] = []
+        self.done: dict[str, Any] | None = None
         self._fh: Any = None
+        self._fresh = state is None  # opened first by this run: its file may hold leftovers
         if state is not None:
             self._size = int(state["size"])
-            self._restore()
+            self.done = state.get("done")
+            # Bytes past the checkpoint belong to input files that will be read again.
+            _cut_back(path, self._size, "the shard")
+            if self.done is None:
+                self.hasher = _hash_file(path)
 
     @property
     def size(self) -> int:
         return self._size
 
-    def _restore(self) -> None:
-        # Bytes past the checkpoint belong to input files that will be read again.
-        with open(self.path, "r+b") as f:
-            f.truncate(self._size)
-        self.hasher = _hash_file(self.path)
-
     def append(self, data: bytes | memoryview) -> None:
         if self._fh is None:
+            if self.done is not None:
+                raise AssertionError(f"{self.key}: appended to after it was finished")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open across appends)
+            # A file this run did not create (a killed run's, which no checkpoint knew of)
+            # starts over: its bytes will be written again.
+            mode = "wb" if self._fresh else "ab"
+            self._fh = open(self.path, mode)  # noqa: SIM115 (kept open across appends)
+            self._fresh = False
         self._fh.write(data)
         self.unhashed.append(data)
         self._size += len(data)
@@ -124,13 +175,24 @@ class LocalObject:
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
-        return {"size": self._size}
+        state: dict[str, Any] = {"size": self._size}
+        if self.done is not None:
+            state["done"] = self.done
+        return state
 
-    def finish(self) -> str:
-        self.abandon()
-        hash_appends([self])
-        assert self.hasher is not None  # a local object is hashed as it is written
-        return self.hasher.hexdigest()
+    def checkpointed(self) -> None:
+        return None
+
+    def finish_prepare(self) -> dict[str, Any] | None:
+        return None
+
+    def finish(self) -> dict[str, Any]:
+        if self.done is None:
+            self.abandon()
+            hash_appends([self])
+            assert self.hasher is not None  # a local object is hashed as it is written
+            self.done = {"md5": self.hasher.hexdigest(), "size": self._size}
+        return {"size": self._size, "done": self.done}
 
     def abandon(self) -> None:
         if self._fh is not None:
@@ -149,27 +211,41 @@ class S3Object:
         self.key = key
         self.dest = dest
         self.bucket, self.object_key = dest.bucket, dest.object_key(key)
-        self.tail = tail
+        self.tail = tail  # segments are <tail>.<part number>
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []  # {"PartNumber", "ETag", "Size"}
         self.hasher: Md5 | None = Md5()
         self.unhashed: list[bytes | memoryview] = []
+        self.done: dict[str, Any] | None = None
+        self.completing: list[dict[str, Any]] | None = None  # the final part list, once known
         self._size = 0
         self._fh: Any = None
+        self._kept = 1  # segments below this part number are no longer needed by a checkpoint
         self.tail.parent.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            self.upload_id = state.get("upload_id")
-            self.parts = list(state.get("parts", []))
-            tail_size = int(state["tail"])
-            self._size = sum(p["Size"] for p in self.parts) + tail_size
-            with open(self.tail, "a+b") as f:
-                f.truncate(tail_size)
-            if self.parts:
-                self.hasher = None  # uploaded parts cannot be re-hashed: read back at finish
-            else:
-                self.hasher = _hash_file(self.tail)
-        else:
-            self.tail.unlink(missing_ok=True)
+        if state is None:
+            self._remove_segments(from_part=1)
+            return
+        self.done = state.get("done")
+        self.upload_id = state.get("upload_id")
+        self.parts = list(state.get("parts", []))
+        self.completing = state.get("completing")
+        tail_size = int(state.get("tail", 0))
+        self._size = sum(int(p["Size"]) for p in self.parts) + tail_size
+        if self.done is not None:
+            self._size = int(self.done["size"])
+            return
+        current = len(self.parts) + 1
+        self._kept = current
+        # The checkpoint needs only the current part's segment, up to its recorded length;
+        # earlier segments were uploaded, later ones hold bytes appended after it.
+        self._remove_segments(from_part=1, below=current)
+        self._remove_segments(from_part=current + (1 if tail_size else 0))
+        if tail_size:
+            _cut_back(self._segment(current), tail_size, "the part waiting to be uploaded")
+        if self.parts:
+            self.hasher = None  # uploaded parts cannot be re-hashed: read back at finish
+        elif tail_size:
+            self.hasher = _hash_file(self._segment(current))
 
     @property
     def size(self) -> int:
@@ -179,12 +255,38 @@ class S3Object:
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.object_key}"
 
+    def _segment(self, part: int) -> Path:
+        return self.tail.with_name(f"{self.tail.name}.{part}")
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        prefix = self.tail.name + "."
+        out = []
+        for p in self.tail.parent.glob(f"{self.tail.name}.*"):
+            number = p.name[len(prefix) :]
+            if number.isdigit():
+                out.append((int(number), p))
+        return sorted(out)
+
+    def _remove_segments(self, from_part: int = 1, below: int | None = None) -> None:
+        for number, path in self._segments():
+            if number >= from_part and (below is None or number < below):
+                path.unlink(missing_ok=True)
+
     def _tail_size(self) -> int:
         return self._size - sum(int(p["Size"]) for p in self.parts)
 
+    def _open_segment(self) -> None:
+        if self.done is not None:
+            raise AssertionError(f"{self.key}: appended to after it was finished")
+        path = self._segment(len(self.parts) + 1)
+        # Bytes of the current segment that are in a checkpoint were cut back to on resume;
+        # a new segment starts empty whatever an interrupted run left in it.
+        mode = "ab" if self._tail_size() else "wb"
+        self._fh = open(path, mode)  # noqa: SIM115 (kept open across appends)
+
     def append(self, data: bytes | memoryview) -> None:
         if self._fh is None:
-            self._fh = open(self.tail, "ab")  # noqa: SIM115 (kept open across appends)
+            self._open_segment()
         self._fh.write(data)
         if self.hasher is not None:
             self.unhashed.append(data)
@@ -192,87 +294,142 @@ class S3Object:
         if self._tail_size() >= PART_SIZE:
             self._upload_tail_as_part()
 
+    def _upload_part(self, number: int) -> dict[str, Any]:
+        size = self._tail_size()
+        with open(self._segment(number), "rb") as body:
+            response = self.dest.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.object_key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=body,
+                **self.dest.owner_args,
+            )
+        return {"PartNumber": number, "ETag": response["ETag"], "Size": size}
+
     def _upload_tail_as_part(self) -> None:
-        client = self.dest.client
-        self._fh.flush()
+        self._fh.close()
+        self._fh = None
         try:
             if self.upload_id is None:
-                response = client.create_multipart_upload(
+                response = self.dest.client.create_multipart_upload(
                     Bucket=self.bucket, Key=self.object_key, **self.dest.put_args
                 )
                 self.upload_id = response["UploadId"]
-            number = len(self.parts) + 1
-            size = self._tail_size()
-            with open(self.tail, "rb") as body:
-                response = client.upload_part(
-                    Bucket=self.bucket,
-                    Key=self.object_key,
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    Body=body,
-                    **self.dest.owner_args,
-                )
+            part = self._upload_part(len(self.parts) + 1)
         except Exception as e:
             raise s3_error(e, self.url) from e
-        self.parts.append({"PartNumber": number, "ETag": response["ETag"], "Size": size})
-        self._fh.close()
-        self._fh = open(self.tail, "wb")  # noqa: SIM115 (the tail starts over)
+        self.parts.append(part)
+        crashpoints.reached("part_uploaded")
 
     def sync(self) -> dict[str, Any]:
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
-        return {"upload_id": self.upload_id, "parts": self.parts, "tail": self._tail_size()}
+        state: dict[str, Any] = {
+            "upload_id": self.upload_id,
+            "parts": self.parts,
+            "tail": self._tail_size(),
+        }
+        if self.completing is not None:
+            state["completing"] = self.completing
+        if self.done is not None:
+            state["done"] = self.done
+        return state
 
-    def finish(self) -> str:
+    def checkpointed(self) -> None:
+        # Segments of parts the checkpoint lists as uploaded are needed no more.
+        current = len(self.parts) + 1
+        if current > self._kept:
+            self._remove_segments(below=current)
+            self._kept = current
+
+    def finish_prepare(self) -> dict[str, Any] | None:
+        """Uploads the last part of a multipart object; its full part list goes into the
+        checkpoint before the upload is completed."""
+        if self.done is not None or self.upload_id is None or self.completing is not None:
+            return None
+        self.abandon()
+        if self._tail_size() > 0:
+            try:
+                part = self._upload_part(len(self.parts) + 1)
+            except Exception as e:
+                raise s3_error(e, self.url) from e
+            self.parts.append(part)
+            crashpoints.reached("part_uploaded")
+        self.completing = self.parts
+        return self.sync()
+
+    def finish(self) -> dict[str, Any]:
+        if self.done is not None:
+            return self.sync()
+        self.abandon()
         client = self.dest.client
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
         try:
             if self.upload_id is None:
-                with open(self.tail, "rb") as body:
+                with open(self._segment(1), "rb") as body:
                     client.put_object(
                         Bucket=self.bucket, Key=self.object_key, Body=body, **self.dest.put_args
                     )
             else:
-                if self._tail_size() > 0 or not self.parts:
-                    with open(self.tail, "rb") as body:
-                        response = client.upload_part(
-                            Bucket=self.bucket,
-                            Key=self.object_key,
-                            UploadId=self.upload_id,
-                            PartNumber=len(self.parts) + 1,
-                            Body=body,
-                            **self.dest.owner_args,
-                        )
-                    self.parts.append(
-                        {
-                            "PartNumber": len(self.parts) + 1,
-                            "ETag": response["ETag"],
-                            "Size": self._tail_size(),
-                        }
-                    )
-                client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=self.object_key,
-                    UploadId=self.upload_id,
-                    MultipartUpload={
-                        "Parts": [
-                            {"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in self.parts
-                        ]
-                    },
-                    **self.dest.owner_args,
-                )
-            self.tail.unlink(missing_ok=True)
+                assert self.completing is not None, "finish_prepare comes first"
+                self._complete()
+            crashpoints.reached("object_written")
             if self.hasher is None:
-                return self._read_back_md5()
+                md5 = self._read_back_md5()
+            else:
+                hash_appends([self])
+                md5 = self.hasher.hexdigest()
         except InputError:
             raise
         except Exception as e:
             raise s3_error(e, self.url) from e
-        hash_appends([self])
-        return self.hasher.hexdigest()
+        self.done = {"md5": md5, "size": self._size}
+        self.parts, self.completing = [], None
+        return self.sync()
+
+    def _complete(self) -> None:
+        assert self.completing is not None
+        client = self.dest.client
+        try:
+            client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.object_key,
+                UploadId=self.upload_id,
+                MultipartUpload={
+                    "Parts": [
+                        {"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in self.completing
+                    ]
+                },
+                **self.dest.owner_args,
+            )
+        except Exception as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            if code != "NoSuchUpload":
+                raise
+            # Completed by the interrupted run, after it recorded the part list and before it
+            # recorded the completion: the object must be exactly those parts.
+            self._check_completed(e)
+
+    def _check_completed(self, cause: Exception) -> None:
+        try:
+            head = self.dest.client.head_object(
+                Bucket=self.bucket, Key=self.object_key, **self.dest.owner_args
+            )
+        except Exception:
+            head = None
+        parts = len(self.completing or [])
+        etag = str((head or {}).get("ETag", "")).strip('"')
+        if (
+            head is None
+            or int(head.get("ContentLength", -1)) != self._size
+            or ("-" in etag and etag.rsplit("-", 1)[1] != str(parts))
+        ):
+            raise ResumeError(
+                f"{self.url}: cannot resume: its multipart upload is gone and the object is "
+                f"not the {self._size} bytes in {parts} parts the checkpoint recorded; start "
+                "over with --overwrite"
+            ) from cause
 
     def _read_back_md5(self) -> str:
         md5 = hashlib.md5()
@@ -282,6 +439,10 @@ class S3Object:
         while chunk := body.read(_HASH_CHUNK):
             md5.update(chunk)
         return md5.hexdigest()
+
+    def release(self) -> None:
+        """The object is complete and recorded: its local segments go."""
+        self._remove_segments(from_part=1)
 
     def abandon(self) -> None:
         if self._fh is not None:

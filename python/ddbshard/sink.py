@@ -33,6 +33,9 @@ class Dest(Protocol):
     def write_json(self, key: str, obj: Any) -> None: ...
     def url_of(self, key: str) -> str: ...
     def abort_uploads(self, objects: dict[str, dict[str, Any]]) -> None: ...
+    def abort_stray_uploads(
+        self, prefixes: list[str], owned: set[str] | None, known: dict[str, dict[str, Any]]
+    ) -> None: ...
 
 
 def open_dest(
@@ -107,6 +110,11 @@ class LocalDest:
         os.replace(tmp, path)
 
     def abort_uploads(self, objects: dict[str, dict[str, Any]]) -> None:
+        return None
+
+    def abort_stray_uploads(
+        self, prefixes: list[str], owned: set[str] | None, known: dict[str, dict[str, Any]]
+    ) -> None:
         return None
 
 
@@ -251,3 +259,31 @@ class S3Dest:
                         UploadId=upload_id,
                         **self.owner_args,
                     )
+
+    def abort_stray_uploads(
+        self, prefixes: list[str], owned: set[str] | None, known: dict[str, dict[str, Any]]
+    ) -> None:
+        """Aborts multipart uploads under `prefixes` (of keys in `owned`, if given) that the
+        checkpoint `known` does not continue: a killed run started them after its last
+        checkpoint, and their parts would be billed until a lifecycle rule removed them."""
+        keep = {st.get("upload_id") for st in known.values()}
+        start = len(self.prefix) + 1 if self.prefix else 0
+        stray = []
+        try:
+            for prefix in prefixes:
+                args: dict[str, Any] = {
+                    "Bucket": self.bucket,
+                    "Prefix": self.object_key(prefix),
+                    **self.owner_args,
+                }
+                for page in self.client.get_paginator("list_multipart_uploads").paginate(**args):
+                    for u in page.get("Uploads", []):
+                        key = u["Key"][start:]
+                        if u["UploadId"] not in keep and (owned is None or key in owned):
+                            stray.append((u["Key"], u["UploadId"]))
+            for key, upload_id in stray:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, **self.owner_args
+                )
+        except Exception as e:
+            raise s3_error(e, self.url) from e

@@ -14,20 +14,24 @@ counts differ by at most one, and across the run by at most the number of worker
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
+from ddbshard import crashpoints
 from ddbshard.config import SplitConfig, auto_shards
-from ddbshard.exceptions import ConfigError, DdbShardError, InputError
+from ddbshard.exceptions import ConfigError, DdbShardError, InputError, LocalDiskError
 from ddbshard.localfs import LocalFS
 from ddbshard.manifests import (
     add_counts,
@@ -42,7 +46,15 @@ from ddbshard.objects import OutputObject, hash_appends
 from ddbshard.progress import Progress
 from ddbshard.sink import Dest, open_dest
 from ddbshard.source import Source, resolve_source
-from ddbshard.state import VERSION, StateDir, default_state_dir, fingerprint
+from ddbshard.state import (
+    STATE_DIR_NAME,
+    VERSION,
+    StateDir,
+    default_state_dir,
+    fingerprint,
+    local_disk_error,
+    sweep_stale_state_dirs,
+)
 from ddbshard.worker import REJECTS, FileResult, SpillFile, Task, peak_rss, worker_main
 
 REJECTS_KEY = "_rejects/rejects.jsonl"
@@ -50,6 +62,9 @@ ON_BAD_FILE = ("stop", "skip")
 # Bytes a commit appends before it hashes them (objects.hash_appends) and lets their pages go:
 # the more streams hashed side by side the better, within bounded driver memory.
 HASH_BATCH = 16 << 20
+# S3 objects completed at once at the end of a run (PUTs and CompleteMultipartUpload calls):
+# independent requests, so a run with thousands of shards does not wait on them one by one.
+FINISH_CONCURRENCY = 16
 
 
 @dataclass
@@ -58,6 +73,9 @@ class SplitResult:
     exit_code: int
     dest: str
     target_dirs: list[str] = field(default_factory=list)
+    # --resume found this job already finished (a kill after its last write): nothing was
+    # done, and `summary` is the finished run's
+    already_finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,7 @@ def _shard_key(target: str, index: int, compression: str) -> str:
 
 
 def _owned_entries(config: SplitConfig) -> list[str]:
-    return [t.name for t in config.targets] + ["_rejects", "_summary.json", "_state"]
+    return [t.name for t in config.targets] + ["_rejects", "_summary.json"]
 
 
 def run_split(config: SplitConfig, options: SplitOptions | None = None) -> SplitResult:
@@ -167,7 +185,12 @@ class _Run:
 
     # --- starting: fresh, overwrite or resume ---------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self) -> dict[str, Any] | None:
+        """Takes the destination (one run at a time), then starts fresh, over earlier output
+        (--overwrite) or from the checkpoint (--resume). Returns the summary of an already
+        finished run when --resume finds nothing left to do."""
+        sweep_stale_state_dirs()
+        self.state.lock(self.config.dest)
         old = self.state.load()
         if self.options.resume and old is not None:
             if old.get("version") != VERSION or old.get("fingerprint") != self.fingerprint:
@@ -179,20 +202,29 @@ class _Run:
             self.skipped = len(old["done"]) + len(old["bad"])
             for key, st in old["objects"].items():
                 self.objects[key] = self.dest.open_object(key, st)
+            self._remove_strays()
             self.ckpt["runs"] += 1
             self.state.save(self.ckpt)
-            return
+            return None
         if self.node is None:
             existing = self.dest.existing_entries()
+            if old is None and not self.dest.is_s3:
+                # The state folder holding only this run's lock is not earlier output.
+                existing = [e for e in existing if e != STATE_DIR_NAME]
         else:
             _, keys = self._own_output()
             existing = self.dest.existing_keys(keys)
             if old is not None:
                 existing.append(str(self.state.path))
+        if self.options.resume:
+            finished = self._finished_summary(existing)
+            if finished is not None:
+                return finished
         if self.options.resume and existing:
             raise ConfigError(
                 f"{self.config.dest}: nothing to resume (no checkpoint in {self.state.path}: "
-                "the run finished or never started); pass --overwrite to start over"
+                "the run finished with another config or source, or never started); pass "
+                "--overwrite to start over"
             )
         if existing and not self.options.overwrite:
             raise ConfigError(
@@ -202,7 +234,7 @@ class _Run:
             )
         if old is not None:
             self.dest.abort_uploads(old.get("objects", {}))
-        self.state.remove()
+        self.state.clear()
         if existing or self.node is not None:
             entries, keys = self._own_output()
             self.dest.clear(entries)
@@ -230,6 +262,43 @@ class _Run:
             "worker_next": [],
         }
         self.state.save(self.ckpt)
+        return None
+
+    @property
+    def _summary_key(self) -> str:
+        return "_summary.json" if self.node is None else f"{self.node.dir}/summary.json"
+
+    def _finished_summary(self, existing: list[str]) -> dict[str, Any] | None:
+        """The summary of a run of this very job that already finished (killed after its
+        last write, before it could say so), or None."""
+        if self.node is None and "_summary.json" not in existing:
+            return None
+        if self.node is not None and self._summary_key not in existing:
+            return None
+        try:
+            summary: dict[str, Any] = self.dest.read_json(self._summary_key)
+        except (OSError, ValueError, DdbShardError):
+            return None
+        if summary.get("fingerprint") != self.fingerprint:
+            return None
+        return summary
+
+    def _remove_strays(self) -> None:
+        """Objects and uploads under this run's output that the checkpoint does not know:
+        a killed run made them after its last checkpoint, from input files that will be read
+        again. Left alone, a local one would be appended to, and any would be an object that
+        no manifest lists."""
+        prefixes = [f"{t.name}/data/" for t in self.config.targets] + ["_rejects/"]
+        owned = None if self.node is None else set(self._own_output()[1])
+        known = self.ckpt["objects"]
+        strays = [
+            key
+            for prefix in prefixes
+            for key in self.dest.list_keys(prefix)
+            if key not in known and (owned is None or key in owned)
+        ]
+        self.dest.remove(strays)
+        self.dest.abort_stray_uploads(prefixes, owned, known)
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -243,7 +312,29 @@ class _Run:
                 f"{self.source.root}: data file(s) listed in manifest-files.json are missing: "
                 f"{', '.join(missing[:3])}{more} (--on-bad-file skip goes on without them)"
             )
-        self._start()
+        try:
+            return self._run(started, missing)
+        except OSError as e:
+            # Input is read by the workers, which report its faults as bad files: an OSError
+            # here is this machine's own (state, spill or a local dest).
+            where = e.filename or self.config.dest
+            raise local_disk_error(e, f"{where}: cannot write") from e
+        finally:
+            self.state.unlock()
+
+    def _run(self, started: float, missing: list[str]) -> SplitResult:
+        finished_summary = self._start()
+        if finished_summary is not None:
+            self.state.remove()
+            return SplitResult(
+                finished_summary,
+                exit_code(self.config, finished_summary),
+                self.config.dest,
+                [self.dest.url_of(t.name) for t in self.config.targets]
+                if self.node is None
+                else [],
+                already_finished=True,
+            )
         finished = {f for f in self.ckpt["done"]} | {b["file"] for b in self.ckpt["bad"]}
         for name in missing:
             if name not in finished:
@@ -262,13 +353,14 @@ class _Run:
         try:
             if todo:
                 self._split_files(todo, progress)
+            progress.close()
+            return self._finish(time.monotonic() - started)
         except BaseException:
             for obj in self.objects.values():
                 obj.abandon()
             raise
         finally:
             progress.close()
-        return self._finish(time.monotonic() - started)
 
     def _workers(self, files: int) -> int:
         wanted = self.options.workers or os.cpu_count() or 1
@@ -291,19 +383,20 @@ class _Run:
         ctx = (
             multiprocessing.get_context("fork") if single else multiprocessing.get_context("spawn")
         )
-        results: Any = ctx.Queue()
-        inboxes: list[Any] = [ctx.Queue() for _ in range(n)]
-        procs = [
-            ctx.Process(
+        conns: list[Any] = []
+        procs: list[Any] = []
+        for w in range(n):
+            mine, theirs = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
                 target=worker_main,
-                args=(w, self.spec, fs, inboxes[w], results),
+                args=(w, self.spec, fs, theirs),
                 name=f"ddbshard-worker-{w}",
                 daemon=True,
             )
-            for w in range(n)
-        ]
-        for p in procs:
-            p.start()
+            proc.start()
+            theirs.close()
+            conns.append(mine)
+            procs.append(proc)
         pending = deque(todo)
         in_flight: dict[int, int] = {}  # worker -> file index
         in_flight_rejects = [0] * n
@@ -313,7 +406,7 @@ class _Run:
                 return
             i = pending.popleft()
             f = self.source.files[i]
-            inboxes[w].put(
+            conns[w].send(
                 Task(
                     index=i,
                     path=f.path,
@@ -326,38 +419,48 @@ class _Run:
             )
             in_flight[w] = i
 
+        def handle(kind: str, w: int, payload: Any) -> None:
+            if kind == "progress":
+                items, nbytes, rejected = payload
+                in_flight_rejects[w] += rejected
+                progress.update(progress.items + items, nbytes)
+                limit = self.options.max_rejects
+                total = self.ckpt["counts"]["rejected"] + sum(in_flight_rejects)
+                if limit is not None and total >= limit and not self.stopped:
+                    self.stopped = (
+                        f"max-rejects {limit} reached: the files being read were finished "
+                        f"and no other file was started ({len(pending)} not read)"
+                    )
+                    pending.clear()
+                return
+            del in_flight[w]
+            in_flight_rejects[w] = 0
+            # The worker's next file starts before this one is appended and checkpointed:
+            # a worker left waiting for the driver's writes and fsyncs ran at half speed.
+            if payload.status == "ok":
+                nexts[w] = payload.next_shards
+            dispatch(w)
+            self._file_done(w, payload)
+
         try:
             for w in range(n):
                 dispatch(w)
             while in_flight:
-                try:
-                    kind, w, payload = results.get(timeout=1.0)
-                except queue.Empty:
-                    self._check_alive(procs, in_flight)
-                    continue
-                if kind == "progress":
-                    items, nbytes, rejected = payload
-                    in_flight_rejects[w] += rejected
-                    progress.update(progress.items + items, nbytes)
-                    limit = self.options.max_rejects
-                    total = self.ckpt["counts"]["rejected"] + sum(in_flight_rejects)
-                    if limit is not None and total >= limit and not self.stopped:
-                        self.stopped = (
-                            f"max-rejects {limit} reached: the files being read were finished "
-                            f"and no other file was started ({len(pending)} not read)"
-                        )
-                        pending.clear()
-                    continue
-                del in_flight[w]
-                in_flight_rejects[w] = 0
-                # The worker's next file starts before this one is appended and checkpointed:
-                # a worker left waiting for the driver's writes and fsyncs ran at half speed.
-                if payload.status == "ok":
-                    nexts[w] = payload.next_shards
-                dispatch(w)
-                self._file_done(w, payload)
-            for inbox in inboxes:
-                inbox.put(None)
+                # A worker's pipe and its process sentinel together: a message is read as
+                # soon as it is sent, and a worker that dies is noticed at once (not when the
+                # others run out of work).
+                ready = set(mp_wait(conns + [p.sentinel for p in procs], timeout=1.0))
+                for w, conn in enumerate(conns):
+                    while w in in_flight and conn in ready and conn.poll():
+                        try:
+                            kind, _, payload = conn.recv()
+                        except EOFError:
+                            break
+                        handle(kind, w, payload)
+                self._check_alive(procs, in_flight)
+            for conn in conns:
+                with contextlib.suppress(OSError):
+                    conn.send(None)
             for p in procs:
                 p.join(timeout=10)
         finally:
@@ -366,6 +469,8 @@ class _Run:
                     p.terminate()
             for p in procs:
                 p.join(timeout=10)
+            for conn in conns:
+                conn.close()
 
     def _check_alive(self, procs: list[Any], in_flight: dict[int, int]) -> None:
         for w, i in in_flight.items():
@@ -383,6 +488,8 @@ class _Run:
         self.worker_peak_rss = max(self.worker_peak_rss, r.peak_rss)
         if r.status == "fatal":
             raise DdbShardError(r.reason)
+        if r.status == "disk":
+            raise LocalDiskError(r.reason)
         if r.status == "bad":
             Path(r.spill).unlink(missing_ok=True)
             if self.options.on_bad_file == "stop":
@@ -402,7 +509,9 @@ class _Run:
         return obj
 
     def _commit(self, w: int, name: str, r: FileResult) -> None:
-        """Appends a finished file's output to the shards, then records it in the checkpoint."""
+        """Appends a finished file's output to the shards, makes it durable, then records it
+        in the checkpoint. Killed anywhere before the checkpoint is saved, a resume cuts every
+        object back to the previous checkpoint and reads the file again."""
         touched: dict[str, OutputObject] = {}
         unhashed = 0
         with SpillFile(r.spill) as spill:
@@ -417,6 +526,9 @@ class _Run:
                     spill.forget_used()
                     unhashed = 0
             hash_appends(touched.values())
+        crashpoints.reached("appended")
+        states = {key: obj.sync() for key, obj in touched.items()}
+        crashpoints.reached("synced")
         ck = self.ckpt
         add_counts(ck["counts"], r.counts)
         for t, per_shard in enumerate(r.shard_stats):
@@ -427,17 +539,59 @@ class _Run:
         ck["bytes_uncompressed"] += r.bytes_uncompressed
         ck["done"][name] = {"read": r.counts["read"], "rejected": r.counts["rejected"]}
         ck["worker_next"][w] = r.next_shards
-        for key, obj in touched.items():
-            ck["objects"][key] = obj.sync()
+        ck["objects"].update(states)
         self.state.save(ck)
+        crashpoints.reached("checkpointed")
+        for obj in touched.values():
+            obj.checkpointed()
         Path(r.spill).unlink(missing_ok=True)
         self.read_now += 1
 
-    # --- the end: close objects, manifests, import requests, summary ------------------------
+    # --- the end: complete objects, manifests, import requests, summary ---------------------
+
+    def _complete_objects(self) -> dict[str, str]:
+        """Completes every output object on the dest and records each as complete in the
+        checkpoint; returns their MD5s. A resume after a kill in here completes again only
+        what the checkpoint does not record as complete (objects.py says why that is safe)."""
+        ck = self.ckpt
+        todo = [obj for obj in self.objects.values() if obj.done is None]
+        # Multipart objects: their last parts, then their part lists in the checkpoint.
+        prepared = self._each(todo, lambda obj: obj.finish_prepare())
+        if any(st is not None for st in prepared.values()):
+            ck["objects"].update({k: st for k, st in prepared.items() if st is not None})
+            self.state.save(ck)
+        done: dict[str, dict[str, Any]] = {}
+        try:
+            self._each(todo, lambda obj: done.__setitem__(obj.key, obj.finish()))
+        finally:
+            if done:  # those finished before a failure need not be finished again
+                ck["objects"].update(done)
+                self.state.save(ck)
+        crashpoints.reached("object_recorded")
+        for obj in todo:
+            release = getattr(obj, "release", None)
+            if release is not None:
+                release()
+        md5s = {}
+        for key, obj in self.objects.items():
+            assert obj.done is not None
+            md5s[key] = str(obj.done["md5"])
+        return md5s
+
+    def _each(
+        self, objects: Iterable[OutputObject], call: Callable[[OutputObject], Any]
+    ) -> dict[str, Any]:
+        """call(obj) for every object: side by side for S3 (each is a request or two)."""
+        objects = list(objects)
+        if not self.dest.is_s3 or len(objects) < 2:
+            return {obj.key: call(obj) for obj in objects}
+        with ThreadPoolExecutor(max_workers=FINISH_CONCURRENCY) as pool:
+            futures = {obj.key: pool.submit(call, obj) for obj in objects}
+            return {key: f.result() for key, f in futures.items()}
 
     def _finish(self, seconds: float) -> SplitResult:
         config, dest, ck = self.config, self.dest, self.ckpt
-        md5s = {key: obj.finish() for key, obj in self.objects.items()}
+        md5s = self._complete_objects()
         manifests = {}
         for t, target in enumerate(config.targets):
             entries = []
@@ -466,6 +620,7 @@ class _Run:
             "bad": ck["bad"],
         }
         summary["runs"] = ck["runs"]
+        summary["fingerprint"] = self.fingerprint
         summary["stopped"] = self.stopped
         summary["memory"] = {
             "worker_peak_rss_mb": round(self.worker_peak_rss / 2**20, 1),
@@ -487,6 +642,8 @@ class _Run:
                 "manifests": manifests,
             }
             dest.write_json(f"{self.node.dir}/summary.json", summary)
+        crashpoints.reached("summary")
+        crashpoints.reached("finished")
         self.state.remove()
         return SplitResult(summary, exit_code(config, summary), config.dest, target_dirs)
 

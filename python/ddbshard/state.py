@@ -9,30 +9,102 @@ stands. Whatever happened after it (a file half-read, output half-appended) is r
 For a local destination the state lives in `<dest>/_state/`; for S3 in a local folder
 (`--state-dir`, by default under ~/.cache/ddbshard/), because S3 multipart parts must be 5 MiB
 and the bytes waiting to fill one live on local disk.
+
+One run at a time per destination: the state folder holds a lock file, locked with flock(2)
+for as long as the run lives and naming its pid, host and start. The kernel releases the lock
+when its process dies however it dies, so a killed run's lock is simply taken over, and a
+second run started while the first is alive is refused with one line naming the first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
+from ddbshard.exceptions import LocalDiskError, ResumeError
 from ddbshard.storage import is_s3
 
 STATE_DIR_NAME = "_state"
 VERSION = 1
 
 
+LOCK_NAME = "lock"
+
+
+def _cache_root() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ddbshard" / "state"
+
+
 def default_state_dir(dest_url: str) -> Path:
     if not is_s3(dest_url):
         return Path(dest_url.removeprefix("file://")) / STATE_DIR_NAME
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     digest = hashlib.sha256(dest_url.rstrip("/").encode()).hexdigest()[:16]
-    return cache / "ddbshard" / "state" / digest
+    return _cache_root() / digest
+
+
+def local_disk_error(e: OSError, what: str) -> LocalDiskError:
+    """One line for a failed write to this machine's disk, saying what to do about it."""
+    reason = e.strerror or str(e)
+    advice = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix it"
+    return LocalDiskError(
+        f"{what}: {reason}; {advice}, then run the same command with --resume "
+        "(the checkpoint is kept)"
+    )
+
+
+def sweep_stale_state_dirs() -> None:
+    """Removes folders under ~/.cache/ddbshard/state/ that killed runs left with no checkpoint
+    anywhere in them (nothing to resume from) and no live run holding a lock in them. Only
+    folders untouched for a minute: a run starting now makes its folder before it locks it."""
+    root = _cache_root()
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        try:
+            if not d.is_dir() or time.time() - d.stat().st_mtime < 60:
+                continue
+            if any(d.rglob("checkpoint.json")):
+                continue
+            locks = [_try_lock(p) for p in d.rglob(LOCK_NAME)]
+            if all(fd is not None for fd in locks):
+                shutil.rmtree(d, ignore_errors=True)
+            for fd in locks:
+                if fd is not None:
+                    os.close(fd)
+        except OSError:
+            continue  # another run's folder, changing under us: leave it
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None if another process holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A run that just finished unlinks its lock file: a lock taken on that unlinked file
+        # would guard nothing, so it must still be the file at `path`.
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            os.close(fd)
+            return _try_lock(path)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except FileNotFoundError:
+        os.close(fd)
+        return _try_lock(path)
+    return fd
 
 
 class StateDir:
@@ -40,6 +112,47 @@ class StateDir:
         self.path = path
         self.checkpoint_path = path / "checkpoint.json"
         self.spill_dir = path / "spill"
+        self.lock_path = path / LOCK_NAME
+        self._lock_fd: int | None = None
+
+    def lock(self, dest: str) -> None:
+        """Takes the destination for this run, or refuses naming the run that holds it."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = _try_lock(self.lock_path)
+        except OSError as e:
+            raise LocalDiskError(
+                f"{self.path}: cannot create the run's state folder: {e.strerror or e}"
+            ) from e
+        if fd is None:
+            try:
+                holder = json.loads(self.lock_path.read_bytes())
+                who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                who = "another process"
+            raise ResumeError(
+                f"{dest}: another split is running on this destination ({who}); wait for it "
+                f"to end or stop it (its lock: {self.lock_path})"
+            )
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Lets the destination go. A state folder with no checkpoint (the run was refused, or
+        failed before it began) holds nothing to resume from, and goes with the lock."""
+        if self._lock_fd is None:
+            return
+        if not self.checkpoint_path.exists():
+            self.remove()
+            return
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
     def exists(self) -> bool:
         return self.checkpoint_path.exists()
@@ -52,27 +165,55 @@ class StateDir:
         return data
 
     def save(self, checkpoint: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_path.with_name("checkpoint.json.tmp")
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(checkpoint, separators=(",", ":")).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.checkpoint_path)
-        dir_fd = os.open(self.path, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)  # the rename itself must survive a power cut
-        finally:
-            os.close(dir_fd)
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(json.dumps(checkpoint, separators=(",", ":")).encode())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.checkpoint_path)
+            dir_fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself must survive a power cut
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            # The previous checkpoint is intact: the new one never replaced it.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise local_disk_error(e, f"{self.checkpoint_path}: cannot save the checkpoint") from e
 
     def fresh_spill_dir(self) -> Path:
         """An empty spill folder (spills of a killed run are never reused)."""
         shutil.rmtree(self.spill_dir, ignore_errors=True)
-        self.spill_dir.mkdir(parents=True)
+        try:
+            self.spill_dir.mkdir(parents=True)
+        except OSError as e:
+            raise local_disk_error(e, f"{self.spill_dir}: cannot create the spill folder") from e
         return self.spill_dir
 
+    def clear(self) -> None:
+        """Removes the checkpoint, spills and tails of an earlier run, keeping this run's lock."""
+        if not self.path.is_dir():
+            return
+        for p in self.path.iterdir():
+            if p.name == LOCK_NAME:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """The run is finished: its state goes, the lock last."""
+        self.clear()
+        self.lock_path.unlink(missing_ok=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
         if self.path.parent.name == STATE_DIR_NAME:  # a node's state: <dest>/_state/node-I
             with contextlib.suppress(OSError):  # other nodes may still be running
                 self.path.parent.rmdir()

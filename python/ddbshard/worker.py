@@ -21,19 +21,19 @@ import hashlib
 import mmap
 import multiprocessing
 import os
-import queue
 import resource
 import signal
 import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing.queues import Queue
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ddbshard._core import Splitter
 from ddbshard.exceptions import DecompressError, UnmatchedError
+from ddbshard.state import local_disk_error
 from ddbshard.storage import describe_os_error
 
 if TYPE_CHECKING:
@@ -59,7 +59,9 @@ class Task:
 @dataclass
 class FileResult:
     index: int
-    status: str  # "ok" | "bad" (file unusable: reason) | "fatal" (the run cannot go on)
+    # "ok" | "bad" (file unusable: reason) | "fatal" (the run cannot go on) | "disk" (this
+    # machine's disk failed writing the spill: the run stops, the input is not to blame)
+    status: str
     reason: str = ""
     spill: str = ""
     counts: dict[str, Any] = field(default_factory=dict)
@@ -70,14 +72,25 @@ class FileResult:
     peak_rss: int = 0  # bytes: this worker's peak resident memory so far
 
 
+class SpillWriteError(Exception):
+    """Writing the spill file failed (disk full, I/O error): this machine's fault."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def write_spill_records(out: BinaryIO, splitter: Splitter) -> None:
-    for t, s, data in splitter.drain():
-        out.write(_HEADER.pack(t, s, len(data)))
-        out.write(data)
-    rejects = splitter.take_rejects()
-    if rejects:
-        out.write(_HEADER.pack(REJECTS, 0, len(rejects)))
-        out.write(rejects)
+    try:
+        for t, s, data in splitter.drain():
+            out.write(_HEADER.pack(t, s, len(data)))
+            out.write(data)
+        rejects = splitter.take_rejects()
+        if rejects:
+            out.write(_HEADER.pack(REJECTS, 0, len(rejects)))
+            out.write(rejects)
+    except OSError as e:
+        raise SpillWriteError(e) from e
 
 
 class SpillFile:
@@ -156,12 +169,16 @@ def split_file(
     md5 = hashlib.md5()
     progress = _Progress(splitter, report)
     splitter.begin_file(task.name)
-    with open(task.spill, "wb") as out:
-        try:
-            handle = fs.open(task.path, "rb") if fs is not None else open(task.path, "rb")  # noqa: SIM115 (closed by the `with` below)
-        except OSError as e:
-            return _bad(result, f"cannot open: {describe_os_error(e)}")
-        try:
+    try:
+        out = open(task.spill, "wb")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as e:
+        return _disk(result, e)
+    try:
+        with out:
+            try:
+                handle = fs.open(task.path, "rb") if fs is not None else open(task.path, "rb")  # noqa: SIM115 (closed by the `with` below)
+            except OSError as e:
+                return _bad(result, f"cannot open: {describe_os_error(e)}")
             with handle:
                 while chunk := handle.read(CHUNK):
                     _exit_if_orphaned()
@@ -171,13 +188,17 @@ def split_file(
                     progress.tick(len(chunk))
                 splitter.end_file()
                 write_spill_records(out, splitter)
-        except DecompressError as e:
-            return _bad(result, str(e))
-        except UnmatchedError as e:
-            result.status, result.reason = "fatal", str(e)  # names file and line
-            return result
-        except OSError as e:
-            return _bad(result, f"cannot read: {describe_os_error(e)}")
+    except SpillWriteError as e:
+        return _disk(result, e.error)
+    except DecompressError as e:
+        return _bad(result, str(e))
+    except UnmatchedError as e:
+        result.status, result.reason = "fatal", str(e)  # names file and line
+        return result
+    except OSError as e:
+        if e.filename == task.spill:  # closing the spill flushed its last bytes, and failed
+            return _disk(result, e)
+        return _bad(result, f"cannot read: {describe_os_error(e)}")
     progress.flush()
     counts = splitter.counts()
     result.counts = counts
@@ -226,6 +247,13 @@ def _bad(result: FileResult, reason: str) -> FileResult:
     return result
 
 
+def _disk(result: FileResult, e: OSError) -> FileResult:
+    Path(result.spill).unlink(missing_ok=True)  # frees what it held of the full disk
+    result.status = "disk"
+    result.reason = str(local_disk_error(e, f"{result.spill}: cannot write the spill file"))
+    return result
+
+
 def peak_rss() -> int:
     """This process's peak resident set size in bytes.
 
@@ -255,23 +283,29 @@ def worker_main(
     worker: int,
     spec: dict[str, Any],
     fs: AbstractFileSystem | None,
-    tasks: Queue[Task | None],
-    results: Queue[tuple[str, int, Any]],
+    conn: Connection,
 ) -> None:
-    """Process entry point: take tasks until told to end (None)."""
+    """Process entry point: take tasks from the driver's end of `conn` until told to end
+    (None); send back ("progress", worker, deltas) and ("done", worker, FileResult).
+
+    A pipe, not a multiprocessing.Queue: a queue's semaphores are named system objects that a
+    killed driver leaves behind ("leaked semaphore objects"), and a pipe needs no feeder
+    thread."""
     # Ctrl-C reaches every process of the terminal's group; the driver alone decides what
     # happens (it stops the workers and keeps the checkpoint).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def report(items: int, nbytes: int, rejected: int) -> None:
-        results.put(("progress", worker, (items, nbytes, rejected)))
+        conn.send(("progress", worker, (items, nbytes, rejected)))
 
     while True:
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
+        if not conn.poll(1.0):
             _exit_if_orphaned()
             continue
+        try:
+            task = conn.recv()
+        except EOFError:  # the driver is gone
+            return
         if task is None:
             return
         try:
@@ -281,4 +315,4 @@ def worker_main(
                 index=task.index, status="fatal", reason=f"{task.name}: {type(e).__name__}: {e}"
             )
         result.peak_rss = peak_rss()
-        results.put(("done", worker, result))
+        conn.send(("done", worker, result))

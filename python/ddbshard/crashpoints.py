@@ -1,0 +1,67 @@
+"""Named steps of split's commit path, where the crash tests stop the driver on purpose.
+
+"Kill it anywhere, resume, get exactly the same result" can only be shown by stopping the
+process at each step where durable state changes, not by a sleep and a hope. Each such step
+calls `reached("name")`; the environment variable `DDBSHARD_CRASH_AT=name:N:how` (set only by
+tests) makes the Nth arrival at that step kill the driver there:
+
+    how = kill   SIGKILL: nothing after this instant runs (no cleanup, no flush)
+    how = int    SIGINT, as Ctrl-C: the KeyboardInterrupt surfaces here, the driver's
+                 ordinary interrupt handling runs
+
+Steps (in the order a run reaches them):
+    appended         a finished input file's output was appended to the shards (not synced)
+    synced           those appends were made durable (fsync), the checkpoint not yet saved
+    part_uploaded    an S3 multipart part was uploaded
+    checkpointed     the checkpoint was saved
+    object_written   an object was completed on its dest (PUT, CompleteMultipartUpload)
+    object_recorded  the checkpoint records that object as complete
+    manifest         a target's manifest (or import request) was written
+    summary          _summary.json was written
+    finished         everything is written; the state is about to be removed
+
+Without the variable, `reached` is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+STEPS = (
+    "appended",
+    "synced",
+    "part_uploaded",
+    "checkpointed",
+    "object_written",
+    "object_recorded",
+    "manifest",
+    "summary",
+    "finished",
+)
+_ENV = "DDBSHARD_CRASH_AT"
+
+
+def _plan() -> tuple[str, int, str] | None:
+    text = os.environ.get(_ENV)
+    if not text:
+        return None
+    step, count, how = text.split(":")
+    if step not in STEPS or how not in ("kill", "int") or int(count) < 1:
+        raise ValueError(f"{_ENV}={text}: expected STEP:N:kill|int with STEP one of {STEPS}")
+    return step, int(count), how
+
+
+_PLAN = _plan()
+_seen: dict[str, int] = {}
+
+
+def reached(step: str) -> None:
+    if _PLAN is None or _PLAN[0] != step:
+        return
+    _seen[step] = _seen.get(step, 0) + 1
+    if _seen[step] != _PLAN[1]:
+        return
+    if _PLAN[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt before returning
