@@ -2,13 +2,16 @@
 
 Exit status (DESIGN.md): 0 success; 1 the job ran but found problems (rejected items,
 differences); 2 bad usage, bad config or unreadable input. Errors are one line; a traceback
-only with --debug.
+only with --debug. That holds for the errors of the environment too, whichever command meets
+them: missing AWS credentials, Region or profile (storage.aws_setup_problem), and a local file
+or folder that cannot be written (OSError, the last resort behind the commands' own checks).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +57,11 @@ _ARGUMENTS_WITH_CODE = {
         "compare what the targets should hold with what they hold",
     ),
 }
+
+
+# The local output of commands that write one file or folder given on the command line,
+# checked before they read anything: (argument, what to call it, is it a file).
+_LOCAL_OUTPUT = {"keys": ("out", "--out", True), "demo": ("out", "OUT", False)}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -169,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
+        if args.command in _LOCAL_OUTPUT:
+            from ddbshard.storage import check_local_output
+
+            attr, what, is_file = _LOCAL_OUTPUT[args.command]
+            check_local_output(getattr(args, attr), what, file=is_file)
         if args.command == "validate":
             from ddbshard.commands.validate import run_validate
 
@@ -214,15 +227,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_diff_command(args)
         parser.error(f"unknown command {args.command}")
-    except DdbShardError as e:
-        if args.debug:
-            raise
-        print(f"ddbshard: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(
             "ddbshard: interrupted (a split continues from its checkpoint with --resume)",
             file=sys.stderr,
         )
         return 130
+    except Exception as e:
+        line = None if args.debug else _error_line(e, args)
+        if line is None:
+            raise
+        print(f"ddbshard: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+# Commands whose --region names the AWS Region they call (estimate's only picks its rates).
+_REGION_FLAG = ("init", "sync")
+
+
+def _error_line(e: Exception, args: argparse.Namespace) -> str | None:
+    """The one line for an error the user can act on; None for a bug (its traceback shows)."""
+    from ddbshard.storage import NO_REGION, aws_setup_problem
+
+    # First, even inside one of ours: "no credentials" says what to set, which the object
+    # being read when botocore found out does not.
+    problem = aws_setup_problem(e)
+    if problem == NO_REGION and args.command in _REGION_FLAG:
+        problem = f"{problem}, or pass --region"
+    if problem is not None:
+        return problem
+    if isinstance(e, DdbShardError):
+        # rstrip: a reason that quotes another program's output (a credential process's
+        # stderr, through a worker) may end in a newline.
+        return str(e).rstrip()
+    if isinstance(e, OSError):
+        # A local file or folder this run could not write or read, met where no command
+        # check caught it first.
+        what = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        why = e.strerror or str(e) or type(e).__name__
+        return f"{what}: {why}" if what else why
+    return None

@@ -5,12 +5,19 @@ retry mode: it retries 500/503 (SlowDown), throttling, dropped connections and t
 exponential backoff and jitter. Ten attempts ride out a burst of SlowDown (AWS asks clients to
 back off and retry, AWS-FORMATS.md) without hiding a permanent fault for long. Errors that no
 retry can fix (AccessDenied, NoSuchBucket, NoSuchKey) become one `InputError` line naming the
-object.
+object. What the AWS environment lacks (credentials, a Region, a named profile) is one line saying
+what to set, for every command alike (`aws_setup_problem`, used by the CLI's error handler).
+
+Local outputs are checked before any data is read (`check_local_output`): a run that would
+only fail at its first write should not spend its input first.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddbshard.exceptions import InputError
@@ -76,6 +83,9 @@ def split_url(url: str) -> tuple[str, str]:
 
 def s3_error(e: Exception, what: str) -> InputError:
     """One line for a failed S3 call on `what` (an s3:// URL): the code and AWS's message."""
+    problem = aws_setup_problem(e)
+    if problem is not None:
+        return InputError(problem)
     response = getattr(e, "response", None)
     if isinstance(response, dict):
         err = response.get("Error", {})
@@ -94,3 +104,82 @@ def describe_os_error(e: OSError) -> str:
     if isinstance(e, FileNotFoundError):
         return f"not found ({text})"
     return text if type(e).__name__ in text else f"{type(e).__name__}: {text}"
+
+
+# --- what the AWS environment lacks ----------------------------------------------------------
+
+NO_CREDENTIALS = (
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+    "or run where an IAM role provides them (EC2, ECS, AWS Batch)"
+)
+NO_REGION = (
+    "no AWS Region set: set AWS_REGION (or AWS_DEFAULT_REGION, or region in your AWS profile)"
+)
+
+
+def aws_setup_problem(e: BaseException | None) -> str | None:
+    """One line saying what the AWS environment lacks and how to set it, when `e`, or an
+    exception it was raised from or while handling, is botocore saying so (no credentials, no
+    Region, an unknown profile, a credential provider that failed); None otherwise.
+
+    s3fs and aiobotocore pass these through unwrapped (s3fs translates only ClientError), and
+    none is worth a retry: botocore raises them before any request is sent."""
+    exc = sys.modules.get("botocore.exceptions")
+    if exc is None:  # botocore never ran, so it raised nothing
+        return None
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, exc.NoCredentialsError):
+            return NO_CREDENTIALS
+        if isinstance(e, exc.PartialCredentialsError):
+            return (
+                f"incomplete AWS credentials ({e}): set both AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or use AWS_PROFILE"
+            )
+        if isinstance(e, exc.ProfileNotFound):
+            return (
+                f"AWS profile {e.kwargs.get('profile')!r} not found: set AWS_PROFILE to a "
+                "profile in ~/.aws/config (or AWS_CONFIG_FILE), or unset it"
+            )
+        if isinstance(e, exc.NoRegionError):
+            return NO_REGION
+        if isinstance(e, exc.CredentialRetrievalError | exc.TokenRetrievalError | exc.SSOError):
+            # One line, though the message may quote a credential process's stderr.
+            return f"AWS credentials could not be loaded: {' '.join(str(e).split())}"
+        if isinstance(e, exc.ConfigParseError):
+            return f"the AWS config cannot be read: {e}"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+# --- local outputs ---------------------------------------------------------------------------
+
+
+def check_local_output(location: str, what: str, *, file: bool = False) -> None:
+    """Refuses, with one line, a local folder (or with `file`, the folder of a file) that
+    cannot be created or written: a file where a folder should be, or a folder this process
+    may not write. Nothing is created. s3:// and other remote locations pass: their rights
+    are only known when a write is tried."""
+    if "://" in location and not location.startswith("file://"):
+        return
+    path = Path(location.removeprefix("file://")).absolute()
+    if file:
+        if path.is_dir():
+            raise InputError(f"{what} {location}: is a folder, not a file")
+        path = path.parent
+    probe = path
+    while not probe.exists():  # the nearest part of the path that exists decides
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(
+            f"{what} {location}: cannot write: {probe} is a file, not a folder "
+            f"({os.strerror(errno.ENOTDIR)})"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{what} {location}: cannot write: {probe} is not writable "
+            f"({os.strerror(errno.EACCES)}, or a read-only file system)"
+        )

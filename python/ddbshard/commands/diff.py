@@ -6,11 +6,13 @@ The work is diffrun.py; this module parses the arguments and prints the report.
 from __future__ import annotations
 
 import argparse
+import posixpath
 from typing import Any
 
 from ddbshard.config import load_config
 from ddbshard.diffrun import DiffOptions, DiffResult, run_diff
 from ddbshard.exceptions import ConfigError
+from ddbshard.storage import check_local_output
 
 __all__ = ["add_diff_arguments", "run_diff_command"]
 
@@ -96,7 +98,12 @@ def run_diff_command(args: Any) -> int:
         quiet=args.quiet,
         workers=args.workers,
     )
-    result = run_diff(load_config(args.config), options)
+    config = load_config(args.config)
+    # Before any input is read: the results are written last, after the whole join.
+    check_local_output(args.out or posixpath.join(config.dest.rstrip("/"), "_diff"), "--out")
+    if args.work_dir:
+        check_local_output(args.work_dir, "--work-dir")
+    result = run_diff(config, options)
     _report(result)
     return result.exit_code
 

@@ -18,7 +18,12 @@ from typing import Any
 
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.importspec import split_s3_uri
-from ddbshard.storage import botocore_config_kwargs
+from ddbshard.storage import (
+    NO_REGION,
+    aws_setup_problem,
+    botocore_config_kwargs,
+    check_local_output,
+)
 from ddbshard.tableconfig import (
     TableInfo,
     TableSpec,
@@ -76,6 +81,7 @@ def run_init(args: argparse.Namespace) -> int:
     # would then not be written.
     if out.exists() and not args.force:
         raise ConfigError(f"{out}: already exists; pass --force to replace it")
+    check_local_output(args.out, "--out", file=True)
     if args.export_time and not args.export:
         raise ConfigError("--export-time needs --export s3://bucket/prefix")
     if args.source and args.export:
@@ -137,12 +143,12 @@ def _aws_error(e: Exception, what: str) -> InputError:
     if isinstance(response, dict):
         err = response.get("Error", {})
         return InputError(f"{what}: {err.get('Code', 'error')}: {err.get('Message', '')}")
-    name = type(e).__name__
-    if name == "NoRegionError":
-        return InputError(f"{what}: no AWS Region: pass --region or set AWS_REGION")
-    if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return InputError(f"{what}: no AWS credentials (set a profile or AWS_ACCESS_KEY_ID)")
-    return InputError(f"{what}: {name}: {e}")
+    problem = aws_setup_problem(e)  # what every command says (and the CLI prints alone)
+    if problem == NO_REGION:
+        return InputError(f"{problem}, or pass --region")
+    if problem is not None:
+        return InputError(problem)
+    return InputError(f"{what}: {type(e).__name__}: {e}")
 
 
 def fetch_table_info(client: Any, table: str) -> TableInfo:

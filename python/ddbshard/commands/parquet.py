@@ -21,7 +21,7 @@ from typing import Any
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.parquetcopy import CopyOutput, CopyResult, Keys, make_copies, target_keys
-from ddbshard.storage import describe_os_error, is_s3, url_to_fs
+from ddbshard.storage import check_local_output, describe_os_error, is_s3, url_to_fs
 
 __all__ = ["add_parquet_arguments", "run_parquet"]
 
@@ -101,6 +101,10 @@ def _config_target(args: Any) -> tuple[SplitConfig | None, str | None]:
 
 def run_parquet(args: Any) -> int:
     config, target_name = _config_target(args)
+    # Before any input is read: a copy that cannot be written would fail at its first file.
+    check_local_output(args.dest, "DEST")
+    if args.work_dir:
+        check_local_output(args.work_dir, "--work-dir")
     if config is not None and target_name is not None:
         target = next(t for t in config.targets if t.name == target_name)
         keys = target_keys(target)

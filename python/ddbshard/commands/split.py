@@ -10,6 +10,8 @@ from typing import Any
 from ddbshard.config import load_config
 from ddbshard.nodes import node_from_args
 from ddbshard.split import SplitOptions, SplitResult, run_split
+from ddbshard.state import default_state_dir
+from ddbshard.storage import check_local_output, is_s3
 
 
 def print_report(result: SplitResult) -> None:
@@ -50,6 +52,15 @@ def run_split_command(args: Any) -> int:
     if args.shards is not None:
         overrides["output.shards"] = args.shards
     config = load_config(args.config, overrides=overrides)
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    # Checked before any data is read: a destination that cannot be written would otherwise
+    # fail at the first append, after the first input files were read for nothing.
+    if not is_s3(config.dest):
+        check_local_output(config.dest, "dest")
+    check_local_output(
+        str(state_dir or default_state_dir(config.dest)),
+        "--state-dir" if state_dir else "the checkpoint folder (--state-dir to move it)",
+    )
     options = SplitOptions(
         s3_dest=args.s3_dest,
         overwrite=args.overwrite,
@@ -58,7 +69,7 @@ def run_split_command(args: Any) -> int:
         workers=args.workers,
         on_bad_file=args.on_bad_file,
         max_rejects=args.max_rejects,
-        state_dir=Path(args.state_dir) if args.state_dir else None,
+        state_dir=state_dir,
         node=node_from_args(args.worker_index, args.worker_count),
     )
     result = run_split(config, options)
