@@ -1014,3 +1014,82 @@ def test_rename_onto_an_existing_name_only_replaces_it_when_the_source_is_there(
     by_pk = {it["pk"]["S"]: it for it in out.items}
     assert by_pk["1"] == {"pk": {"S": "1"}, "b": {"S": "own"}}
     assert by_pk["2"] == {"pk": {"S": "2"}, "b": {"S": "renamed"}}
+
+
+# --------------------------------------------------------------------------------------------
+# --s3-dest checked before the run; the closing line says where the problems are listed
+
+
+@pytest.mark.parametrize(
+    ("s3_dest", "why"),
+    [
+        ("s3://", "names no bucket"),
+        ("s3:///prefix/", "names no bucket"),
+        ("imports/run1/", "is not an s3:// URI"),
+        ("/tmp/imports/run1/", "is not an s3:// URI"),
+    ],
+)
+def test_bad_s3_dest_is_refused_before_anything_is_read(
+    tmp_path: Path, export: Path, s3_dest: str, why: str
+) -> None:
+    config = write_config(
+        tmp_path / "split.toml", source=str(export), dest="out", output="", targets=CATCH_ALL
+    )
+    done = run_split(config, "--s3-dest", s3_dest)
+    assert done.returncode == 2, done.stderr
+    message = done.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+    assert message.startswith("ddbshard: error: --s3-dest: ") and why in message, message
+    assert not (tmp_path / "out").exists()  # no shard, no checkpoint left behind
+
+
+def test_s3_dest_other_than_an_s3_dest_is_refused(tmp_path: Path, export: Path) -> None:
+    config = write_config(
+        tmp_path / "split.toml",
+        source=str(export),
+        dest="s3://imports/run1/",
+        output="",
+        targets=CATCH_ALL,
+    )
+    done = run_split(config, "--s3-dest", "s3://elsewhere/run1/")
+    assert done.returncode == 2, done.stderr
+    assert "only for a local dest" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_skipped_bad_file_is_pointed_to_in_the_summary_not_rejects(
+    tmp_path: Path, export: Path
+) -> None:
+    root, files = copy_export(export, tmp_path / "copy")
+    files[0].write_bytes(files[0].read_bytes()[:200])  # a truncated gzip file
+    config = write_config(
+        tmp_path / "split.toml", source=str(root), dest="out", output="", targets=CATCH_ALL
+    )
+    done = run_split(config, "--on-bad-file", "skip")
+    assert done.returncode == 1, done.stderr
+    dest = tmp_path / "out"
+    assert not (dest / "_rejects").exists()  # nothing rejected: no rejects file
+    assert [b["file"] for b in read_summary(dest)["files"]["bad"]] == [f"data/{files[0].name}"]
+    assert done.stderr.splitlines() == [
+        "ddbshard: 1 bad input file was skipped (--on-bad-file skip): see files.bad in "
+        "_summary.json in the destination"
+    ]
+    assert "_rejects" not in done.stderr
+
+
+def test_rejects_and_a_skipped_file_get_a_line_each(tmp_path: Path, items: list[Wire]) -> None:
+    src = tmp_path / "lines"
+    write_line_files(src, items[:90])
+    (src / "b.json.gz").write_bytes((src / "b.json.gz").read_bytes()[:40])  # truncated
+    (src / "d.json").write_bytes(b"\n".join([GOOD_LINES[0], *BAD_LINES.values()]) + b"\n")
+    config = write_config(
+        tmp_path / "split.toml", source="lines", dest="out", output="", targets=CATCH_ALL
+    )
+    done = run_split(config, "--on-bad-file", "skip")
+    assert done.returncode == 1, done.stderr
+    assert len(read_rejects(tmp_path / "out")) == len(BAD_LINES)
+    assert done.stderr.splitlines() == [
+        f"ddbshard: {len(BAD_LINES)} items were not written: see _rejects/rejects.jsonl in the "
+        "destination",
+        "ddbshard: 1 bad input file was skipped (--on-bad-file skip): see files.bad in "
+        "_summary.json in the destination",
+    ]

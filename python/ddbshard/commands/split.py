@@ -7,15 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddbshard.config import load_config
-from ddbshard.nodes import node_from_args
-from ddbshard.split import SplitOptions, SplitResult, run_split
+from ddbshard.config import SplitConfig, load_config
+from ddbshard.exceptions import ConfigError
+from ddbshard.importspec import split_s3_uri
+from ddbshard.nodes import Node, node_from_args
+from ddbshard.split import REJECTS_KEY, SplitOptions, SplitResult, run_split
 from ddbshard.state import default_state_dir
 from ddbshard.storage import check_local_output, is_s3
 
 
 def print_report(result: SplitResult) -> None:
     s = result.summary
+    if result.already_finished:
+        print("nothing to resume: this job already finished; its report:")
     items = s["items"]
     print(
         f"read {items['read']:,} items in {s['seconds']:.1f} s "
@@ -52,6 +56,7 @@ def run_split_command(args: Any) -> int:
     if args.shards is not None:
         overrides["output.shards"] = args.shards
     config = load_config(args.config, overrides=overrides)
+    s3_dest = check_s3_dest(args.s3_dest, config)
     state_dir = Path(args.state_dir) if args.state_dir else None
     # Checked before any data is read: a destination that cannot be written would otherwise
     # fail at the first append, after the first input files were read for nothing.
@@ -62,7 +67,7 @@ def run_split_command(args: Any) -> int:
         "--state-dir" if state_dir else "the checkpoint folder (--state-dir to move it)",
     )
     options = SplitOptions(
-        s3_dest=args.s3_dest,
+        s3_dest=s3_dest,
         overwrite=args.overwrite,
         resume=args.resume,
         quiet=args.quiet,
@@ -74,18 +79,61 @@ def run_split_command(args: Any) -> int:
     )
     result = run_split(config, options)
     print_report(result)
-    if result.exit_code:
-        print(
-            "ddbshard: some items were not written: see _rejects/ in the destination",
-            file=sys.stderr,
-        )
+    for line in closing_lines(result, options.node):
+        print(f"ddbshard: {line}", file=sys.stderr)
     return result.exit_code
+
+
+def check_s3_dest(s3_dest: str | None, config: SplitConfig) -> str | None:
+    """--s3-dest as import-table.json will name it, refused before any work when it is not
+    s3://bucket[/prefix] (the ImportTable request needs a bucket) or contradicts an s3:// dest
+    (the shards are then where dest says; a config's s3_dest is checked the same way)."""
+    if s3_dest is None:
+        return None
+    try:
+        bucket, prefix = split_s3_uri(s3_dest)
+    except ValueError as e:
+        raise ConfigError(f"--s3-dest: {e}") from None
+    if is_s3(config.dest) and split_s3_uri(config.dest) != (bucket, prefix):
+        raise ConfigError(
+            f"--s3-dest {s3_dest}: only for a local dest (where the shards will be uploaded); "
+            f"dest is already on S3 ({config.dest})"
+        )
+    return f"s3://{bucket}/{prefix}"
+
+
+def closing_lines(result: SplitResult, node: Node | None = None) -> list[str]:
+    """Where to look for what was not written, one line per kind of problem that exit status 1
+    stands for; none for a clean run. A skipped bad file is in the summary, not in _rejects/
+    (which a run with no rejected item does not even create)."""
+    if not result.exit_code:
+        return []
+    s = result.summary
+    items = s["items"]
+    rejects = REJECTS_KEY if node is None else f"_rejects/rejects-node-{node.index:04d}.jsonl"
+    summary = "_summary.json" if node is None else f"{node.dir}/summary.json"
+    lines = []
+    not_written = items["rejected"]
+    if s.get("unmatched_policy") == "reject":
+        not_written += items["unmatched"]
+    if not_written:
+        lines.append(f"{not_written:,} items were not written: see {rejects} in the destination")
+    bad = s["files"]["bad"]
+    if bad:
+        lines.append(
+            f"{len(bad)} bad input file{'s were' if len(bad) != 1 else ' was'} skipped "
+            f"(--on-bad-file skip): see files.bad in {summary} in the destination"
+        )
+    if s.get("stopped"):
+        lines.append(f"the run stopped early: {s['stopped']}")
+    return lines or [f"the run did not write everything: see {summary} in the destination"]
 
 
 def run_finalize_command(args: Any) -> int:
     from ddbshard.finalize import run_finalize
 
-    result = run_finalize(load_config(args.config), s3_dest=args.s3_dest)
+    config = load_config(args.config)
+    result = run_finalize(config, s3_dest=check_s3_dest(args.s3_dest, config))
     print(f"joined {result.summary['nodes']} nodes")
     print_report(result)
     return result.exit_code
