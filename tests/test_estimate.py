@@ -141,16 +141,78 @@ def test_auto_shards_and_objects_follow_the_manifest_item_count(tmp_path: Path) 
         assert t["items_per_shard"] == pytest.approx(t["items"] / 3)
 
 
-def test_no_rate_is_said_not_invented(tmp_path: Path) -> None:
-    _setup(tmp_path)
+def _set_export_region(root: Path, region: str) -> None:
+    """Rewrites the manifest's ARNs as if the table lived in `region` (estimate reads its
+    Region from there)."""
+    path = root / "manifest-summary.json"
+    summary = json.loads(path.read_text())
+    for key in ("exportArn", "tableArn"):
+        if key in summary:
+            parts = summary[key].split(":")
+            parts[3] = region
+            summary[key] = ":".join(parts)
+    path.write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-east-2"])
+def test_the_shipped_rates_of_us_east_1_and_2_are_used(tmp_path: Path, region: str) -> None:
+    """AWS-FORMATS.md §10: full export $0.10/GB, incremental export $0.10/GB, import $0.15/GB
+    of uncompressed source, in both Regions."""
+    root = _setup(tmp_path)
+    _set_export_region(root, region)
+    billed = json.loads((root / "manifest-summary.json").read_text())["billedSizeBytes"]
     e = _estimate(tmp_path)
-    assert e["export"]["export_charge_usd"] is None and e["total_charge_usd"] is None
-    assert "give --export-rate/--import-rate" in e["export"]["export_rate_origin"]
+    assert e["region"] == region
+    x = e["export"]
+    assert x["export_rate_usd_per_gb"] == 0.10
+    assert x["export_charge_usd"] == pytest.approx(billed / GIB * 0.10)
+    assert e["import_rate_usd_per_gb"] == 0.15
+    for t in e["targets"].values():
+        assert t["import_charge_usd"] == pytest.approx(t["import_bytes"] / GIB * 0.15)
+    assert e["incremental_export_rate_usd_per_gb"] == 0.10
+    total = x["export_charge_usd"] + e["import_charge_usd"]
+    assert e["total_charge_usd"] == pytest.approx(total) and total > 0
+    for origin in (x["export_rate_origin"], e["import_rate_origin"]):
+        assert origin.startswith(f"rates.toml, {region}, read 2026-12-06: "), origin
+        assert "AWS-FORMATS.md" in origin
+    if region == "us-east-1":  # only the full export's figure was read for us-east-1 itself
+        assert "3ADXMU9RYGKRUA9W" in x["export_rate_origin"]
+        assert "us-east-2's" in e["import_rate_origin"]
+
     r = _cli("estimate", "cfg.toml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "GB x $0.10/GB = " in r.stdout
+    assert "total: export ? " not in r.stdout and "give --export-rate" not in r.stdout
+    assert "catch-up: an incremental export costs $0.10/GB" in r.stdout
+    assert f"rates: rates.toml, {region}, read 2026-12-06" in r.stdout
+
+
+@pytest.mark.parametrize("how", ["manifest", "--region"])
+def test_no_rate_is_said_not_invented(tmp_path: Path, how: str) -> None:
+    """Other Regions: no figure, and the report says which flags to give."""
+    root = _setup(tmp_path)
+    args: tuple[str, ...] = ()
+    if how == "manifest":
+        _set_export_region(root, "ap-northeast-1")
+    else:
+        args = ("--region", "ap-northeast-1")
+    e = _estimate(tmp_path, *args)
+    assert e["region"] == "ap-northeast-1"
+    assert e["export"]["export_charge_usd"] is None and e["total_charge_usd"] is None
+    assert e["import_charge_usd"] is None and e["incremental_export_rate_usd_per_gb"] is None
+    assert "give --export-rate/--import-rate" in e["export"]["export_rate_origin"]
+    r = _cli("estimate", "cfg.toml", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     assert "total: export ? + import ? = ?" in r.stdout
-    assert "rates: no rate for us-east-1" in r.stdout
+    assert (
+        "rates: no rate for ap-northeast-1 in ddbshard's rates.toml (it has us-east-1, "
+        "us-east-2): give --export-rate/--import-rate" in r.stdout
+    )
     assert "target Posts -> table Posts" in r.stdout and "4 S3 objects" in r.stdout
+    # The flags fill what the table lacks.
+    e = _estimate(tmp_path, *args, "--export-rate", "0.114", "--import-rate", "0.171")
+    assert e["export"]["export_rate_origin"] == e["import_rate_origin"] == "command line"
+    assert e["total_charge_usd"] is not None
 
 
 def test_no_sample_falls_back_to_the_billed_size(tmp_path: Path) -> None:
@@ -167,8 +229,10 @@ def test_rates_file_is_documented_and_used(monkeypatch: pytest.MonkeyPatch) -> N
     table = est.rates_table()
     assert table["source"].startswith("https://aws.amazon.com/dynamodb/pricing")
     assert table["checked"] and table["bytes_per_gb"] == GIB
+    assert {"us-east-1", "us-east-2"} <= set(table["regions"])
     for region, entry in table["regions"].items():  # every filled Region is complete
-        assert {"export_per_gb", "import_per_gb", "checked"} <= set(entry), region
+        keys = {"export_per_gb", "incremental_export_per_gb", "import_per_gb", "checked", "source"}
+        assert keys <= set(entry), region
 
     monkeypatch.setattr(
         est,

@@ -102,25 +102,41 @@ def pick_rates(
     region: str | None, export_rate: float | None, import_rate: float | None
 ) -> tuple[Rate, Rate, int]:
     """(export rate, import rate, bytes per GB): the command line wins over rates.toml."""
+    export, imp, _incremental, gb = region_rates(region, export_rate, import_rate)
+    return export, imp, gb
+
+
+def region_rates(
+    region: str | None, export_rate: float | None, import_rate: float | None
+) -> tuple[Rate, Rate, Rate, int]:
+    """(full export, import, incremental export rates, bytes per GB) for `region`: the command
+    line wins over rates.toml; a Region the table lacks gets no rate and the reason."""
     table = rates_table()
     bytes_per_gb = int(table.get("bytes_per_gb", 1 << 30))
-    entry = table.get("regions", {}).get(region or "", {})
+    regions = table.get("regions", {})
+    entry = regions.get(region or "", {})
     checked = entry.get("checked", table.get("checked", "?"))
-    found = f"rates.toml, {region}, read {checked} from {table.get('source', '?')}"
+    listed = ", ".join(sorted(regions)) or "none"
     missing = (
-        f"no rate for {region or 'an unknown Region'} in ddbshard's rates.toml: "
-        "give --export-rate/--import-rate from https://aws.amazon.com/dynamodb/pricing/"
+        f"no rate for {region or 'an unknown Region'} in ddbshard's rates.toml (it has "
+        f"{listed}): give --export-rate/--import-rate from https://aws.amazon.com/dynamodb/pricing/"
     )
 
     def one(flag: float | None, key: str) -> Rate:
         if flag is not None:
             return Rate(flag, "command line")
-        v = entry.get(key)
+        v = entry.get(f"{key}_per_gb")
         if isinstance(v, int | float) and not isinstance(v, bool):
-            return Rate(float(v), found)
+            source = entry.get(f"{key}_source") or entry.get("source") or table.get("source", "?")
+            return Rate(float(v), f"rates.toml, {region}, read {checked}: {source}")
         return Rate(None, missing)
 
-    return one(export_rate, "export_per_gb"), one(import_rate, "import_per_gb"), bytes_per_gb
+    return (
+        one(export_rate, "export"),
+        one(import_rate, "import"),
+        one(None, "incremental_export"),
+        bytes_per_gb,
+    )
 
 
 # --- the sample ------------------------------------------------------------------------------
@@ -241,7 +257,7 @@ def estimate(
     billed = summary.get("billedSizeBytes")
     region = region or _arn_region(summary.get("exportArn") or summary.get("tableArn"))
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    exp_rate, imp_rate, gb = pick_rates(region, export_rate, import_rate)
+    exp_rate, imp_rate, inc_rate, gb = region_rates(region, export_rate, import_rate)
 
     # The count split itself will use (output.shards, or "auto": one per million items).
     shards = shard_counts(config, source)
@@ -286,6 +302,10 @@ def estimate(
         "targets": targets,
         "import_rate_usd_per_gb": imp_rate.usd_per_gb,
         "import_rate_origin": imp_rate.origin,
+        # For the catch-up: an incremental export is billed on the changes it reads, which the
+        # full export's manifest cannot tell; the rate is given for the user's own sum.
+        "incremental_export_rate_usd_per_gb": inc_rate.usd_per_gb,
+        "incremental_export_rate_origin": inc_rate.origin,
         "import_charge_usd": total_import,
         "total_charge_usd": (
             None if export_charge is None or total_import is None else export_charge + total_import
@@ -382,6 +402,10 @@ def _usd(v: float | None) -> str:
     return f"${v:.4f}" if v >= 0.0001 else "<$0.0001"
 
 
+def _per_gb(v: float) -> str:
+    return f"${v:.2f}" if round(v, 2) == v else f"${v:g}"
+
+
 def _num(v: float | None) -> str:
     return "?" if v is None else f"{v:,.0f}"
 
@@ -397,7 +421,7 @@ def print_report(e: dict[str, Any]) -> None:
     if x["export_charge_usd"] is not None and x["billed_size_bytes"] is not None:
         print(
             f"  export charge: {x['billed_size_bytes'] / gb:,.3f} GB x "
-            f"${x['export_rate_usd_per_gb']:g}/GB = {_usd(x['export_charge_usd'])}"
+            f"{_per_gb(x['export_rate_usd_per_gb'])}/GB = {_usd(x['export_charge_usd'])}"
         )
     s = e["sample"]
     if s["items"]:
@@ -441,7 +465,15 @@ def print_report(e: dict[str, Any]) -> None:
         f"total: export {_usd(x['export_charge_usd'])} + import {_usd(e['import_charge_usd'])}"
         f" = {_usd(e['total_charge_usd'])} (list prices, before S3 requests and storage)"
     )
+    incremental = e["incremental_export_rate_usd_per_gb"]
+    if incremental is not None:
+        print(
+            f"catch-up: an incremental export costs {_per_gb(incremental)}/GB of the changes it "
+            "reads (not counted above)"
+        )
     origins = {x["export_rate_origin"], e["import_rate_origin"]}
+    if incremental is not None:
+        origins.add(e["incremental_export_rate_origin"])
     for origin in sorted(origins):
         print(f"rates: {origin}")
 
