@@ -68,7 +68,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `command`, only that command's arguments are complete (the others
     are listed for --help but their modules are not imported)."""
     parser = argparse.ArgumentParser(
-        prog="python -m ddbshard",
+        prog=_prog(),
         description="Split, reshape and copy DynamoDB table exports into ImportTable-ready shards.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -155,6 +155,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if command in (None, name):
             getattr(importlib.import_module(module), adder)(p)
     return parser
+
+
+def _prog() -> str:
+    """How the user ran us, for usage lines: `ddbshard` (the installed script, by whatever
+    name it was linked as), else `python -m ddbshard`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("ddbshard") else "python -m ddbshard"
 
 
 def _positive(text: str) -> int:
