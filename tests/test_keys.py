@@ -396,3 +396,99 @@ def test_bad_keys_lines_are_reported_with_their_line(tmp_path: Path) -> None:
     got = list(read_keys(str(path)))
     assert isinstance(got[0], KeyEntry)
     assert [g.where for g in got[1:]] == [f"{path}: line {n}" for n in (2, 3, 4)]
+
+
+# --- issue 18: times out of range, members named twice -------------------------------------
+
+
+def test_times_outside_1973_to_5138_are_malformed_records(tmp_path: Path) -> None:
+    def record(key: str, when: str) -> str:
+        return (
+            f'{{"eventName":"INSERT","dynamodb":{{"ApproximateCreationDateTime":{when},'
+            f'"Keys":{{"k":{{"S":"{key}"}}}}}}}}'
+        )
+
+    # 1E+400000000 is a valid JSON number a naive int() would take minutes to expand.
+    bad = ["5", "99999999", "1e30", "99999999999999999999", "1E+400000000", '"1969-12-31"']
+    ok = [("s", "100000000"), ("ms", "1700000000123"), ("us", "99999999999999999")]
+    lines = [record(f"bad{n}", when) for n, when in enumerate(bad)]
+    lines += [record(key, when) for key, when in ok]
+    incremental = (
+        '{"Metadata":{"WriteTimestampMicros":"100000000000000000"},"Keys":{"k":{"S":"x"}}}'
+    )
+    src = tmp_path / "records.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    inc = tmp_path / "incremental.jsonl"
+    inc.write_text(incremental + "\n")
+    out = tmp_path / "k.jsonl"
+    r = run_keys("--from", "streams", str(src), "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for n in range(1, len(bad) + 1):
+        assert f"{src}: line {n}: ApproximateCreationDateTime " in r.stderr, (n, r.stderr)
+    assert r.stderr.count("outside the years 1973-5138") == len(bad)
+    assert f"{len(bad)} malformed" in r.stdout
+    assert ids(keys_out(out)) == {canonical({"k": {"S": key}}) for key, _ in ok}
+    assert sorted(x["t"] for x in keys_out(out)) == [
+        100000000_000000,
+        1700000000123_000,
+        99999999999999999,
+    ]
+    r = run_keys("--from", "incremental", str(inc), "--out", str(out))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{inc}: line 1: Metadata.WriteTimestampMicros 100000000000000000 is after" in r.stderr
+
+
+def test_a_member_named_twice_makes_its_record_malformed(tmp_path: Path) -> None:
+    def good(keys: str) -> str:
+        body = f'{{"ApproximateCreationDateTime":1700000000,{keys}}}'
+        return f'{{"eventName":"MODIFY","dynamodb":{body}}}'
+
+    a, b, c = (f'{{"k":{{"S":"{x}"}}}}' for x in "abc")
+    twice_keys = good(f'"Keys":{a},"Keys":{b}')
+    twice_deep = good('"Keys":{"k":{"S":"c","S":"d"}}')
+    lines = tmp_path / "records.jsonl"
+    lines.write_text("\n".join([twice_keys, good(f'"Keys":{c}'), twice_deep]) + "\n")
+    out = tmp_path / "k.jsonl"
+    r = run_keys("--from", "streams", str(lines), "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert f"{lines}: line 1: the member 'Keys' appears twice in one JSON object" in r.stderr
+    assert f"{lines}: line 3: the member 'S' appears twice in one JSON object" in r.stderr
+    assert "2 malformed" in r.stdout
+    assert ids(keys_out(out)) == {canonical({"k": {"S": "c"}})}
+    # A whole-file event: only the record holding the duplicate is malformed, not the file.
+    records = ",\n".join([good(f'"Keys":{a}'), twice_deep, good(f'"Keys":{b}')])
+    event = tmp_path / "event.json"
+    event.write_text('{\n"Records": [\n' + records + "\n]\n}\n")
+    r = run_keys("--from", "streams", str(event), "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert f"{event}: Records[1]: the member 'S' appears twice" in r.stderr
+    assert ids(keys_out(out)) == {canonical({"k": {"S": "a"}}), canonical({"k": {"S": "b"}})}
+    # Incremental export lines (what sync --from incremental reads) and Kinesis data too.
+    inc = tmp_path / "incremental.jsonl"
+    meta = '{"Metadata":{"WriteTimestampMicros":"1700000000000000"},'
+    inc.write_text(f'{meta}"Keys":{a},"NewImage":{a},"NewImage":{b}}}\n{meta}"Keys":{c}}}\n')
+    r = run_keys("--from", "incremental", str(inc), "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert f"{inc}: line 1: the member 'NewImage' appears twice" in r.stderr
+    assert ids(keys_out(out)) == {canonical({"k": {"S": "c"}})}
+    wrapped = base64.b64encode(twice_keys.encode()).decode()
+    kinesis = tmp_path / "kinesis.jsonl"
+    kinesis.write_text(json.dumps({"kinesis": {"data": wrapped}}) + "\n")
+    r = run_keys("--from", "kinesis", str(kinesis), "--out", str(out))
+    assert r.returncode == 1 and "the member 'Keys' appears twice" in r.stderr, r.stderr
+
+
+def test_a_keys_line_naming_a_member_twice_is_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "keys.jsonl"
+    path.write_text(
+        '{"Keys":{"pk":{"S":"a"}},"Keys":{"pk":{"S":"b"}}}\n'
+        '{"Keys":{"pk":{"S":"c"}},"OldImage":{"pk":{"S":"c"},"v":{"N":"1"},"v":{"N":"2"}}}\n'
+        '{"Keys":{"pk":{"S":"d"}}}\n'
+    )
+    got = list(read_keys(str(path)))
+    assert [(g.where, g.reason) for g in got[:2]] == [  # type: ignore[union-attr]
+        (f"{path}: line 1", "the member 'Keys' appears twice in one JSON object"),
+        (f"{path}: line 2", "the member 'v' appears twice in one JSON object"),
+    ]
+    assert isinstance(got[2], KeyEntry) and got[2].keys == {"pk": {"S": "d"}}

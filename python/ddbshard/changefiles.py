@@ -13,7 +13,8 @@ A file holds records one of two ways, told apart by its first non-blank line:
   record, or an array of records, usually pretty-printed; positions are `Records[i]`.
 
 gzip and zstd are recognised by their first bytes. Nothing here raises for bad records: they
-come out as `Malformed` with the file and position.
+come out as `Malformed` with the file and position. A JSON object that names a member twice is
+one of them (see ddbshard.changes.parse_json).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO
 
-from ddbshard.changes import Change, RecordError, parse_record
+from ddbshard.changes import (
+    Change,
+    DuplicateKey,
+    RecordError,
+    duplicate_message,
+    parse_json,
+    parse_record,
+)
 from ddbshard.exceptions import InputError
 from ddbshard.source import InputFile, resolve_source
 from ddbshard.storage import describe_os_error, url_to_fs
@@ -166,19 +174,63 @@ def _records(stream: BinaryIO, name: str) -> Iterator[tuple[_Where, Any]]:
             break
     else:
         return  # an empty file (AWS writes one for an empty partition)
-    if isinstance(_loads(first), dict):
+    head = _loads(first)
+    if isinstance(head, dict) or (isinstance(head, _Bad) and head.duplicate):
         yield from _lines(first, stream, name)
         return
     text = first + stream.read()
+    marking = _Marking()
     try:
-        doc = json.loads(text, parse_float=Decimal)
+        doc = json.loads(text, parse_float=Decimal, object_pairs_hook=marking)
     except ValueError as e:
         if any(isinstance(_loads(ln), dict) for ln in text.splitlines()):
             yield from _lines(b"", iter(text.splitlines(keepends=True)), name)
         else:
             yield _Where(name, True), Malformed(name, f"not JSON: {e}")
         return
-    yield from _expand(doc, name, counted=False)
+    if not marking.count:
+        yield from _expand(doc, name, counted=False)
+    elif isinstance(doc, _Duplicated):  # the envelope itself: no record in it can be trusted
+        yield _Where(name, True), Malformed(name, doc.reason)
+    else:
+        for where, record in _expand(doc, name, counted=False):
+            reason = _duplicate_in(record)
+            yield where, (record if reason is None else Malformed(where.text, reason))
+
+
+class _Duplicated(dict[str, Any]):
+    reason = ""
+
+
+class _Marking:
+    """A json object_pairs_hook for whole-file documents: an object naming a member twice is let
+    through marked (a _Duplicated), so that only the records holding one are malformed, not the
+    file with all its other records."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        self.count += 1
+        marked = _Duplicated(obj)
+        marked.reason = duplicate_message(pairs)
+        return marked
+
+
+def _duplicate_in(value: Any) -> str | None:
+    if isinstance(value, _Duplicated):
+        return value.reason
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for child in value:
+            found = _duplicate_in(child)
+            if found is not None:
+                return found
+    return None
 
 
 def _lines(first: bytes, rest: Any, name: str) -> Iterator[tuple[_Where, Any]]:
@@ -190,7 +242,7 @@ def _lines(first: bytes, rest: Any, name: str) -> Iterator[tuple[_Where, Any]]:
         at = f"{name}: line {number}"
         record = _loads(line)
         if isinstance(record, _Bad):
-            yield _Where(at, True), Malformed(at, f"not JSON: {record.reason}")
+            yield _Where(at, True), Malformed(at, record.reason)
         else:
             yield from _expand(record, at, counted=True)
 
@@ -215,12 +267,15 @@ def _expand(doc: Any, at: str, *, counted: bool) -> Iterator[tuple[_Where, Any]]
 
 
 class _Bad:
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, duplicate: bool = False) -> None:
         self.reason = reason
+        self.duplicate = duplicate  # valid JSON syntax, but a member named twice
 
 
 def _loads(line: bytes) -> Any:
     try:
-        return json.loads(line, parse_float=Decimal)
+        return parse_json(line)
+    except DuplicateKey as e:
+        return _Bad(str(e), duplicate=True)
     except ValueError as e:
-        return _Bad(str(e))
+        return _Bad(f"not JSON: {e}")

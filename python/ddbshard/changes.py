@@ -36,10 +36,13 @@ __all__ = [
     "KINDS",
     "UNKNOWN",
     "Change",
+    "DuplicateKey",
     "Image",
     "RecordError",
     "check_image",
     "check_keys",
+    "duplicate_message",
+    "parse_json",
     "parse_record",
     "parse_time",
     "to_micros",
@@ -54,6 +57,11 @@ KEY_TYPES: Final = ("S", "N", "B")  # key attributes can only be S, N or B (Dyna
 # them apart for every date from 1973 to 5138: seconds stay below 1e11, milliseconds below 1e14.
 _SECONDS_BELOW: Final = 10**11
 _MILLIS_BELOW: Final = 10**14
+# Outside those years the magnitude no longer tells the unit, and no stream ever wrote such a
+# time: a record carrying one is malformed. Checked before any conversion, so that a JSON number
+# like 1E+999999999 is refused instead of expanded into a billion digits.
+_EARLIEST: Final = 10**8  # 1973-03-03 in seconds
+_LATEST: Final = 10**17  # 5138-11-16 in microseconds
 
 
 class _Unknown:
@@ -69,6 +77,35 @@ Image = dict[str, Any] | None | _Unknown  # an attribute map; None: the item did
 
 class RecordError(ValueError):
     """A record that is not a change record of the expected kind, or holds invalid values."""
+
+
+class DuplicateKey(RecordError):
+    """A JSON object names a member twice. Python's json keeps the last value, other readers the
+    first, and DynamoDB never writes such a record: which value was meant cannot be told, so the
+    record is malformed rather than read one way or the other."""
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON with numbers kept exact (Decimal) and a member named twice in an object refused
+    (DuplicateKey, a ValueError like every other JSON error)."""
+    return json.loads(data, parse_float=Decimal, object_pairs_hook=_unique)
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise DuplicateKey(duplicate_message(pairs))
+    return obj
+
+
+def duplicate_message(pairs: list[tuple[str, Any]]) -> str:
+    """What is wrong with the members of an object that names one of them twice."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            return f"the member {name!r} appears twice in one JSON object"
+        seen.add(name)
+    raise ValueError("no member appears twice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +159,7 @@ def _stream(record: dict[str, Any], where: str) -> Change:
         where=where,
         keys=keys,
         key_id=canonical(keys),
-        t=None if t is None else to_micros(t, "ApproximateCreationDateTime"),
+        t=None if t is None else _record_time(t, "ApproximateCreationDateTime"),
         seq=int(seq) if isinstance(seq, str) and seq.isdigit() else -1,
         old=_image(body, "OldImage", None if name == "INSERT" else UNKNOWN, problems),
         new=_image(body, "NewImage", None if name == "REMOVE" else UNKNOWN, problems),
@@ -142,7 +179,7 @@ def _unwrap_kinesis(record: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, str):
         raise RecordError("the Kinesis record has no base64 'data'")
     try:
-        decoded = json.loads(base64.b64decode(data, validate=True), parse_float=Decimal)
+        decoded = parse_json(base64.b64decode(data, validate=True))
     except (binascii.Error, ValueError) as e:
         raise RecordError(f"the Kinesis data is not base64 of a JSON record: {e}") from None
     if not isinstance(decoded, dict):
@@ -159,6 +196,8 @@ def _incremental(record: dict[str, Any], where: str, old_images: bool) -> Change
         stamp = stamp["N"]
     if not isinstance(stamp, str) or not stamp.isdigit():
         raise RecordError(f"Metadata.WriteTimestampMicros {stamp!r} is not a number of µs")
+    if len(stamp) > 17 or int(stamp) >= _LATEST:  # the length first: int() of 5,000 digits fails
+        raise RecordError(f"Metadata.WriteTimestampMicros {stamp} is after the year 5138")
     keys = check_keys(record.get("Keys"))
     problems: list[str] = []
     return Change(
@@ -217,24 +256,50 @@ def _check(attrs: Any, field: str) -> None:
         raise RecordError(f"{field}: {e}") from None
 
 
+def _record_time(value: Any, what: str) -> int:
+    """A record's time (epoch s, ms or µs by magnitude, or ISO 8601 text as some consumers
+    store boto3's datetime), which must fall in the years 1973-5138."""
+    if isinstance(value, str) and not _is_number_text(value):
+        micros = _iso_micros(value, what)
+        if _EARLIEST * 1_000_000 <= micros < _LATEST:  # the same instants as the bounds
+            return micros
+    else:
+        d = _epoch_number(value, what)
+        if _EARLIEST <= d < _LATEST:
+            return to_micros(d, what)
+    raise RecordError(
+        f"{what} {value} is outside the years 1973-5138 that epoch seconds, milliseconds and "
+        "microseconds can be told apart in (and that DynamoDB writes)"
+    )
+
+
+def _is_number_text(text: str) -> bool:
+    return text.replace(".", "", 1).isdigit()
+
+
 def to_micros(value: Any, what: str = "timestamp") -> int:
     """Microseconds since the epoch from seconds, milliseconds or microseconds (by magnitude),
     given as a JSON number or a string of digits; or from an ISO 8601 date and time."""
-    if isinstance(value, bool):
-        raise RecordError(f"{what} {value!r} is not a time")
-    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
+    if isinstance(value, str) and not _is_number_text(value):
         return _iso_micros(value, what)
-    try:
-        d = Decimal(str(value)) if isinstance(value, int | float | str) else Decimal(value)
-    except (InvalidOperation, TypeError):
-        raise RecordError(f"{what} {value!r} is not a time") from None
-    if not d.is_finite() or d < 0:
-        raise RecordError(f"{what} {value!r} is not a time")
+    d = _epoch_number(value, what)
     if d < _SECONDS_BELOW:
         return int(d * 1_000_000)
     if d < _MILLIS_BELOW:
         return int(d * 1_000)
     return int(d)
+
+
+def _epoch_number(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool):
+        raise RecordError(f"{what} {value!r} is not a time")
+    try:
+        d = Decimal(str(value)) if isinstance(value, int | float | str) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise RecordError(f"{what} {value!r} is not a time") from None
+    if not d.is_finite() or d < 0:
+        raise RecordError(f"{what} {value!r} is not a time")
+    return d
 
 
 def _iso_micros(text: str, what: str) -> int:

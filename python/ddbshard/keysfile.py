@@ -32,7 +32,15 @@ from typing import Any
 from fsspec.implementations.local import LocalFileSystem
 
 from ddbshard.changefiles import Malformed, open_lines
-from ddbshard.changes import UNKNOWN, Change, Image, RecordError, check_image, check_keys
+from ddbshard.changes import (
+    UNKNOWN,
+    Change,
+    Image,
+    RecordError,
+    check_image,
+    check_keys,
+    parse_json,
+)
 from ddbshard.exceptions import InputError
 from ddbshard.storage import describe_os_error, url_to_fs
 from ddbshard.wire import canonical
@@ -137,14 +145,17 @@ def write_lines(url: str, objects: Iterable[dict[str, Any]]) -> int:
 
 
 def read_keys(url: str) -> Iterator[KeyEntry | Malformed]:
-    """The entries of a keys file; a line that is not one is a Malformed with its line number."""
+    """The entries of a keys file; a line that is not one is a Malformed with its line number
+    (a line naming a member twice too: which of the two values was meant cannot be told)."""
     for number, line in open_lines(url):
         if not line.strip():
             continue
         where = f"{url}: line {number}"
         try:
-            yield _entry(json.loads(line), where)
-        except ValueError as e:  # RecordError and JSON errors
+            yield _entry(parse_json(line), where)
+        except json.JSONDecodeError as e:
+            yield Malformed(where, f"not JSON: {e}")
+        except ValueError as e:  # RecordError, DuplicateKey
             yield Malformed(where, str(e))
 
 
