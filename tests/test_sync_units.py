@@ -12,7 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
 from ddbshard.config import parse_config
 from ddbshard.dynamo import MAX_WRITE, Budget, Dynamo, RetryPolicy, Write
@@ -227,7 +232,7 @@ def test_client_form_round_trip_and_item_size() -> None:
 
 CONFIG = """\
 source = "/nowhere"
-dest = "/nowhere"
+dest = "/nowhere-out"
 [[target]]
 name = "Posts"
 where = "kind = :p"
@@ -257,3 +262,15 @@ def test_targets_whose_key_comes_from_the_source_key_alone() -> None:
     assert [(r.target, r.reason) for r in routed.rejects] == [
         ("Comments", "template_missing_attribute")
     ]
+
+
+@pytest.mark.parametrize("missing", [NoCredentialsError(), NoRegionError()])
+def test_missing_credentials_or_region_are_not_retried_as_throttling(missing: Exception) -> None:
+    sleeps: list[float] = []
+    ddb = Scripted(then=missing)
+    dynamo = Dynamo(ddb, no_wait(sleeps))
+    with pytest.raises(type(missing)):
+        dynamo.get([("T", {"pk": {"S": "k"}})])
+    with pytest.raises(type(missing)):
+        dynamo.write(writes(3))
+    assert len(ddb.calls) == 2 and sleeps == []  # one call each, no backoff

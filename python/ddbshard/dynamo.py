@@ -266,7 +266,13 @@ class Dynamo:
     def _try(self, op: str, **kwargs: Any) -> dict[str, Any] | str | None:
         """One call: the answer; None when it should be retried (throttled, 5xx, connection);
         the error text when no retry can help. A missing table or no access stops the run."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            NoRegionError,
+            PartialCredentialsError,
+        )
 
         self.stats.calls += 1
         try:
@@ -281,6 +287,8 @@ class Dynamo:
             if code in ("ResourceNotFoundException", "AccessDeniedException"):
                 raise InputError(f"{op}: {code}: {message}") from e
             return f"{code}: {message}"
+        except (NoCredentialsError, PartialCredentialsError, NoRegionError):
+            raise  # no retry supplies missing configuration: the command says what to set
         except BotoCoreError:
             return None  # dropped connection, timeout: the request may be sent again
 
