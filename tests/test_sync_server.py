@@ -13,6 +13,7 @@ The DynamoDB endpoint is moto behind tests/ddb_faults.py, transparent unless a t
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -24,13 +25,14 @@ import pytest
 
 from ddb_faults import Fault, FaultyDynamo
 from ddb_tables import (
+    create_table,
     multiset,
     run_cli,
     scan,
     stream_records,
     write_incremental_export,
 )
-from ddbshard.wire import item_to_client
+from ddbshard.wire import canonical, item_to_client
 from sync_scenario import (
     CONFIG,
     TARGETS,
@@ -329,7 +331,7 @@ def test_a_config_that_does_not_match_the_tables_stops_before_any_write(
         BillingMode="PAY_PER_REQUEST",
     )
     config = tmp_path / "c.toml"
-    config.write_text(CONFIG.format(source=tmp_path, dest=tmp_path / "out"))
+    config.write_text(CONFIG.format(source=tmp_path / "export", dest=tmp_path / "out"))
     keys_file = tmp_path / "keys.jsonl"
     keys_file.write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
     args = ["--keys", str(keys_file), "--source-table", "Source"]
@@ -337,3 +339,216 @@ def test_a_config_that_does_not_match_the_tables_stops_before_any_write(
     assert r.returncode == 2
     assert "table Posts has the key (pk S), the config declares (pk S, sk S)" in r.stderr
     assert not fresh.calls("BatchWriteItem") and not fresh.calls("BatchGetItem")
+
+
+# --- issue 18 ------------------------------------------------------------------------------
+
+
+def test_records_from_before_the_export_do_not_hide_copies_at_source_key_targets(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """Records collected all along (an archiver Lambda, or a record in the export's own second)
+    make the oldest record of an item the INSERT made before the export: its OldImage is null
+    although the targets hold the item. Copies at the keys the source key alone gives (Posts)
+    must still be looked for, and moved or deleted."""
+    items, config = migrate(fresh, tmp_path, 60)
+    client = fresh.client()
+    posts = [it for it in items if it["kind"]["S"] == "post"]
+    gone, moved, dropped = posts[0], posts[1], posts[2]
+
+    def key(it: dict[str, Any]) -> dict[str, Any]:
+        return {"pk": it["pk"], "sk": it["sk"]}
+
+    def set_kind(it: dict[str, Any], kind: str) -> None:
+        client.update_item(
+            TableName="Source",
+            Key=item_to_client(key(it)),
+            UpdateExpression="SET kind = :k",
+            ExpressionAttributeValues={":k": {"S": kind}},
+        )
+
+    client.delete_item(TableName="Source", Key=item_to_client(key(gone)))
+    set_kind(moved, "comment")
+    set_kind(dropped, "profile")  # matches no target (unmatched = "drop")
+    events = tmp_path / "events.json"
+    records = stream_records(client, fresh.client("dynamodbstreams"), "Source")
+    events.write_text(json.dumps({"Records": records}))
+    keys_file = tmp_path / "keys.jsonl"
+    r = run_cli(fresh.env(), "keys", "--from", "streams", str(events), "--out", str(keys_file))
+    assert r.returncode == 0, r.stderr
+    lines = {canonical(x["Keys"]): x for x in map(json.loads, keys_file.read_text().splitlines())}
+    changed = [canonical(key(it)) for it in (gone, moved, dropped)]
+    assert all(lines[k]["OldImage"] is None for k in changed)  # the premise: the load's INSERTs
+    (tmp_path / "before").mkdir()
+    with pytest.raises(AssertionError):
+        assert_targets_match_source(fresh, tmp_path / "before")
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    dry = run_cli(fresh.env(), "sync", str(config), *args, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    deletes = sorted(x for x in dry.stdout.splitlines() if x.startswith("delete Posts "))
+    want = sorted(
+        f"delete Posts {json.dumps(key(it), separators=(',', ':'))}  ({why})"
+        for it, why in [(gone, "gone from the source"), (moved, "changed"), (dropped, "changed")]
+    )
+    assert deletes == want, dry.stdout  # OldImage null, yet not "inserted": a copy was found
+    r = run_cli(fresh.env(), "sync", str(config), *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts(r.stdout)["deleted"] == 3
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def _unmatched_reject_config(config: Path) -> Path:
+    text = config.read_text()
+    assert 'unmatched = "drop"' in text
+    strict = config.with_name("reject.toml")
+    strict.write_text(text.replace('unmatched = "drop"', 'unmatched = "reject"'))
+    return strict
+
+
+def test_a_key_matching_no_target_is_counted_once(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    items, config = migrate(fresh, tmp_path, 40)
+    strict = _unmatched_reject_config(config)
+    client = fresh.client()
+    post = next(it for it in items if it["kind"]["S"] == "post")
+    comment = next(it for it in items if it["kind"]["S"] == "comment")
+    post_key = {"pk": post["pk"], "sk": post["sk"]}
+    comment_key = {"pk": comment["pk"], "sk": comment["sk"]}
+    client.update_item(
+        TableName="Source",
+        Key=item_to_client(post_key),
+        UpdateExpression="SET kind = :k",
+        ExpressionAttributeValues={":k": {"S": "profile"}},
+    )
+    # Comments builds its key from user_id: without one, Comments refuses the item.
+    client.update_item(
+        TableName="Source", Key=item_to_client(comment_key), UpdateExpression="REMOVE user_id"
+    )
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text(
+        json.dumps({"Keys": post_key, "OldImage": post})
+        + "\n"
+        + json.dumps({"Keys": comment_key, "OldImage": comment})
+        + "\n"
+    )
+    failed = tmp_path / "failed.jsonl"
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--failed-keys", str(failed)]
+    r = run_cli(fresh.env(), "sync", str(strict), *args, "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "  matching no target: 1 (unmatched = 'reject')" in r.stdout, r.stdout
+    assert "  rejected by a target: 1\n" in r.stdout, r.stdout
+    assert f"keys not synced (2): {failed}" in r.stdout
+    reasons = sorted(json.loads(x)["reason"] for x in failed.read_text().splitlines())
+    assert reasons == [
+        "rejected: Comments: template_missing_attribute",
+        "rejected: matches no target",
+    ]
+    # Only the unmatched key: counted as matching no target, not as rejected as well.
+    keys_file.write_text(json.dumps({"Keys": post_key, "OldImage": post}) + "\n")
+    r = run_cli(fresh.env(), "sync", str(strict), *args, "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "  matching no target: 1 (unmatched = 'reject')" in r.stdout, r.stdout
+    assert "rejected by a target" not in r.stdout, r.stdout
+    assert f"keys not synced (1): {failed}" in r.stdout
+
+
+def _tables(ddb: FaultyDynamo, tmp_path: Path) -> Path:
+    """Source, Posts and Comments, empty, and the scenario's config for them."""
+    client = ddb.client()
+    create_table(client, "Source", "pk", "sk")
+    create_table(client, "Posts", "pk", "sk")
+    create_table(client, "Comments", "cid")
+    config = tmp_path / "migration.toml"
+    config.write_text(CONFIG.format(source=tmp_path / "export", dest=tmp_path / "out"))
+    return config
+
+
+def test_a_dry_run_writes_no_file(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    config = _tables(fresh, tmp_path)
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text('{"Keys":{"id":{"S":"not Source\'s key"}}}\n')
+    work = tmp_path / "cwd"
+    work.mkdir()
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--dry-run", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(config), *args, cwd=work)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sync-failed-keys.jsonl not written" in r.stdout, r.stdout
+    assert list(work.iterdir()) == []  # the default failed-keys file is not there
+    failed = tmp_path / "failed.jsonl"
+    r = run_cli(fresh.env(), "sync", str(config), *args, "--failed-keys", str(failed), cwd=work)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert not failed.exists() and list(work.iterdir()) == []
+    assert not fresh.calls("BatchWriteItem")
+
+
+def test_malformed_lines_are_named_then_counted_and_a_member_twice_is_one(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config = _tables(fresh, tmp_path)
+    post = {"pk": {"S": "U#1"}, "sk": {"S": "P#1"}, "kind": {"S": "post"}}
+    fresh.client().put_item(TableName="Source", Item=item_to_client(post))
+    nowhere = '{"pk":{"S":"U#0"},"sk":{"S":"P#0"}}'
+    # Line 3 names Keys twice; json.loads would take the last, the post, and sync it.
+    bad = [
+        "{not json",
+        '{"Keys":{"pk":{"N":"x"},"sk":{"S":"a"}}}',
+        f'{{"Keys":{nowhere},"Keys":{{"pk":{{"S":"U#1"}},"sk":{{"S":"P#1"}}}}}}',
+        '{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}},"t":"soon"}',
+    ] * 3  # 12 malformed lines
+    lines = [*bad[:5], f'{{"Keys":{nowhere}}}', *bad[5:]]
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text("\n".join(lines) + "\n")
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(config), *args, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    named = [x for x in r.stderr.splitlines() if x.startswith("ddbshard sync: malformed: ")]
+    numbers = [n for n in range(1, len(lines) + 1) if n != 6]
+    prefix = f"ddbshard sync: malformed: {keys_file}: "
+    assert all(x.startswith(prefix) for x in named), named
+    assert [x[len(prefix) :].split(": ")[0] for x in named] == [f"line {n}" for n in numbers[:10]]
+    assert named[2].endswith(": the member 'Keys' appears twice in one JSON object")
+    assert "not JSON" in named[0] and "'t' must be microseconds" in named[3]
+    assert "ddbshard sync: ... and 2 more malformed input lines" in r.stderr, r.stderr
+    assert "malformed input lines skipped: 12" in r.stdout
+    assert counts(r.stdout)["keys"] == 1  # the one valid line
+    assert scan(fresh.client(), "Posts") == []  # the line naming Keys twice synced nothing
+
+
+def _no_aws_env(**extra: str) -> dict[str, str]:
+    """The environment of a machine with no AWS configuration at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/ddbshard-test/credentials",
+        AWS_CONFIG_FILE="/nonexistent/ddbshard-test/config",
+        AWS_EC2_METADATA_DISABLED="true",
+        **extra,
+    )
+    return env
+
+
+@pytest.mark.parametrize("missing", ["region", "credentials"])
+def test_missing_aws_configuration_is_one_line_and_exit_2(
+    fresh: FaultyDynamo, tmp_path: Path, missing: str
+) -> None:
+    config = _tables(fresh, tmp_path)
+    fresh.clear_faults()  # and the log of calls
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
+    if missing == "region":  # credentials are there: only the region is missing
+        env = _no_aws_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        expected = ["AWS_REGION", "AWS_DEFAULT_REGION", "--region"]
+    else:  # the region is there, and the endpoint is moto should credentials turn up after all
+        env = _no_aws_env(AWS_REGION="us-east-1", AWS_ENDPOINT_URL=fresh.endpoint)
+        expected = ["credentials", "AWS_ACCESS_KEY_ID", "AWS_PROFILE"]
+    started = time.monotonic()
+    args = ["--keys", str(keys_file), "--source-table", "Source"]
+    r = run_cli(env, "sync", str(config), *args, cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("ddbshard: error: ")
+    assert all(word in r.stderr for word in expected), r.stderr
+    assert "throttled" not in r.stderr
+    assert elapsed < 8, elapsed  # no backoff: the first call says it (Python starts in ~1 s)
+    assert not fresh.calls()  # nothing reached DynamoDB
+    assert list(tmp_path.glob("*failed*")) == []

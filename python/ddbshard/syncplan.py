@@ -118,4 +118,6 @@ def describe(plan: EntryPlan) -> str:
         return "no source item produces it"
     if not plan.exists:
         return "gone from the source"
-    return "inserted" if plan.entry.old is None else "changed"
+    # OldImage null says the item did not exist at the window's start, but records collected
+    # from before the export say so of items the targets hold: a copy found means a change.
+    return "inserted" if plan.entry.old is None and not plan.deletes else "changed"

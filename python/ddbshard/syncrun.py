@@ -8,8 +8,9 @@ deleted first and an item the source does produce is put after it.
 
 Every key ends in exactly one tally: unchanged (nothing to write), synced (its writes applied),
 failed (a read or a write still failing after the retries; the key goes to the failed-keys
-file with the reason), or, besides any of those, rejected (a target could not take the item,
-or it matched no target under `unmatched = "reject"`: it goes to the failed-keys file too).
+file with the reason), and besides any of those in at most one of: unmatched (it matched no
+target; under `unmatched = "reject"` it goes to the failed-keys file) and rejected (a target
+could not take the item: it goes to the failed-keys file too).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class Tally:
     deleted: int = 0  # delete requests applied (or listed)
     unchanged: int = 0  # keys needing no write at all
     failed: int = 0
-    rejected: int = 0
-    unmatched: int = 0
+    rejected: int = 0  # keys some target refused (a missing key attribute, too large, ...)
+    unmatched: int = 0  # keys matching no target (never also counted as rejected)
     per_table: dict[str, Counter[str]] = field(default_factory=dict)
 
     def count(self, table: str, what: str) -> None:
@@ -165,15 +166,18 @@ class SyncRun:
             tally.count(self.router.targets[t].table, "unchanged")
         if not p.puts and not p.deletes:
             tally.unchanged += 1
-        if any(r.reason == "unmatched" for r in p.rejects):
+        # Each key is counted once: matching no target and refused by a target are two
+        # different tallies, though under unmatched = "reject" both list the key.
+        unmatched = [r for r in p.rejects if r.reason == "unmatched"]
+        refused = [r for r in p.rejects if r.reason != "unmatched"]
+        if unmatched:
             tally.unmatched += 1
-        refused = [
-            r for r in p.rejects if r.reason != "unmatched" or self.router.policy == "reject"
-        ]
-        if refused:
+        elif refused:
             tally.rejected += 1
+        listed = refused + (unmatched if self.router.policy == "reject" else [])
+        if listed:
             reason = "; ".join(
-                f"{r.target}: {r.reason}" if r.target else "matches no target" for r in refused
+                f"{r.target}: {r.reason}" if r.target else "matches no target" for r in listed
             )
             self.failed_lines.append(entry_json(p.entry, reason=f"rejected: {reason}"))
 

@@ -30,6 +30,7 @@ from ddbshard.syncrun import SyncRun, Tally
 __all__ = ["add_sync_arguments", "run_sync"]
 
 DEFAULT_FAILED = "sync-failed-keys.jsonl"
+SHOW_MALFORMED = 10  # malformed input lines named on stderr; the rest are counted
 
 
 def add_sync_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,11 +99,15 @@ def run_sync(args: Any) -> int:
     started = time.monotonic()
     run.run(progress.follow(entries))
     progress.close()
-    for m in malformed[:10]:
+    for m in malformed[:SHOW_MALFORMED]:
         print(f"ddbshard sync: malformed: {m.where}: {m.reason}", file=sys.stderr)
-    if run.failed_lines:
+    if len(malformed) > SHOW_MALFORMED:
+        more = len(malformed) - SHOW_MALFORMED
+        print(f"ddbshard sync: ... and {more:,} more malformed input lines", file=sys.stderr)
+    if run.failed_lines and not args.dry_run:  # a dry run writes nothing, this file included
         write_lines(args.failed_keys, run.failed_lines)
-    _summary(run.tally, router, dynamo, time.monotonic() - started, args, len(malformed))
+    seconds = time.monotonic() - started
+    _summary(run.tally, router, dynamo, seconds, args, len(malformed), len(run.failed_lines))
     _warn_unlocatable(router, progress)
     return 1 if run.failed_lines or malformed else 0
 
@@ -164,7 +169,13 @@ def _from_export(inputs: list[str], malformed: list[Malformed]) -> list[KeyEntry
 
 
 def _summary(
-    tally: Tally, router: Router, dynamo: Dynamo, seconds: float, args: Any, malformed: int
+    tally: Tally,
+    router: Router,
+    dynamo: Dynamo,
+    seconds: float,
+    args: Any,
+    malformed: int,
+    not_synced: int,
 ) -> None:
     verb = "would put" if args.dry_run else "put"
     print(
@@ -188,8 +199,10 @@ def _summary(
     print(line)
     if malformed:
         print(f"  malformed input lines skipped: {malformed:,}")
-    if tally.failed or tally.rejected:
-        print(f"keys not synced ({tally.failed + tally.rejected:,}): {args.failed_keys}")
+    if not_synced and args.dry_run:
+        print(f"keys that would not be synced: {not_synced:,} ({args.failed_keys} not written)")
+    elif not_synced:
+        print(f"keys not synced ({not_synced:,}): {args.failed_keys}")
 
 
 def _warn_unlocatable(router: Router, progress: _Progress) -> None:
