@@ -215,6 +215,17 @@ def test_invalid_json(tmp_path: Path, compression: str) -> None:
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_control_character_lines(tmp_path: Path, compression: str) -> None:
+    """A line of control characters is a bad line, quarantined with its file and number. Only
+    JSON's whitespace (space, tab, CR; RFC 8259) makes a line blank and skipped: a form feed
+    or vertical tab, which Rust's `is_ascii_whitespace` and Python's `bytes.strip` also call
+    whitespace, is not, and was skipped without a trace."""
+    bad = [b"\x0c", b" \x0c\t", b"\x0b", b"\x00", b"\x1c\x1d\x1e\x1f", b"\t\x0c"]
+    blank = [b" \t ", b"\t", b"  \r"]
+    check_split(tmp_path, surround([*(Bad(b, "invalid_json") for b in bad), *blank]), compression)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
 def test_line_without_item(tmp_path: Path, compression: str) -> None:
     """A valid JSON line that is not `{"Item": {...}}` (ImportTable counts it as malformed and
     abandons the rest of the object, AWS-FORMATS.md §3.5)."""

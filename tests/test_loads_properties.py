@@ -279,6 +279,22 @@ def test_dumps_refuses_nesting_past_32_levels() -> None:
     assert info.value.reason == "too_deep"
 
 
+@pytest.mark.parametrize(
+    "value",
+    [10**100_000, -(10**100_000), 10**4300, 10**126, Decimal("1E+100000"), Decimal("NaN")],
+    ids=["10**100000", "-10**100000", "10**4300", "10**126", "Decimal 1E+100000", "NaN"],
+)
+def test_dumps_refuses_a_number_out_of_range_as_a_parse_error(value: Any) -> None:
+    """Python's int-to-str limit (4,300 digits) must not leak out as a bare ValueError: any
+    integer that long is far beyond DynamoDB's 9.99...E+125."""
+    with pytest.raises(ddbshard.ParseError) as info:
+        ddbshard.dumps({"n": value})
+    assert info.value.reason == "invalid_number"
+    with pytest.raises(ddbshard.ParseError) as info:
+        ddbshard.dumps({"s": {value}})  # a number set member too
+    assert info.value.reason == "invalid_number"
+
+
 def test_item_of_400_kb_is_accepted_one_byte_more_refused() -> None:
     # Size = attribute-name UTF-8 bytes + value bytes: "é" is two bytes, the string the rest.
     name = "é"

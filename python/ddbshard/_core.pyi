@@ -7,6 +7,7 @@ from typing_extensions import Buffer
 
 __all__ = [
     "REASONS",
+    "SNIFF_LEN",
     "ColumnBuilder",
     "Condition",
     "LineReader",
@@ -19,10 +20,12 @@ __all__ = [
     "flatten_items",
     "loads",
     "md5_update_many",
+    "sniff_compression",
 ]
 
 __version__: str
 REASONS: list[str]
+SNIFF_LEN: int
 
 def loads(data: bytes | bytearray | str) -> dict[str, Any]: ...
 def dumps(item: Mapping[str, Any], *, line: bool = False) -> bytes: ...
@@ -40,6 +43,11 @@ def diff_pairs(
     """The rows of a full join on the key hash that are not matches: (matched, key hashes,
     expected item hashes, actual item hashes, kinds); hashes little-endian u64 (0 where a side
     is absent), kinds u8 (0 missing, 1 unexpected, 2 changed)."""
+
+def sniff_compression(head: bytes) -> str:
+    """What a stream's first `SNIFF_LEN` bytes say it is: "gzip", "zstd", "none" (text, or too
+    short to tell), or the name of a compressed format ddbshard does not read ("bzip2", "xz",
+    "lz4", "zip", "7z", "lzip")."""
 
 def md5_update_many(hashers: Sequence[Md5], chunks: Sequence[Sequence[Buffer]]) -> None:
     """Appends chunks[i], in order, to hashers[i] for every i (streams side by side in SIMD

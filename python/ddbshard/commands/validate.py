@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ddbshard._core import LineReader
-from ddbshard.exceptions import InputError
+from ddbshard.exceptions import DecompressError, InputError
 
 CHUNK = 4 << 20  # bytes per call into Rust: the GIL is released once per chunk
 
@@ -22,11 +22,14 @@ def validate_file(
         f = open(path, "rb")  # noqa: SIM115 - closed below, read in chunks
     except OSError as e:
         raise InputError(f"{path}: cannot open: {e.strerror}") from e
-    with f:
-        while chunk := f.read(CHUNK):
-            reader.feed(chunk)
-            refusals.extend(reader.take_refusals())
-    reader.finish()
+    try:
+        with f:
+            while chunk := f.read(CHUNK):
+                reader.feed(chunk)
+                refusals.extend(reader.take_refusals())
+        reader.finish()
+    except DecompressError as e:  # corrupt, truncated, or a compression not read: name the file
+        raise InputError(f"{path}: {e}") from e
     refusals.extend(reader.take_refusals())
     return reader, refusals
 

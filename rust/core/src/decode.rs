@@ -1,6 +1,8 @@
 //! Decompression of input streams pushed in chunks: gzip (any number of members, as AWS and
 //! `cat a.gz b.gz` write), zstd (any number of frames) or plain text, told apart by their magic
-//! bytes rather than by the file name.
+//! bytes rather than by the file name. Other compressed formats are recognised by theirs too
+//! and refused by name, so that a bzip2 file is reported as one rather than read as lines of
+//! binary garbage (or, in an export, as a file whose line count is wrong).
 //!
 //! Output is handed to a sink in pieces of at most `OUT_PIECE` bytes, so a highly compressible
 //! chunk never inflates into one huge buffer. A stream that ends inside a member or frame is
@@ -14,6 +16,24 @@ const OUT_PIECE: usize = 256 << 10;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// Bytes `sniff` needs to tell every format apart: bzip2's is 4 bytes of header ("BZh" and the
+/// block size) and then the 6-byte magic of its first block or of its end.
+pub const SNIFF_LEN: usize = 10;
+
+/// Compressed formats ddbshard does not read, by their magic bytes (each format's
+/// specification; lz4 has a current and a legacy frame, zip an empty-archive form).
+const UNSUPPORTED: [(&[u8], &str); 7] = [
+    (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+    (&[0x02, 0x21, 0x4c, 0x18], "lz4"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], "7z"),
+    (b"LZIP", "lzip"),
+];
+const BZIP2_BLOCK: [u8; 6] = [0x31, 0x41, 0x59, 0x26, 0x53, 0x59];
+const BZIP2_END: [u8; 6] = [0x17, 0x72, 0x45, 0x38, 0x50, 0x90];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -21,8 +41,42 @@ pub enum Compression {
     Zstd,
 }
 
+/// What a stream's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Magic {
+    /// One of the formats read here (`None`: no known magic, so text).
+    Read(Compression),
+    /// A compressed format that is not read, by name.
+    Unsupported(&'static str),
+}
+
+/// The format of a stream from its first bytes (`SNIFF_LEN` of them tell every format apart;
+/// fewer are taken as they are).
+pub fn sniff(head: &[u8]) -> Magic {
+    if head.starts_with(&GZIP_MAGIC) {
+        return Magic::Read(Compression::Gzip);
+    }
+    if head.starts_with(&ZSTD_MAGIC) {
+        return Magic::Read(Compression::Zstd);
+    }
+    // "BZh" alone could begin a line of text: the digit and the block magic make it bzip2.
+    if head.len() >= SNIFF_LEN
+        && head.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && (head[4..10] == BZIP2_BLOCK || head[4..10] == BZIP2_END)
+    {
+        return Magic::Unsupported("bzip2");
+    }
+    for (magic, name) in UNSUPPORTED {
+        if head.starts_with(magic) {
+            return Magic::Unsupported(name);
+        }
+    }
+    Magic::Read(Compression::None)
+}
+
 enum State {
-    /// Fewer than four bytes seen: the format is not known yet.
+    /// Fewer than `SNIFF_LEN` bytes seen: the format is not known yet.
     Sniffing(Vec<u8>),
     Plain,
     Gzip(GzipState),
@@ -73,11 +127,11 @@ impl Decoder {
         self.compressed_in += data.len() as u64;
         if let State::Sniffing(head) = &mut self.state {
             head.extend_from_slice(data);
-            if head.len() < ZSTD_MAGIC.len() {
+            if head.len() < SNIFF_LEN {
                 return Ok(());
             }
             let head = std::mem::take(head);
-            self.state = sniff(&head)?;
+            self.state = start(&head)?;
             return self.run(&head, sink);
         }
         self.run(data, sink)
@@ -86,16 +140,11 @@ impl Decoder {
     /// Ends the stream; fails if it stopped inside a gzip member or zstd frame.
     pub fn finish(&mut self, sink: &mut impl FnMut(&[u8])) -> Result<(), Error> {
         if let State::Sniffing(head) = &mut self.state {
-            // Under four bytes in all: plain text (or empty), unless it starts a gzip header.
+            // Under `SNIFF_LEN` bytes in all: told apart by what there is (an empty zstd frame
+            // is 9 bytes; a gzip header cut short fails below as a truncated member).
             let head = std::mem::take(head);
-            if head.starts_with(&GZIP_MAGIC) {
-                return Err(Error::Decompress(
-                    "gzip stream ends inside its header".into(),
-                ));
-            }
-            sink(&head);
-            self.state = State::Plain;
-            return Ok(());
+            self.state = start(&head)?;
+            self.run(&head, sink)?;
         }
         match &self.state {
             State::Gzip(g) if !g.at_member_boundary() => Err(Error::Decompress(
@@ -145,19 +194,28 @@ impl Decoder {
     }
 }
 
-fn sniff(head: &[u8]) -> Result<State, Error> {
-    if head.starts_with(&GZIP_MAGIC) {
-        Ok(State::Gzip(GzipState::new()))
-    } else if head.starts_with(&ZSTD_MAGIC) {
-        let dec = zstd::stream::raw::Decoder::new()
-            .map_err(|e| Error::Decompress(format!("zstd: {e}")))?;
-        Ok(State::Zstd {
-            dec: Box::new(dec),
-            in_frame: false,
-        })
-    } else {
-        Ok(State::Plain)
+/// The decoder for a stream starting with `head`.
+fn start(head: &[u8]) -> Result<State, Error> {
+    match sniff(head) {
+        Magic::Read(Compression::Gzip) => Ok(State::Gzip(GzipState::new())),
+        Magic::Read(Compression::Zstd) => {
+            let dec = zstd::stream::raw::Decoder::new()
+                .map_err(|e| Error::Decompress(format!("zstd: {e}")))?;
+            Ok(State::Zstd {
+                dec: Box::new(dec),
+                in_frame: false,
+            })
+        }
+        Magic::Read(Compression::None) => Ok(State::Plain),
+        Magic::Unsupported(name) => Err(unsupported(name)),
     }
+}
+
+#[cold]
+fn unsupported(name: &str) -> Error {
+    Error::Decompress(format!(
+        "unsupported compression ({name}): ddbshard reads gzip, zstd or uncompressed files"
+    ))
 }
 
 /// Gzip members (RFC 1952): header, raw deflate body, CRC32 and length trailer, repeated.
@@ -370,5 +428,48 @@ mod tests {
     fn short_and_empty_inputs_are_plain() {
         assert_eq!(decode_all(b"", 10).unwrap(), b"");
         assert_eq!(decode_all(b"ab", 10).unwrap(), b"ab");
+        assert_eq!(decode_all(b"{}\n", 1).unwrap(), b"{}\n");
+        // text that merely starts like bzip2's header is text
+        assert_eq!(decode_all(b"BZh9 is text\n", 3).unwrap(), b"BZh9 is text\n");
+    }
+
+    #[test]
+    fn short_compressed_inputs_are_decoded_or_refused() {
+        let empty_frame = zstd::encode_all(&b""[..], 3).unwrap();
+        assert!(empty_frame.len() < SNIFF_LEN, "{}", empty_frame.len());
+        assert_eq!(decode_all(&empty_frame, 1).unwrap(), b"");
+        let g = gz(b"");
+        for cut in 2..SNIFF_LEN {
+            let e = decode_all(&g[..cut], 4096).unwrap_err().to_string();
+            assert!(e.contains("truncated"), "{cut}: {e}");
+        }
+    }
+
+    /// The start of each format as its own tool writes it (an empty stream, where that is
+    /// how it begins; bzip2 of "x").
+    const OTHER_FORMATS: [(&[u8], &str); 7] = [
+        (b"BZh91AY&SY\x8d\x1d\xb6\x04", "bzip2"),
+        (b"BZh9\x17rE8P\x90\x00\x00\x00\x00", "bzip2"),
+        (b"\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4F", "xz"),
+        (b"\x04\x22\x4d\x18\x64\x40\xa7\x00\x00\x00\x00", "lz4"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "zip"),
+        (b"PK\x05\x06\x00\x00\x00\x00\x00\x00", "zip"),
+        (b"7z\xbc\xaf\x27\x1c\x00\x04\x00\x00", "7z"),
+    ];
+
+    #[test]
+    fn other_compressed_formats_are_refused_by_name() {
+        for (data, name) in OTHER_FORMATS {
+            assert_eq!(sniff(data), Magic::Unsupported(name));
+            for chunk in [1, 3, 4096] {
+                let e = decode_all(data, chunk).unwrap_err().to_string();
+                assert!(
+                    e.contains(&format!("unsupported compression ({name})")),
+                    "{name}: {e}"
+                );
+            }
+        }
+        assert_eq!(sniff(b"{\"Item\":{}}"), Magic::Read(Compression::None));
+        assert_eq!(sniff(&gz(b"x")), Magic::Read(Compression::Gzip));
     }
 }

@@ -4,7 +4,9 @@
 //! that straddles two chunks is assembled in a carry buffer. A line longer than `max_line` is
 //! not buffered: its first bytes are kept for the reject record and the rest is skipped, so
 //! memory stays bounded whatever the input. CRLF endings, blank lines and a missing final
-//! newline are all accepted (ImportTable ignores blank lines too).
+//! newline are all accepted (ImportTable ignores blank lines too). A blank line holds only
+//! JSON's whitespace (space, tab, CR; RFC 8259): a line of a form feed or other control
+//! characters is a bad line like any other, refused with its number rather than skipped.
 
 use memchr::memchr;
 
@@ -126,9 +128,14 @@ fn emit(n: u64, line: &[u8], max: usize, on_line: &mut impl FnMut(u64, Line<'_>)
                 len: line.len() as u64,
             },
         );
-    } else if !line.iter().all(|c| c.is_ascii_whitespace()) {
+    } else if !line.iter().all(|&c| is_json_whitespace(c)) {
         on_line(n, Line::Text(line));
     }
+}
+
+/// Not `u8::is_ascii_whitespace`, which takes a form feed for whitespace too.
+fn is_json_whitespace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 #[cfg(test)]
@@ -161,6 +168,19 @@ mod tests {
             got,
             vec![(1, "a".into()), (2, "bc".into()), (5, "d".into())]
         );
+    }
+
+    #[test]
+    fn only_json_whitespace_makes_a_line_blank() {
+        let got = split(&[b" \t\r\n\x0c\n \x0b \n\x00\n\t\x1c\r\nok"], 100);
+        let want = [
+            (2, "\x0c"),
+            (3, " \x0b "),
+            (4, "\x00"),
+            (5, "\t\x1c"),
+            (6, "ok"),
+        ];
+        assert_eq!(got, want.map(|(n, s)| (n, s.to_string())).to_vec());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::binary;
 use crate::error::Reason;
 use crate::expr::Condition;
 use crate::number;
-use crate::parse::RawLine;
+use crate::parse::{RawLine, MAX_ATTRIBUTE_NAME_BYTES};
 use crate::serialize;
 use crate::size;
 use crate::transform::{TemplateError, Transform};
@@ -16,6 +16,9 @@ use crate::value::{map_get, Map, TypeTag, Value};
 /// 1..1024 bytes.
 pub const MAX_HASH_KEY_BYTES: usize = 2048;
 pub const MAX_RANGE_KEY_BYTES: usize = 1024;
+/// Key attribute names (of the table and of its indexes) are 1..255 bytes
+/// (KeySchemaElement.AttributeName in the DynamoDB API).
+pub const MAX_KEY_NAME_BYTES: usize = 255;
 
 #[derive(Debug)]
 pub struct Target {
@@ -43,6 +46,25 @@ fn refuse(reason: Reason, message: String) -> Refusal {
 }
 
 impl Target {
+    /// Refuses a target that would write attribute names DynamoDB refuses. An output item's
+    /// names are the input item's (the parser refuses bad ones) or the ones `set` and `rename`
+    /// write, which are fixed: so one check here, when the target is built, covers every item.
+    /// (The config refuses them first, with its own message; this guards other callers.)
+    pub fn check_names(&self) -> Result<(), String> {
+        let written = self.transform.set.iter().map(|(n, _)| n.as_str());
+        let renamed = self.transform.rename.iter().map(|(_, to)| to.as_str());
+        for name in written.chain(renamed) {
+            check_name(name, MAX_ATTRIBUTE_NAME_BYTES, "attribute")?;
+        }
+        let keys = std::iter::once(&self.hash_key)
+            .chain(&self.range_key)
+            .chain(&self.index_keys);
+        for (name, _) in keys {
+            check_name(name, MAX_KEY_NAME_BYTES, "key attribute")?;
+        }
+        Ok(())
+    }
+
     pub fn matches(&self, item: &Map<'_>) -> bool {
         self.condition.as_ref().is_none_or(|c| c.eval(item))
     }
@@ -195,6 +217,18 @@ impl Target {
     }
 }
 
+fn check_name(name: &str, max: usize, what: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > max {
+        let shown: String = name.chars().take(20).collect();
+        return Err(format!(
+            "{what} name {shown:?}{} is {} bytes; DynamoDB allows 1 to {max}",
+            if shown.len() < name.len() { "..." } else { "" },
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +296,31 @@ mod tests {
             .write_line(&item, raw, &mut sets, &mut out)
             .unwrap();
         assert_eq!(out, format!("{}\n", lines[0]).as_bytes());
+    }
+
+    #[test]
+    fn names_dynamodb_refuses_are_refused_when_the_target_is_built() {
+        let set = |name: &str| Transform {
+            set: vec![(name.into(), Template::parse("x", &[]).unwrap())],
+            ..Transform::default()
+        };
+        let rename = |to: String| Transform {
+            rename: vec![("a".into(), to)],
+            ..Transform::default()
+        };
+        assert!(target(set("")).check_names().is_err());
+        assert!(target(rename("n".repeat(65_536))).check_names().is_err());
+        assert!(target(rename("n".repeat(65_535))).check_names().is_ok());
+        assert!(target(set(&"é".repeat(32_768))).check_names().is_err());
+        let mut t = target(Transform::default());
+        t.hash_key.0 = "k".repeat(256);
+        let e = t.check_names().unwrap_err();
+        assert!(e.contains("256 bytes") && e.contains("1 to 255"), "{e}");
+        t.hash_key.0 = "k".repeat(255);
+        t.index_keys = vec![(String::new(), TypeTag::S)];
+        assert!(t.check_names().is_err());
+        t.index_keys.clear();
+        assert!(t.check_names().is_ok());
     }
 
     #[test]

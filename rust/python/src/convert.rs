@@ -219,6 +219,22 @@ fn number_text(v: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         ));
     }
     if v.cast::<PyInt>().is_ok() {
+        // Python refuses to print an int of over 4,300 digits (a ValueError of its own); any
+        // int from 2^419 (about 1.4E+126) on is past DynamoDB's largest number anyway, so it is
+        // refused as out of range before it is printed. Smaller ones are checked by the parser.
+        let bits: u64 = v.call_method0("bit_length")?.extract()?;
+        if bits >= 420 {
+            let e = ParseError::new(
+                Reason::InvalidNumber,
+                format!(
+                    "number out of range: an integer of {bits} bits is past DynamoDB's largest, \
+                     9.9999999999999999999999999999999999999E+125"
+                ),
+                b"",
+                0,
+            );
+            return Err(errors::parse_error(v.py(), &e));
+        }
         return Ok(Some(v.str()?.to_str()?.to_owned()));
     }
     if v.is_instance(decimal_type(v.py())?)? {

@@ -1,6 +1,7 @@
 //! `LineReader`: feeds compressed chunks through the core's reader with the GIL released,
 //! counting items and collecting refusals. Used by `ddbshard validate` and the benchmarks.
 
+use ddbshard_core::decode::{self, Compression, Magic};
 use ddbshard_core::reader::{LineEvent, LineReader as CoreReader};
 use ddbshard_core::Shape;
 use pyo3::exceptions::PyValueError;
@@ -113,5 +114,18 @@ fn count(e: LineEvent<'_, '_>, items: &mut u64, refusals: &mut Vec<Refusal>, ref
                 e.raw.to_vec(),
             ));
         }
+    }
+}
+
+/// The format a stream's first bytes say it is: "gzip", "zstd", "none" (text, or too short to
+/// tell), or the name of a compressed format that is not read ("bzip2", "xz", ...). The bytes
+/// the reader itself sniffs with, so that a source folder and the reader agree.
+#[pyfunction]
+pub fn sniff_compression(head: &[u8]) -> &'static str {
+    match decode::sniff(head) {
+        Magic::Read(Compression::None) => "none",
+        Magic::Read(Compression::Gzip) => "gzip",
+        Magic::Read(Compression::Zstd) => "zstd",
+        Magic::Unsupported(name) => name,
     }
 }

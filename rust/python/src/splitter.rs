@@ -98,7 +98,7 @@ fn build_target(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Target> {
     for (attr, t) in pairs(spec, "index_keys")? {
         index_keys.push((attr.clone(), key_type(py, &name, &attr, &t)?));
     }
-    Ok(Target {
+    let target = Target {
         name,
         condition,
         transform,
@@ -106,7 +106,11 @@ fn build_target(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Target> {
         range_key,
         index_keys,
         shards: get(spec, "shards")?,
-    })
+    };
+    target
+        .check_names()
+        .map_err(|e| config_err(py, format!("target {}: {e}", target.name)))?;
+    Ok(target)
 }
 
 #[pymethods]
