@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ddbshard._core import Splitter
 from ddbshard.config import (
     MAX_SHARDS,
     SplitConfig,
@@ -591,6 +592,70 @@ REFUSALS: list[tuple[str, str, str]] = [
         "target 'TableB': rename: renames the key attribute 'pk' to 'PK'",
     ),
     (
+        "set empty name",
+        target(KEYED + "set = { '' = 'x' }"),
+        "target 'TableB': set: '' is empty: DynamoDB attribute names are 1 to 65535 bytes",
+    ),
+    (
+        "set name over 64 KB",
+        target(KEYED + "set = { '" + "é" * 32_768 + "' = 'x' }"),
+        "target 'TableB': set: '" + "é" * 20 + "...' is 65536 bytes: DynamoDB attribute names "
+        "are 1 to 65535 bytes",
+    ),
+    (
+        "rename to 70000 bytes",
+        target(KEYED + "rename = { a = '" + "n" * 70_000 + "' }"),
+        "target 'TableB': rename: a: '" + "n" * 20 + "...' is 70000 bytes: DynamoDB attribute "
+        "names are 1 to 65535 bytes",
+    ),
+    (
+        "rename from empty",
+        target(KEYED + "rename = { '' = 'b' }"),
+        "target 'TableB': rename: '' is empty: DynamoDB attribute names are 1 to 65535 bytes",
+    ),
+    (
+        "keep over 64 KB",
+        target(KEYED + "keep = ['pk', '" + "k" * 65_536 + "']"),
+        "target 'TableB': keep: '" + "k" * 20 + "...' is 65536 bytes",
+    ),
+    (
+        "drop over 64 KB",
+        target(KEYED + "drop = ['" + "k" * 65_536 + "']"),
+        "target 'TableB': drop: '" + "k" * 20 + "...' is 65536 bytes",
+    ),
+    (
+        "hash key over 255 bytes",
+        target("key = { hash = '" + "h" * 256 + "' }\nkey_types = { " + "h" * 256 + " = 'S' }"),
+        "target 'TableB': key: hash: '" + "h" * 20 + "...' is 256 bytes: DynamoDB key attribute "
+        "names are 1 to 255 bytes",
+    ),
+    (
+        "range key over 255 bytes",
+        target(
+            "key = { hash = 'pk', range = '" + "r" * 256 + "' }\n"
+            "key_types = { pk = 'S', " + "r" * 256 + " = 'S' }"
+        ),
+        "target 'TableB': key: range: '" + "r" * 20 + "...' is 256 bytes: DynamoDB key attribute "
+        "names are 1 to 255 bytes",
+    ),
+    (
+        "gsi key over 255 bytes",
+        target(
+            "key = { hash = 'pk' }\nkey_types = { pk = 'S', " + "g" * 256 + " = 'S' }\n"
+            "[target.table]\nglobal_secondary_indexes = [{ name = 'byG', hash = '"
+            + "g" * 256
+            + "' }]"
+        ),
+        "target 'TableB': table: global_secondary_indexes: 'byG': hash: '" + "g" * 20 + "...' is "
+        "256 bytes: DynamoDB key attribute names are 1 to 255 bytes",
+    ),
+    (
+        "ttl over 255 bytes",
+        target(KEYED + "[target.table]\nttl = '" + "t" * 256 + "'"),
+        "target 'TableB': table: ttl: '" + "t" * 20 + "...' is 256 bytes: DynamoDB TTL attribute "
+        "names are 1 to 255 bytes",
+    ),
+    (
         "float value",
         target(KEYED + "where = 'p = :p'\nvalues = { ':p' = 1.5 }"),
         "target 'TableB': values: :p: 1.5 is a TOML float, which cannot keep a DynamoDB number "
@@ -632,6 +697,22 @@ REFUSALS: list[tuple[str, str, str]] = [
         "target 'TableB': values: :p: BOOL must be true or false, not a string",
     ),
 ]
+
+
+def test_attribute_names_at_dynamodbs_limits_are_accepted() -> None:
+    """65,535 bytes for any attribute name, 255 for a key's (the refusals above are one byte
+    past them)."""
+    longest, key = "é" * 32_767 + "n", "k" * 255
+    cfg = parse(
+        target(
+            f"key = {{ hash = '{key}' }}\nkey_types = {{ {key} = 'S' }}\n"
+            f"set = {{ '{longest}' = 'x' }}\nrename = {{ a = '{'r' * 65_535}' }}"
+        )
+    )
+    (t,) = cfg.targets
+    assert t.hash_key == key
+    assert len(next(iter(t.set)).encode()) == 65_535
+    assert list(t.rename.values()) == ["r" * 65_535]
 
 
 @pytest.mark.parametrize(
@@ -731,6 +812,28 @@ key_types = { id = "B" }
 drop = ["junk"]
 rename = { old = "new" }
 """
+
+
+@pytest.mark.parametrize(
+    ("field", "patch", "words"),
+    [
+        ("set", {"": "x"}, 'attribute name "" is 0 bytes'),
+        ("rename", {"a": "n" * 65_536}, "is 65536 bytes; DynamoDB allows 1 to 65535"),
+        ("hash_key", "k" * 256, "key attribute name"),
+    ],
+)
+def test_the_engine_refuses_a_spec_with_names_dynamodb_refuses(
+    field: str, patch: Any, words: str
+) -> None:
+    """The config refuses these first; the engine checks again for any other maker of specs
+    (names written by set and rename are the only ones a transform makes)."""
+    spec = parse(target(KEYED)).core_spec({"TableB": 1})
+    t = spec["targets"][0]
+    t[field] = patch
+    if field == "hash_key":
+        t["key_types"] = {patch: "S"}
+    with pytest.raises(ConfigError, match=words):
+        Splitter(spec)
 
 
 def test_core_spec_shape() -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from ddbshard._core import Condition
 from ddbshard.exceptions import ConfigError, DdbShardError
 from ddbshard.importspec import split_s3_uri
+from ddbshard.source import lists_under
 
 __all__ = [
     "MAX_SHARDS",
@@ -70,6 +71,11 @@ _OVERRIDE_KEYS = ("source", "dest", "s3_dest", *(f"output.{k}" for k in _OUTPUT_
 
 # DynamoDB naming rules: table and index names are 3-255 characters of a-z A-Z 0-9 _ . -
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
+# Attribute names are 1 to 65,535 bytes of UTF-8 ("less than 64 KB"); the names of table and
+# index key attributes and of INCLUDE-projected attributes at most 255 (AWS-FORMATS.md §4; the
+# API's KeySchemaElement.AttributeName and TimeToLiveSpecification.AttributeName are 1-255).
+MAX_NAME_BYTES = 65_535
+MAX_KEY_NAME_BYTES = 255
 # Expression placeholders: '#' or ':' then letters, digits, underscores (DynamoDB expressions).
 _NAME_PLACEHOLDER = re.compile(r"#[A-Za-z0-9_]+")
 _VALUE_PLACEHOLDER = re.compile(r":[A-Za-z0-9_]+")
@@ -367,6 +373,20 @@ def _str_map(d: Mapping[str, Any], key: str, at: _At) -> dict[str, str]:
     return dict(v)
 
 
+def _check_attr_name(
+    name: str, at: _At, *, limit: int = MAX_NAME_BYTES, what: str = "attribute names"
+) -> None:
+    """Refuses a name DynamoDB would refuse. Every attribute name of an output item is one of
+    the input item's (checked by the parser) or one the config writes (`set`, `rename`), so
+    checking the config's names here is what keeps such items from being written."""
+    size = len(name.encode())
+    if 1 <= size <= limit:
+        return
+    shown = f"'{name}'" if size <= 40 else f"'{name[:20]}...'"
+    got = "is empty" if size == 0 else f"is {size} bytes"
+    raise at.error(f"{shown} {got}: DynamoDB {what} are 1 to {limit} bytes of UTF-8")
+
+
 def _first_duplicate(items: list[str]) -> str | None:
     seen: set[str] = set()
     for x in items:
@@ -429,6 +449,14 @@ def _split_config(raw: dict[str, Any], at: _At, base: Path) -> SplitConfig:
             raise at.sub("s3_dest").error(
                 "only for a local dest (where the shards will be uploaded); dest is already "
                 f"on S3 ({dest})"
+            )
+    if not source.startswith("s3://") and not dest.startswith("s3://"):
+        # Refused here, before a run clears anything under dest (--overwrite) that it reads.
+        folder = lists_under(source, dest)
+        if folder is not None:
+            raise at.sub("dest").error(
+                f"'{dest}' is inside the source folder '{folder}': the split would read its own "
+                "output; choose a dest outside it"
             )
     output = _output(raw.get("output", {}), at.sub("output"))
 
@@ -567,6 +595,11 @@ def _target(v: Any, i: int, top: _At) -> TargetConfig:
     range_key = _str(key, "range", at.sub("key"))
     if range_key == hash_key:
         raise at.sub("key").error(f"hash and range are both '{hash_key}' (they must differ)")
+    for part, k in (("hash", hash_key), ("range", range_key)):
+        if k is not None:
+            _check_attr_name(
+                k, at.sub("key").sub(part), limit=MAX_KEY_NAME_BYTES, what="key attribute names"
+            )
 
     keep = _str_list(d, "keep", at)
     drop = _str_list(d, "drop", at) or ()
@@ -603,6 +636,12 @@ def _check_transform(
     names: dict[str, str],
     at: _At,
 ) -> None:
+    for field, listed in (("keep", keep or ()), ("drop", drop), ("set", set_)):
+        for a in listed:
+            _check_attr_name(a, at.sub(field))
+    for src, dst in rename.items():
+        _check_attr_name(src, at.sub("rename"))
+        _check_attr_name(dst, at.sub("rename").sub(src))
     for a in drop:
         if keep is not None and a in keep:
             raise at.error(f"'{a}' is in both keep and drop")
@@ -754,13 +793,16 @@ def _table_config(v: Any, target_name: str, at: _At) -> TableConfig:
         raise at.sub("pitr").error(f"must be true or false, not {_kind(pitr)}")
     table_name = _str(d, "table_name", at) or target_name
     _check_name(table_name, "table name", at.sub("table_name"))
+    ttl = _str(d, "ttl", at)
+    if ttl is not None:
+        _check_attr_name(ttl, at.sub("ttl"), limit=MAX_KEY_NAME_BYTES, what="TTL attribute names")
     return TableConfig(
         billing_mode=billing,
         read_capacity=read,
         write_capacity=write,
         gsis=tuple(gsis),
         stream=_enum(d, "stream", STREAM_VIEWS, "", at) or None,
-        ttl=_str(d, "ttl", at),
+        ttl=ttl,
         tags=tags,
         pitr=pitr,
         table_name=table_name,
@@ -808,10 +850,9 @@ def _gsi(v: Any, i: int, billing: str, top: _At) -> GsiConfig:
     range_key = _str(d, "range", at)
     if range_key == hash_key:
         raise at.error(f"hash and range are both '{hash_key}' (they must differ)")
-    for k in (hash_key, range_key):
-        # Secondary index key attribute names are limited to 255 bytes (DynamoDB constraints).
-        if k is not None and len(k.encode()) > 255:
-            raise at.error(f"key attribute '{k[:20]}...' is longer than 255 bytes")
+    for part, k in (("hash", hash_key), ("range", range_key)):
+        if k is not None:
+            _check_attr_name(k, at.sub(part), limit=MAX_KEY_NAME_BYTES, what="key attribute names")
 
     projection, attrs = _projection(d.get("projection", "ALL"), at.sub("projection"))
     read = _int(d, "read_capacity", 1, None, at)
@@ -850,9 +891,9 @@ def _projection(v: Any, at: _At) -> tuple[str, tuple[str, ...]]:
     if not attrs:
         raise at.sub("attributes").error("INCLUDE needs at least one attribute")
     for a in attrs:
-        # Projected attribute names are limited to 255 bytes (DynamoDB constraints).
-        if len(a.encode()) > 255:
-            raise at.sub("attributes").error(f"'{a[:20]}...' is longer than 255 bytes")
+        _check_attr_name(
+            a, at.sub("attributes"), limit=MAX_KEY_NAME_BYTES, what="projected attribute names"
+        )
     return kind, attrs
 
 

@@ -1,6 +1,7 @@
 """The local disk, through the few filesystem calls `source` makes, without fsspec.
 
-A split reading local files needs only to list them, look at their sizes and open them.
+A split reading local files needs only to list them, look at their sizes and modification
+times, read the first bytes of some and open them.
 Importing fsspec for that costs a tenth of a CPU-second (it brings asyncio, ssl and entry-point
 scanning with it), paid by every run; on S3 fsspec (s3fs) is what reads, and this is not used.
 
@@ -25,6 +26,7 @@ class Files(Protocol):
     def glob(self, pattern: str) -> Any: ...
     def find(self, path: str, detail: bool = ...) -> Any: ...
     def info(self, path: str) -> dict[str, Any]: ...
+    def cat_file(self, path: str, start: int | None = ..., end: int | None = ...) -> Any: ...
     def open(self, path: str, mode: str = ...) -> Any: ...
     def unstrip_protocol(self, path: str) -> str: ...
     def _strip_protocol(self, path: str) -> str: ...
@@ -82,9 +84,23 @@ class LocalFS:
         return {f: self.info(f) for f in files}
 
     def info(self, path: str) -> dict[str, Any]:
+        """Name, size and type as fsspec gives them; `mtime` as fsspec's (float seconds) and
+        `mtime_ns`, exact, which `source` takes to tell a file rewritten since it was read."""
         st = os.stat(path)
         kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
-        return {"name": self._strip_protocol(path), "size": st.st_size, "type": kind}
+        return {
+            "name": self._strip_protocol(path),
+            "size": st.st_size,
+            "type": kind,
+            "mtime": st.st_mtime,
+            "mtime_ns": st.st_mtime_ns,
+        }
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """Bytes `start` to `end` (end excluded) of the file, as fsspec's cat_file."""
+        with open(path, "rb") as f:
+            f.seek(start or 0)
+            return f.read() if end is None else f.read(max(0, end - (start or 0)))
 
     def open(self, path: str, mode: str = "rb") -> IO[Any]:
         return open(path, mode)

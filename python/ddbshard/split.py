@@ -134,7 +134,7 @@ class _Run:
         )
         self.fingerprint = fingerprint(
             self.spec,
-            [(f.name, f.md5_base64, f.item_count) for f in self.source.files],
+            [(f.name, f.version, f.item_count) for f in self.source.files],
             node=None if self.node is None else [self.node.index, self.node.count],
         )
         self.objects: dict[str, OutputObject] = {}
