@@ -8,6 +8,7 @@ tests) makes the Nth arrival at that step kill the driver there:
     how = kill   SIGKILL: nothing after this instant runs (no cleanup, no flush)
     how = int    SIGINT, as Ctrl-C: the KeyboardInterrupt surfaces here, the driver's
                  ordinary interrupt handling runs
+    how = stop   SIGSTOP: the driver freezes here, alive, until the test sends SIGCONT
 
 Steps (in the order a run reaches them):
     appended         a finished input file's output was appended to the shards (not synced)
@@ -47,8 +48,8 @@ def _plan() -> tuple[str, int, str] | None:
     if not text:
         return None
     step, count, how = text.split(":")
-    if step not in STEPS or how not in ("kill", "int") or int(count) < 1:
-        raise ValueError(f"{_ENV}={text}: expected STEP:N:kill|int with STEP one of {STEPS}")
+    if step not in STEPS or how not in ("kill", "int", "stop") or int(count) < 1:
+        raise ValueError(f"{_ENV}={text}: expected STEP:N:kill|int|stop, STEP one of {STEPS}")
     return step, int(count), how
 
 
@@ -62,6 +63,6 @@ def reached(step: str) -> None:
     _seen[step] = _seen.get(step, 0) + 1
     if _seen[step] != _PLAN[1]:
         return
-    if _PLAN[2] == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt before returning
+    how = {"kill": signal.SIGKILL, "int": signal.SIGINT, "stop": signal.SIGSTOP}[_PLAN[2]]
+    # SIGINT: Python raises KeyboardInterrupt at its next check, before this returns.
+    os.kill(os.getpid(), how)

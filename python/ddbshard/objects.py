@@ -53,7 +53,10 @@ from ddbshard.storage import s3_error
 if TYPE_CHECKING:
     from ddbshard.sink import S3Dest
 
-PART_SIZE = 8 << 20  # S3 multipart part size (minimum 5 MiB for all parts but the last)
+# S3 multipart part size (minimum 5 MiB for all parts but the last). DDBSHARD_PART_SIZE, read
+# only by tests, lowers it to S3's minimum so that crash tests reach multipart uploads with
+# less data.
+PART_SIZE = max(5 << 20, int(os.environ.get("DDBSHARD_PART_SIZE") or 8 << 20))
 _HASH_CHUNK = 8 << 20
 
 
@@ -191,6 +194,7 @@ class LocalObject:
             self.abandon()
             hash_appends([self])
             assert self.hasher is not None  # a local object is hashed as it is written
+            crashpoints.reached("object_written")
             self.done = {"md5": self.hasher.hexdigest(), "size": self._size}
         return {"size": self._size, "done": self.done}
 
