@@ -89,7 +89,7 @@ def write_input(
     return folder
 
 
-def write_config(tmp: Path, source: Path, dest: str, compression: str) -> Path:
+def write_config(tmp: Path, source: Path | str, dest: str, compression: str) -> Path:
     """Two shards per target: each Big shard grows past one 5 MiB part; the Sparse target's
     shards are first created by the third file's commit."""
     path = tmp / f"split-{compression}.toml"

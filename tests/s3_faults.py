@@ -80,12 +80,14 @@ class Fault(enum.Enum):
     # "succeeded", which is a different code path from DROP. A body under 2 bytes is dropped.
     TRUNCATE = "truncate"
     ACCESS_DENIED = "AccessDenied"  # 403 from `deny()`, on every request for the object
+    EXPIRED_TOKEN = "ExpiredToken"  # 400: the session token expired; never reaches moto
 
 
 _ERRORS: dict[Fault, tuple[str, str]] = {
     Fault.SLOW_DOWN: ("503 Slow Down", "Please reduce your request rate."),
     Fault.INTERNAL_ERROR: ("500 Internal Server Error", "We encountered an internal error."),
     Fault.ACCESS_DENIED: ("403 Forbidden", "Access Denied"),
+    Fault.EXPIRED_TOKEN: ("400 Bad Request", "The provided token has expired."),
 }
 
 

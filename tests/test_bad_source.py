@@ -362,7 +362,22 @@ def test_resume_is_refused_when_a_data_file_changed(tmp_path: Path) -> None:
     assert len(new) == len(old) and new != old
     (src / "a.json").write_bytes(new)
     done = run_split(config, "--workers", "1", "--resume")
-    assert_refused(done, "cannot resume: the config or the source changed")
+    assert "a.json" in assert_refused(done, "cannot resume: the config or the source changed")
+
+
+def test_a_bad_file_fixed_before_resume_is_read(tmp_path: Path) -> None:
+    """The stop says "fix it, then --resume": a file the run had not finished may change."""
+    src = tmp_path / "lines"
+    src.mkdir()
+    (src / "a.json").write_bytes(lines_of(ITEMS[:50]))
+    (src / "z.json.gz").write_bytes(gzip.compress(lines_of(ITEMS[50:200]))[:-20])
+    config = config_for(tmp_path, "lines")
+    assert_refused(run_split(config, "--workers", "1"), "z.json.gz")
+    (src / "z.json.gz").write_bytes(gzip.compress(lines_of(ITEMS[50:200])))
+    done = run_split(config, "--workers", "1", "--resume")
+    assert done.returncode == 0, done.stderr
+    summary = read_summary(tmp_path / "out")
+    assert (summary["items"]["read"], summary["files"]["skipped"]) == (200, 1)
 
 
 # --------------------------------------------------------------------------------------------

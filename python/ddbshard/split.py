@@ -134,7 +134,7 @@ class _Run:
         )
         self.fingerprint = fingerprint(
             self.spec,
-            [(f.name, f.version, f.item_count) for f in self.source.files],
+            [(f.name, f.md5_base64, f.item_count) for f in self.source.files],
             node=None if self.node is None else [self.node.index, self.node.count],
         )
         self.objects: dict[str, OutputObject] = {}
@@ -198,6 +198,7 @@ class _Run:
                     f"{self.config.dest}: cannot resume: the config or the source changed since "
                     "the interrupted run (use --overwrite to start over)"
                 )
+            self._check_done_files_unchanged(old)
             self.ckpt = old
             self.skipped = len(old["done"]) + len(old["bad"])
             for key, st in old["objects"].items():
@@ -263,6 +264,19 @@ class _Run:
         }
         self.state.save(self.ckpt)
         return None
+
+    def _check_done_files_unchanged(self, old: dict[str, Any]) -> None:
+        """The files the interrupted run finished are not read again: their bytes must be the
+        ones it read (the manifest MD5, or else size and mtime / ETag). A file it had not
+        finished may have changed (a bad file fixed before --resume, as the stop asks)."""
+        now = {f.name: f.version for f in self.source.files}
+        for name, done in old["done"].items():
+            if "version" in done and now.get(name) != done["version"]:
+                raise ConfigError(
+                    f"{self.config.dest}: cannot resume: the config or the source changed since "
+                    f"the interrupted run ({name} was finished, then changed); use --overwrite "
+                    "to start over"
+                )
 
     @property
     def _summary_key(self) -> str:
@@ -537,7 +551,11 @@ class _Run:
                 ck["shard_stats"][t][s][1] += raw
         ck["bytes_in"] += r.bytes_in
         ck["bytes_uncompressed"] += r.bytes_uncompressed
-        ck["done"][name] = {"read": r.counts["read"], "rejected": r.counts["rejected"]}
+        ck["done"][name] = {
+            "read": r.counts["read"],
+            "rejected": r.counts["rejected"],
+            "version": self.source.files[r.index].version,
+        }
         ck["worker_next"][w] = r.next_shards
         ck["objects"].update(states)
         self.state.save(ck)

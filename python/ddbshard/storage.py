@@ -35,8 +35,14 @@ READ_BLOCK = 8 << 20  # bytes per ranged GET when streaming an input object
 
 
 def botocore_config_kwargs() -> dict[str, Any]:
+    # AWS_MAX_ATTEMPTS, the SDKs' own setting (attempts, the first one included), is honoured
+    # when set: an explicit Config would otherwise override it.
+    retries: dict[str, Any] = {"mode": "standard", "max_attempts": MAX_ATTEMPTS}
+    env = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    if env.isdigit() and int(env) >= 1:
+        retries = {"mode": "standard", "total_max_attempts": int(env)}
     return {
-        "retries": {"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        "retries": retries,
         "connect_timeout": CONNECT_TIMEOUT,
         "read_timeout": READ_TIMEOUT,
     }

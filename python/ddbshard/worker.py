@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ddbshard._core import Splitter
 from ddbshard.exceptions import DecompressError, UnmatchedError
 from ddbshard.state import local_disk_error
-from ddbshard.storage import describe_os_error
+from ddbshard.storage import aws_setup_problem, describe_os_error
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -178,6 +178,8 @@ def split_file(
             try:
                 handle = fs.open(task.path, "rb") if fs is not None else open(task.path, "rb")  # noqa: SIM115 (closed by the `with` below)
             except OSError as e:
+                if (fault := credentials_fault(e)) is not None:
+                    return _fatal(result, fault)
                 return _bad(result, f"cannot open: {describe_os_error(e)}")
             with handle:
                 while chunk := handle.read(CHUNK):
@@ -198,6 +200,8 @@ def split_file(
     except OSError as e:
         if e.filename == task.spill:  # closing the spill flushed its last bytes, and failed
             return _disk(result, e)
+        if (fault := credentials_fault(e)) is not None:
+            return _fatal(result, fault)
         return _bad(result, f"cannot read: {describe_os_error(e)}")
     progress.flush()
     counts = splitter.counts()
@@ -240,6 +244,46 @@ class _Progress:
         counts = self.splitter.counts()
         self.report(counts["read"] - self.items, self.bytes, counts["rejected"] - self.rejected)
         self.items, self.rejected, self.bytes = counts["read"], counts["rejected"], 0
+
+
+# S3 error codes that say the credentials themselves were refused: every other file would be
+# refused alike, so the run stops instead of calling each file bad.
+_REFUSED_CREDENTIALS = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+}
+
+
+def credentials_fault(e: BaseException) -> str | None:
+    """One line when `e` (or what it was raised from) is the AWS environment's fault (missing,
+    expired or refused credentials, no Region), not the input file's; else None."""
+    missing = aws_setup_problem(e)
+    if missing is not None:
+        return missing
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        response = getattr(cur, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            if code in _REFUSED_CREDENTIALS:
+                return (
+                    f"AWS refused the credentials ({code}): renew or fix them, then run the "
+                    "same command with --resume"
+                )
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _fatal(result: FileResult, reason: str) -> FileResult:
+    Path(result.spill).unlink(missing_ok=True)
+    result.status, result.reason = "fatal", reason
+    return result
 
 
 def _bad(result: FileResult, reason: str) -> FileResult:
@@ -311,8 +355,7 @@ def worker_main(
         try:
             result = split_file(task, spec, fs, report)
         except Exception as e:
-            result = FileResult(
-                index=task.index, status="fatal", reason=f"{task.name}: {type(e).__name__}: {e}"
-            )
+            reason = credentials_fault(e) or f"{task.name}: {type(e).__name__}: {e}"
+            result = FileResult(index=task.index, status="fatal", reason=reason)
         result.peak_rss = peak_rss()
         conn.send(("done", worker, result))

@@ -1,0 +1,121 @@
+"""S3 faults on each kind of object split writes, then `--resume` once the fault is gone.
+
+Each fault is one S3 would really produce (AWS-FORMATS.md, TESTING.md): AccessDenied on one
+object (a bucket policy), 503 SlowDown on every attempt the client makes, and a connection
+dropped during the request, on every attempt. The first run must stop with one line naming the
+object (exit 2, no traceback); the resumed run must leave exactly what an uninterrupted run
+leaves: the same items, manifests matching the objects' bytes, no stray object, no open
+multipart upload, and no object of the first run spoiled (a finished shard turned to zeros was
+the bug this guards against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crash_harness as h
+from s3_faults import Fault, FaultyS3
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+ATTEMPTS = 3  # AWS_MAX_ATTEMPTS for the runs: a fault "past the retries" fails this many times
+
+# Requests by the object they write: (method, key under the dest, query parameter).
+OBJECTS = {
+    "single_put_shard": ("PUT", "Sparse/data/part-00001", None),
+    "multipart_create": ("POST", "Big/data/part-00001", "uploads"),
+    "multipart_part": ("PUT", "Big/data/part-00001", "partNumber"),
+    "multipart_complete": ("POST", "Big/data/part-00001", "uploadId"),
+    "rejects": ("PUT", "_rejects/rejects.jsonl", None),
+    "manifest": ("PUT", "Big/manifest.json", None),
+    "summary": ("PUT", "_summary.json", None),
+}
+CASES = [
+    *[(Fault.ACCESS_DENIED, kind) for kind in OBJECTS if kind != "multipart_create"],
+    *[
+        (Fault.SLOW_DOWN, kind)
+        for kind in ("single_put_shard", "multipart_create", "multipart_part", "rejects")
+    ],
+    *[(Fault.DROP, kind) for kind in ("single_put_shard", "multipart_part", "multipart_complete")],
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FaultyS3]:
+    with FaultyS3() as s3:
+        yield s3
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return h.write_input(tmp_path_factory.mktemp("faults") / "input")
+
+
+@pytest.fixture(scope="module")
+def baseline(source: Path, tmp_path_factory: pytest.TempPathFactory) -> h.Output:
+    tmp = tmp_path_factory.mktemp("baseline")
+    config = h.write_config(tmp, source, str(tmp / "out"), "zstd")
+    assert h.split(config, "--workers", "2").returncode == 1
+    return h.read_output(h.local_objects(tmp / "out"), "zstd", ["Big", "Sparse"])
+
+
+@pytest.mark.parametrize(("fault", "kind"), CASES, ids=[f"{f.value}-{k}" for f, k in CASES])
+def test_fault_then_resume(
+    server: FaultyS3,
+    source: Path,
+    baseline: h.Output,
+    tmp_path: Path,
+    fault: Fault,
+    kind: str,
+) -> None:
+    server.reset()
+    client: Any = server.client()
+    client.create_bucket(Bucket="imports")
+    method, key, query = OBJECTS[kind]
+    if fault is Fault.ACCESS_DENIED:
+        server.deny(f"imports/run/{key}")
+    else:
+        server.fail(fault, method=method, key=f"imports/run/{key}", query=query, times=ATTEMPTS)
+    env = server.env()
+    env.update(AWS_MAX_ATTEMPTS=str(ATTEMPTS), DDBSHARD_PART_SIZE=str(h.PART_SIZE))
+    config = h.write_config(tmp_path, source, "s3://imports/run/", "zstd")
+    args = ("--workers", "2", "--state-dir", str(tmp_path / "state"))
+
+    failed = h.split(config, *args, env=env)
+    assert failed.returncode == 2, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert key in lines[0], lines[0]
+    assert server.count() >= 1, "the fault was injected"
+
+    server.clear_faults()
+    resumed = h.split(config, "--resume", *args, env=env)
+    assert resumed.returncode == 1, resumed.stderr  # items rejected by design, as in baseline
+    got = h.read_output(h.s3_objects(client, "imports", "run/"), "zstd", ["Big", "Sparse"])
+    h.assert_same(got, baseline)
+    assert h.open_uploads(client, "imports", "run/") == []
+    assert not (tmp_path / "state").exists()
+
+
+def test_refused_credentials_stop_the_run_and_blame_no_file(
+    server: FaultyS3, tmp_path: Path
+) -> None:
+    """An expired session token on the source's reads is the environment's fault: one line
+    and exit 2, even with --on-bad-file skip (which would otherwise skip every file)."""
+    server.reset()
+    client: Any = server.client()
+    client.create_bucket(Bucket="exports")
+    data = h.write_input(tmp_path / "input")
+    for f in sorted(data.iterdir()):
+        client.upload_file(str(f), "exports", f"in/{f.name}")
+    server.fail(Fault.EXPIRED_TOKEN, method="GET", key="exports/in/part-", times=1000)
+    config = h.write_config(tmp_path, "s3://exports/in/", str(tmp_path / "out"), "zstd")
+    done = h.split(config, "--on-bad-file", "skip", "--workers", "1", env=server.env())
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ExpiredToken" in lines[0] and "--resume" in lines[0], lines
+    assert not (tmp_path / "out" / "_summary.json").exists(), "no file was skipped as bad"
