@@ -11,6 +11,7 @@ the bug this guards against).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,22 @@ def test_refused_credentials_stop_the_run_and_blame_no_file(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "ExpiredToken" in lines[0] and "--resume" in lines[0], lines
     assert not (tmp_path / "out" / "_summary.json").exists(), "no file was skipped as bad"
+
+
+def test_a_killed_run_reading_s3_leaks_no_semaphores(server: FaultyS3, tmp_path: Path) -> None:
+    """Workers reading S3 are spawned (fork is unsafe beside s3fs's thread), which starts
+    multiprocessing's resource tracker: a killed driver must leave it nothing to report
+    ("leaked semaphore objects"), as queues' named semaphores would."""
+    server.reset()
+    client: Any = server.client()
+    client.create_bucket(Bucket="exports")
+    for f in sorted(h.write_input(tmp_path / "input").iterdir()):
+        client.upload_file(str(f), "exports", f"in/{f.name}")
+    config = h.write_config(tmp_path, "s3://exports/in/", str(tmp_path / "out"), "zstd")
+    env = dict(server.env(), DDBSHARD_CRASH_AT="checkpointed:2:kill")
+    killed = h.split(config, "--workers", "2", env=env)
+    assert killed.returncode == -9, killed.stderr
+    time.sleep(2)  # the tracker notices its parent gone and reports what was left
+    assert "leaked" not in killed.stderr and "resource_tracker" not in killed.stderr
+    done = h.split(config, "--workers", "2", "--resume", env=server.env())
+    assert done.returncode == 1, done.stderr
