@@ -70,6 +70,22 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+@contextlib.contextmanager
+def frozen_run(config: Path) -> Iterator[subprocess.Popen[str]]:
+    """A run that freezes itself (SIGSTOP) after its second checkpoint, alive and holding its
+    destination; the caller lets it go on with SIGCONT and waits for it. Never left behind."""
+    run = start(config, env=dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:2:stop"))
+    try:
+        wait_for(lambda: state_of(run.pid) == "T")
+        yield run
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.pid, signal.SIGCONT)
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+
+
 def one_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
@@ -83,10 +99,7 @@ def test_a_second_run_on_a_live_destination_is_refused(
     source: Path, baseline: h.Output, tmp_path: Path
 ) -> None:
     config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
-    # The first run freezes itself after its second checkpoint, alive and holding the dest.
-    first = start(config, env=dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:2:stop"))
-    try:
-        wait_for(lambda: state_of(first.pid) == "T")
+    with frozen_run(config) as first:
         for args in (["--resume"], ["--overwrite"], []):
             second = h.split(config, *args, timeout=60)
             assert second.returncode == 2, second.stderr
@@ -94,12 +107,6 @@ def test_a_second_run_on_a_live_destination_is_refused(
             assert "another split is running" in line and f"pid {first.pid}" in line, line
         os.kill(first.pid, signal.SIGCONT)
         _, stderr = first.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(first.pid, signal.SIGCONT)
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
     # The refused runs touched nothing: the first one finished as if alone.
     assert first.returncode == 1, stderr
     got = h.read_output(h.local_objects(tmp_path / "out"), "zstd", ["Big", "Sparse"])
@@ -286,3 +293,133 @@ def test_ten_random_kills_of_a_sparse_target_over_64_shards(tmp_path: Path) -> N
     got = h.read_output(h.local_objects(tmp_path / "killed" / "out"), "zstd", ["Big", "Sparse"])
     h.assert_same(got, want)
     assert kills >= 5, f"only {kills} kills landed before the run finished"
+
+
+# --- found by a hostile review -----------------------------------------------------------------
+
+
+def test_overwrite_killed_while_clearing_then_resume(
+    source: Path, baseline: h.Output, tmp_path: Path
+) -> None:
+    """--overwrite removes the earlier output entry by entry; killed in between, --resume
+    must not take what is left (and its summary) for a finished run."""
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    assert h.split(config).returncode == 1
+    crash = dict(os.environ, DDBSHARD_CRASH_AT="clearing:1:kill")
+    assert h.split(config, "--overwrite", env=crash).returncode == -9
+    done = h.split(config, "--resume")
+    assert done.returncode == 1, done.stderr
+    assert "already finished" not in done.stdout
+    got = h.read_output(h.local_objects(tmp_path / "out"), "zstd", ["Big", "Sparse"])
+    h.assert_same(got, baseline)
+
+
+def test_max_rejects_after_resume_reads_what_an_uninterrupted_run_reads(
+    source: Path, tmp_path: Path
+) -> None:
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    config = h.write_config(whole, source, str(whole / "out"), "zstd")
+    args = ("--workers", "1", "--max-rejects", "100")
+    assert h.split(config, *args).returncode == 1
+    want = h.read_output(h.local_objects(whole / "out"), "zstd", ["Big", "Sparse"])
+    assert want.summary["stopped"], "the limit stopped the run"
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    config = h.write_config(killed, source, str(killed / "out"), "zstd")
+    crash = dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:2:kill")
+    assert h.split(config, *args, env=crash).returncode == -9
+    done = h.split(config, "--resume", *args)
+    assert done.returncode == 1, done.stderr
+    got = h.read_output(h.local_objects(killed / "out"), "zstd", ["Big", "Sparse"])
+    h.assert_same(got, want)
+
+
+def test_two_runs_with_different_state_dirs_are_still_one_run_per_dest(
+    source: Path, tmp_path: Path
+) -> None:
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    with frozen_run(config) as first:
+        other = str(tmp_path / "other-state")
+        (tmp_path / "sub").mkdir()
+        # The same destination, spelled another way, from another config.
+        alias_dest = str(tmp_path / "sub" / ".." / "out")
+        alias = h.write_config(tmp_path / "sub", source, alias_dest, "zstd")
+        for cfg, args in (
+            (config, ["--overwrite", "--state-dir", other]),
+            (alias, ["--overwrite"]),
+        ):
+            second = h.split(cfg, *args, timeout=60)
+            assert second.returncode == 2, second.stderr
+            assert f"pid {first.pid}" in one_line(second.stderr)
+        os.kill(first.pid, signal.SIGCONT)
+        first.communicate(timeout=120)
+    assert first.returncode == 1
+
+
+def test_a_checkpoint_is_not_resumed_into_another_destination(source: Path, tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    a = h.write_config(tmp_path, source, str(tmp_path / "a"), "zstd")
+    crash = dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:2:kill")
+    assert h.split(a, "--state-dir", state, env=crash).returncode == -9
+    (tmp_path / "b").mkdir()
+    b = h.write_config(tmp_path / "b", source, str(tmp_path / "b" / "out"), "zstd")
+    done = h.split(b, "--resume", "--state-dir", state)
+    assert done.returncode == 2
+    assert "that of a run writing to" in one_line(done.stderr)
+    assert h.split(a, "--resume", "--state-dir", state).returncode == 1, "A still resumes"
+
+
+@pytest.mark.parametrize("where", ["checkpointed", "complete"])
+def test_a_changed_shard_is_refused_on_resume(source: Path, tmp_path: Path, where: str) -> None:
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    step = "checkpointed:3:kill" if where == "checkpointed" else "object_recorded:1:kill"
+    assert h.split(config, env=dict(os.environ, DDBSHARD_CRASH_AT=step)).returncode == -9
+    shard = tmp_path / "out" / "Big" / "data" / "part-00000.json.zst"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped, the length kept
+    shard.write_bytes(bytes(data))
+    done = h.split(config, "--resume")
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert "part-00000" in line and "changed" in line and "--overwrite" in line, line
+
+
+def test_resumed_summary_file_counts_add_up(tmp_path: Path) -> None:
+    source = h.write_input(tmp_path / "input")
+    bad = source / "part-5.json.gz"
+    bad.write_bytes(bad.read_bytes()[:-100])  # truncated: a bad file
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    args = ("--workers", "1", "--on-bad-file", "skip")
+    crash = dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:3:kill")
+    assert h.split(config, *args, env=crash).returncode == -9
+    assert h.split(config, "--resume", *args).returncode == 1
+    files = json.loads((tmp_path / "out" / "_summary.json").read_text())["files"]
+    assert (files["read"], files["skipped"], len(files["bad"])) == (2, 3, 1)
+    assert files["read"] + files["skipped"] + len(files["bad"]) == files["total"] == h.FILES
+
+
+def test_a_full_disk_at_any_moment_of_a_spill_is_never_a_bad_input_file(tmp_path: Path) -> None:
+    """The spill's last bytes are written when it is closed, by an error that names no file:
+    whatever the free space, a file comes back ok or as this machine's disk fault."""
+    from ddbshard.config import load_config
+    from ddbshard.worker import Task, split_file
+
+    source = h.write_input(tmp_path / "input")
+    config = load_config(h.write_config(tmp_path, source, str(tmp_path / "out"), "gzip"))
+    spec = config.core_spec({"Big": 2, "Sparse": 2})
+    path = source / "part-0.json.gz"
+    sizes = set()
+    with small_disk(tmp_path / "spill", "8m") as disk:
+        task = Task(0, str(path), path.name, None, None, str(disk / "s"), [0, 0])
+        full = split_file(task, spec, None, lambda *a: None)
+        assert full.status == "ok", full.reason
+        size = (disk / "s").stat().st_size
+        (disk / "s").unlink()
+        for kib in range(max(4, size // 1024 - 48), size // 1024 + 12, 4):
+            grow(disk, f"{kib}k")
+            r = split_file(task, spec, None, lambda *a: None)
+            assert r.status in ("ok", "disk"), f"{kib} KiB: {r.status}: {r.reason}"
+            sizes.add(r.status)
+            Path(task.spill).unlink(missing_ok=True)
+    assert sizes == {"ok", "disk"}, sizes

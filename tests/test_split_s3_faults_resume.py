@@ -139,3 +139,26 @@ def test_a_killed_run_reading_s3_leaks_no_semaphores(server: FaultyS3, tmp_path:
     assert "leaked" not in killed.stderr and "resource_tracker" not in killed.stderr
     done = h.split(config, "--workers", "2", "--resume", env=server.env())
     assert done.returncode == 1, done.stderr
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_completed_object_changed_before_resume_is_refused(
+    server: FaultyS3, source: Path, tmp_path: Path, change: str
+) -> None:
+    server.reset()
+    client: Any = server.client()
+    client.create_bucket(Bucket="imports")
+    config = h.write_config(tmp_path, source, "s3://imports/run/", "zstd")
+    args = ("--state-dir", str(tmp_path / "state"))
+    env = dict(server.env(), DDBSHARD_PART_SIZE=str(h.PART_SIZE))
+    crash = dict(env, DDBSHARD_CRASH_AT="object_recorded:1:kill")
+    assert h.split(config, *args, env=crash).returncode == -9
+    key = "run/Sparse/data/part-00000.json.zst"
+    if change == "removed":
+        client.delete_object(Bucket="imports", Key=key)
+    else:
+        client.put_object(Bucket="imports", Key=key, Body=b"other bytes")
+    done = h.split(config, "--resume", *args, env=env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and change in lines[0], lines

@@ -11,6 +11,7 @@ tests) makes the Nth arrival at that step kill the driver there:
     how = stop   SIGSTOP: the driver freezes here, alive, until the test sends SIGCONT
 
 Steps (in the order a run reaches them):
+    clearing         --overwrite removed one entry of the earlier output
     appended         a finished input file's output was appended to the shards (not synced)
     synced           those appends were made durable (fsync), the checkpoint not yet saved
     part_uploaded    an S3 multipart part was uploaded
@@ -30,6 +31,7 @@ import os
 import signal
 
 STEPS = (
+    "clearing",
     "appended",
     "synced",
     "part_uploaded",

@@ -96,6 +96,18 @@ class OutputObject(Protocol):
         """Releases resources without finishing (the state stays resumable)."""
         ...
 
+    def verify(self) -> None:
+        """On resume: refuses (ResumeError) an object the checkpoint records as complete that
+        is no longer what was completed (removed or changed since)."""
+        ...
+
+
+def _changed(where: str, what: str) -> ResumeError:
+    return ResumeError(
+        f"{where}: cannot resume: {what} since the interrupted run (the destination was "
+        "changed); start over with --overwrite"
+    )
+
 
 def hash_appends(objects: Iterable[OutputObject]) -> None:
     """Brings each object's MD5 up to all the bytes appended to it, in one pass over them all."""
@@ -153,8 +165,11 @@ class LocalObject:
             self.done = state.get("done")
             # Bytes past the checkpoint belong to input files that will be read again.
             _cut_back(path, self._size, "the shard")
-            if self.done is None:
-                self.hasher = _hash_file(path)
+            # The bytes kept must be the ones the checkpoint counted: their MD5 is recorded.
+            self.hasher = _hash_file(path)
+            want = self.done["md5"] if self.done is not None else state.get("md5")
+            if want is not None and self.hasher.hexdigest() != want:
+                raise _changed(str(path), "its bytes are not the ones written")
 
     @property
     def size(self) -> int:
@@ -179,12 +194,17 @@ class LocalObject:
             self._fh.flush()
             os.fsync(self._fh.fileno())
         state: dict[str, Any] = {"size": self._size}
+        if self.hasher is not None and not self.unhashed:
+            state["md5"] = self.hasher.hexdigest()  # of the bytes so far, checked on resume
         if self.done is not None:
             state["done"] = self.done
         return state
 
     def checkpointed(self) -> None:
         return None
+
+    def verify(self) -> None:
+        return None  # checked when opened: the file is hashed then anyway
 
     def finish_prepare(self) -> dict[str, Any] | None:
         return None
@@ -250,6 +270,10 @@ class S3Object:
             self.hasher = None  # uploaded parts cannot be re-hashed: read back at finish
         elif tail_size:
             self.hasher = _hash_file(self._segment(current))
+            if state.get("md5") not in (None, self.hasher.hexdigest()):
+                raise _changed(
+                    str(self._segment(current)), "the part waiting to be uploaded changed"
+                )
 
     @property
     def size(self) -> int:
@@ -335,6 +359,8 @@ class S3Object:
             "parts": self.parts,
             "tail": self._tail_size(),
         }
+        if not self.parts and self.hasher is not None and not self.unhashed:
+            state["md5"] = self.hasher.hexdigest()
         if self.completing is not None:
             state["completing"] = self.completing
         if self.done is not None:
@@ -372,12 +398,12 @@ class S3Object:
         try:
             if self.upload_id is None:
                 with open(self._segment(1), "rb") as body:
-                    client.put_object(
+                    etag = client.put_object(
                         Bucket=self.bucket, Key=self.object_key, Body=body, **self.dest.put_args
-                    )
+                    )["ETag"]
             else:
                 assert self.completing is not None, "finish_prepare comes first"
-                self._complete()
+                etag = self._complete()
             crashpoints.reached("object_written")
             if self.hasher is None:
                 md5 = self._read_back_md5()
@@ -388,15 +414,16 @@ class S3Object:
             raise
         except Exception as e:
             raise s3_error(e, self.url) from e
-        self.done = {"md5": md5, "size": self._size}
+        self.done = {"md5": md5, "size": self._size, "etag": etag}
         self.parts, self.completing = [], None
         return self.sync()
 
-    def _complete(self) -> None:
+    def _complete(self) -> str:
+        """Completes the upload; returns the object's ETag."""
         assert self.completing is not None
         client = self.dest.client
         try:
-            client.complete_multipart_upload(
+            response = client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.object_key,
                 UploadId=self.upload_id,
@@ -413,9 +440,10 @@ class S3Object:
                 raise
             # Completed by the interrupted run, after it recorded the part list and before it
             # recorded the completion: the object must be exactly those parts.
-            self._check_completed(e)
+            return self._check_completed(e)
+        return str(response["ETag"])
 
-    def _check_completed(self, cause: Exception) -> None:
+    def _check_completed(self, cause: Exception) -> str:
         try:
             head = self.dest.client.head_object(
                 Bucket=self.bucket, Key=self.object_key, **self.dest.owner_args
@@ -434,6 +462,23 @@ class S3Object:
                 f"not the {self._size} bytes in {parts} parts the checkpoint recorded; start "
                 "over with --overwrite"
             ) from cause
+        return str(head["ETag"])
+
+    def verify(self) -> None:
+        if self.done is None:
+            return
+        try:
+            head = self.dest.client.head_object(
+                Bucket=self.bucket, Key=self.object_key, **self.dest.owner_args
+            )
+        except Exception as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise _changed(self.url, "it was completed, then removed") from e
+            raise s3_error(e, self.url) from e
+        etag = self.done.get("etag")
+        if int(head["ContentLength"]) != self._size or etag not in (None, head["ETag"]):
+            raise _changed(self.url, "it was completed, then replaced")
 
     def _read_back_md5(self) -> str:
         md5 = hashlib.md5()

@@ -190,7 +190,7 @@ class _Run:
         (--overwrite) or from the checkpoint (--resume). Returns the summary of an already
         finished run when --resume finds nothing left to do."""
         sweep_stale_state_dirs()
-        self.state.lock(self.config.dest)
+        self.state.lock(self.config.dest, self._dest_key())
         old = self.state.load()
         if self.options.resume and old is not None:
             if old.get("version") != VERSION or old.get("fingerprint") != self.fingerprint:
@@ -198,11 +198,17 @@ class _Run:
                     f"{self.config.dest}: cannot resume: the config or the source changed since "
                     "the interrupted run (use --overwrite to start over)"
                 )
+            if old.get("dest") not in (None, self._dest_key()):
+                raise ConfigError(
+                    f"{self.config.dest}: cannot resume: the checkpoint in {self.state.path} is "
+                    f"that of a run writing to {old['dest']}"
+                )
             self._check_done_files_unchanged(old)
             self.ckpt = old
-            self.skipped = len(old["done"]) + len(old["bad"])
+            self.skipped = len(old["done"])
             for key, st in old["objects"].items():
                 self.objects[key] = self.dest.open_object(key, st)
+            self._each(self.objects.values(), lambda obj: obj.verify())
             self._remove_strays()
             self.ckpt["runs"] += 1
             self.state.save(self.ckpt)
@@ -233,17 +239,18 @@ class _Run:
                 f"({', '.join(sorted(existing)[:5])}); pass --overwrite to replace earlier "
                 "output, or --resume to continue an interrupted run"
             )
+        if existing:
+            # The summary goes first: while it is there, --resume takes the earlier output
+            # for a finished run of this job.
+            self.dest.remove([self._summary_key])
         if old is not None:
             self.dest.abort_uploads(old.get("objects", {}))
         self.state.clear()
-        if existing or self.node is not None:
-            entries, keys = self._own_output()
-            self.dest.clear(entries)
-            self.dest.remove(keys)
         targets = self.spec["targets"]
         self.ckpt = {
             "version": VERSION,
             "fingerprint": self.fingerprint,
+            "dest": self._dest_key(),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "runs": 1,
             "done": {},
@@ -262,8 +269,23 @@ class _Run:
             "objects": {},
             "worker_next": [],
         }
+        # The checkpoint comes before the earlier output is cleared: killed while clearing,
+        # --resume starts from it and removes what is left as strays.
         self.state.save(self.ckpt)
+        if existing or self.node is not None:
+            entries, keys = self._own_output()
+            for entry in entries:
+                self.dest.clear([entry])
+                crashpoints.reached("clearing")
+            self.dest.remove(keys)
         return None
+
+    def _dest_key(self) -> str:
+        """The destination as one string, whichever way it was spelled (and the node)."""
+        dest = self.config.dest.rstrip("/")
+        if not self.dest.is_s3:
+            dest = os.path.abspath(dest.removeprefix("file://"))
+        return dest if self.node is None else f"{dest}#node-{self.node.index}"
 
     def _check_done_files_unchanged(self, old: dict[str, Any]) -> None:
         """The files the interrupted run finished are not read again: their bytes must be the
@@ -414,9 +436,24 @@ class _Run:
         pending = deque(todo)
         in_flight: dict[int, int] = {}  # worker -> file index
         in_flight_rejects = [0] * n
+        committing = [0]  # rejects of the file being committed, not yet in the checkpoint
+
+        def stop_at_limit() -> bool:
+            # Checked before each file is started too: a resumed run may start at the limit.
+            limit = self.options.max_rejects
+            total = self.ckpt["counts"]["rejected"] + sum(in_flight_rejects) + committing[0]
+            if limit is None or total < limit:
+                return False
+            if not self.stopped:
+                self.stopped = (
+                    f"max-rejects {limit} reached: the files being read were finished "
+                    f"and no other file was started ({len(pending)} not read)"
+                )
+                pending.clear()
+            return True
 
         def dispatch(w: int) -> None:
-            if not pending or self.stopped:
+            if not pending or self.stopped or stop_at_limit():
                 return
             i = pending.popleft()
             f = self.source.files[i]
@@ -438,14 +475,7 @@ class _Run:
                 items, nbytes, rejected = payload
                 in_flight_rejects[w] += rejected
                 progress.update(progress.items + items, nbytes)
-                limit = self.options.max_rejects
-                total = self.ckpt["counts"]["rejected"] + sum(in_flight_rejects)
-                if limit is not None and total >= limit and not self.stopped:
-                    self.stopped = (
-                        f"max-rejects {limit} reached: the files being read were finished "
-                        f"and no other file was started ({len(pending)} not read)"
-                    )
-                    pending.clear()
+                stop_at_limit()
                 return
             del in_flight[w]
             in_flight_rejects[w] = 0
@@ -453,8 +483,10 @@ class _Run:
             # a worker left waiting for the driver's writes and fsyncs ran at half speed.
             if payload.status == "ok":
                 nexts[w] = payload.next_shards
+                committing[0] = payload.counts["rejected"]
             dispatch(w)
             self._file_done(w, payload)
+            committing[0] = 0
 
         try:
             for w in range(n):

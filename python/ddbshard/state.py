@@ -85,6 +85,44 @@ def sweep_stale_state_dirs() -> None:
             continue  # another run's folder, changing under us: leave it
 
 
+def _dest_lock_path(dest_key: str) -> Path | None:
+    """This machine's lock file for one destination, or None where the cache folder cannot be
+    made (the state folder's own lock still holds)."""
+    folder = _cache_root().parent / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder / (hashlib.sha256(dest_key.encode()).hexdigest()[:24] + ".lock")
+
+
+def _take(path: Path, dest: str) -> int:
+    """An fd holding the lock at `path`, written with who holds it; or ResumeError naming
+    the run that holds it."""
+    try:
+        fd = _try_lock(path)
+    except OSError as e:
+        raise LocalDiskError(f"{path}: cannot create the run's lock: {e.strerror or e}") from e
+    if fd is None:
+        try:
+            holder = json.loads(path.read_bytes())
+            who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another process"
+        raise ResumeError(
+            f"{dest}: another split is running on this destination ({who}); wait for it "
+            f"to end or stop it (its lock: {path})"
+        )
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
+    return fd
+
+
 def _try_lock(path: Path) -> int | None:
     """An fd holding an exclusive flock on `path`, or None if another process holds it."""
     try:
@@ -114,38 +152,42 @@ class StateDir:
         self.spill_dir = path / "spill"
         self.lock_path = path / LOCK_NAME
         self._lock_fd: int | None = None
+        self._dest_lock: Path | None = None
+        self._dest_lock_fd: int | None = None
 
-    def lock(self, dest: str) -> None:
-        """Takes the destination for this run, or refuses naming the run that holds it."""
+    def lock(self, dest: str, dest_key: str) -> None:
+        """Takes the destination for this run, or refuses naming the run that holds it.
+
+        Two locks: the state folder's, and one per destination (`dest_key`: the dest, and the
+        node of an array job) in this machine's cache, so that two runs on one dest are refused
+        even when their --state-dir differ."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = _try_lock(self.lock_path)
         except OSError as e:
             raise LocalDiskError(
                 f"{self.path}: cannot create the run's state folder: {e.strerror or e}"
             ) from e
-        if fd is None:
-            try:
-                holder = json.loads(self.lock_path.read_bytes())
-                who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
-            except (OSError, ValueError, KeyError, TypeError):
-                who = "another process"
-            raise ResumeError(
-                f"{dest}: another split is running on this destination ({who}); wait for it "
-                f"to end or stop it (its lock: {self.lock_path})"
-            )
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
-        self._lock_fd = fd
+        self._dest_lock = _dest_lock_path(dest_key)
+        if self._dest_lock is not None:
+            self._dest_lock_fd = _take(self._dest_lock, dest)
+        try:
+            self._lock_fd = _take(self.lock_path, dest)
+        except BaseException:
+            self._release_dest_lock()
+            raise
+
+    def _release_dest_lock(self) -> None:
+        if self._dest_lock_fd is not None and self._dest_lock is not None:
+            # Unlinked while held: a run waiting on it sees another file and tries again.
+            with contextlib.suppress(OSError):
+                self._dest_lock.unlink()
+            os.close(self._dest_lock_fd)
+            self._dest_lock_fd = None
 
     def unlock(self) -> None:
         """Lets the destination go. A state folder with no checkpoint (the run was refused, or
         failed before it began) holds nothing to resume from, and goes with the lock."""
+        self._release_dest_lock()
         if self._lock_fd is None:
             return
         if not self.checkpoint_path.exists():
@@ -212,6 +254,7 @@ class StateDir:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self._release_dest_lock()
         with contextlib.suppress(OSError):
             self.path.rmdir()
         if self.path.parent.name == STATE_DIR_NAME:  # a node's state: <dest>/_state/node-I

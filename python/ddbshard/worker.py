@@ -17,6 +17,7 @@ records.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import mmap
 import multiprocessing
@@ -198,7 +199,9 @@ def split_file(
         result.status, result.reason = "fatal", str(e)  # names file and line
         return result
     except OSError as e:
-        if e.filename == task.spill:  # closing the spill flushed its last bytes, and failed
+        # Closing the spill flushes its last bytes: that error names no file. Neither a
+        # full disk nor a read-only one is ever the input's fault.
+        if e.filename == task.spill or e.errno in _LOCAL_DISK_ERRNOS:
             return _disk(result, e)
         if (fault := credentials_fault(e)) is not None:
             return _fatal(result, fault)
@@ -256,6 +259,9 @@ _REFUSED_CREDENTIALS = {
     "SignatureDoesNotMatch",
     "TokenRefreshRequired",
 }
+
+
+_LOCAL_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def credentials_fault(e: BaseException) -> str | None:
