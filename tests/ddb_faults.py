@@ -40,6 +40,7 @@ from s3_faults import AWS_ENV, AWS_ENV_UNSET, ThreadedMoto
 class Fault(enum.Enum):
     THROTTLE = "ProvisionedThroughputExceededException"
     UNPROCESSED = "unprocessed"
+    EXPIRED_TOKEN = "ExpiredTokenException"  # the session token expired; moto never sees it
 
 
 @dataclass
@@ -81,6 +82,10 @@ class FaultMiddleware:
             self._record(Call(op, count, fault.value))
             return _error(start_response, fault.value, "The level of configured provisioned "
                           "throughput for the table was exceeded.")  # fmt: skip
+        if fault is Fault.EXPIRED_TOKEN:
+            self._record(Call(op, count, fault.value))
+            return _error(start_response, fault.value, "The security token included in the "
+                          "request is expired")  # fmt: skip
         if fault is Fault.UNPROCESSED and count > 1:
             self._record(Call(op, count, fault.value))
             return self._partial(op, request, environ, start_response)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddbshard.exceptions import InputError
+from ddbshard.storage import aws_setup_problem
 from ddbshard.wire import canonical, item_from_client, item_to_client, key_of
 
 __all__ = ["MAX_GET", "MAX_WRITE", "Budget", "Dynamo", "RetryPolicy", "Write", "client"]
@@ -44,6 +45,13 @@ _THROTTLED = frozenset(
     }
 )
 _SERVER = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+# DynamoDB's answers when the credentials themselves are refused (expired, unknown, bad).
+_REFUSED_CREDENTIALS = {
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+}
 
 
 def client(region: str | None = None) -> Any:
@@ -266,13 +274,7 @@ class Dynamo:
     def _try(self, op: str, **kwargs: Any) -> dict[str, Any] | str | None:
         """One call: the answer; None when it should be retried (throttled, 5xx, connection);
         the error text when no retry can help. A missing table or no access stops the run."""
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            NoCredentialsError,
-            NoRegionError,
-            PartialCredentialsError,
-        )
+        from botocore.exceptions import BotoCoreError, ClientError
 
         self.stats.calls += 1
         try:
@@ -286,10 +288,15 @@ class Dynamo:
             message = e.response.get("Error", {}).get("Message", "")
             if code in ("ResourceNotFoundException", "AccessDeniedException"):
                 raise InputError(f"{op}: {code}: {message}") from e
+            if code in _REFUSED_CREDENTIALS:
+                # Every other key would be refused alike: stop, rather than fail them all.
+                raise InputError(
+                    f"AWS refused the credentials ({code}): renew or fix them, then run again"
+                ) from e
             return f"{code}: {message}"
-        except (NoCredentialsError, PartialCredentialsError, NoRegionError):
-            raise  # no retry supplies missing configuration: the command says what to set
-        except BotoCoreError:
+        except BotoCoreError as e:
+            if aws_setup_problem(e) is not None:
+                raise  # no retry supplies missing configuration: the command says what to set
             return None  # dropped connection, timeout: the request may be sent again
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
