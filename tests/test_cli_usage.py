@@ -1,5 +1,5 @@
-"""How the CLI presents itself: the program name in its usage lines, and the README's synopses
-against the parser's real options (a flag missing from the README is a flag nobody finds)."""
+"""How the CLI presents itself: the program name in its usage lines, and the synopses in docs/
+against the parser's real options (a flag missing from the docs is a flag nobody finds)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,26 @@ import pytest
 from ddbshard.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+
+
+def _doc(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+# The page of docs/ that holds each command's synopsis.
+PAGES = {
+    "init": "init.md",
+    "estimate": "init.md",
+    "split": "split.md",
+    "finalize": "split.md",
+    "validate": "split.md",
+    "import": "import.md",
+    "keys": "catchup.md",
+    "sync": "catchup.md",
+    "parquet": "compare.md",
+    "diff": "compare.md",
+}
 
 
 def test_installed_script_names_itself_ddbshard() -> None:
@@ -52,36 +71,67 @@ def _options(command: str) -> set[str]:
 
 
 def _synopsis(command: str) -> str:
-    """The README's command block for `command`: its line and the indented lines after it."""
-    m = re.search(rf"^\.venv/bin/python -m ddbshard {command} .*(?:\n    .*)*", README, re.M)
-    assert m, f"no synopsis of {command} in the README"
-    return m.group(0)
+    """The command's synopses on its docs page: each line that runs it and the indented lines
+    after it (a command may have several, such as init --from-table and --from-json)."""
+    text = _doc(PAGES[command])
+    blocks = re.findall(rf"^\.venv/bin/python -m ddbshard {command} .*(?:\n    .*)*", text, re.M)
+    assert blocks, f"no synopsis of {command} in docs/{PAGES[command]}"
+    return "\n".join(blocks)
 
 
-# Options documented in prose elsewhere in the README rather than in the synopsis.
+# Options documented in prose elsewhere on the page rather than in the synopsis.
 ELSEWHERE = {"split": {"--worker-index", "--worker-count"}}
 
 
-@pytest.mark.parametrize("command", ["split", "parquet", "diff", "validate"])
-def test_every_option_is_in_the_readme_synopsis(command: str) -> None:
+@pytest.mark.parametrize("command", sorted(PAGES))
+def test_every_option_is_in_the_docs_synopsis(command: str) -> None:
     synopsis = _synopsis(command)
     elsewhere = ELSEWHERE.get(command, set())
     missing = {o for o in _options(command) - elsewhere if o not in synopsis}
-    assert not missing, f"{command}: not in the README's synopsis: {sorted(missing)}"
+    assert not missing, (
+        f"{command}: not in the synopsis in docs/{PAGES[command]}: {sorted(missing)}"
+    )
     for option in elsewhere:
-        assert option in README
+        assert option in _doc(PAGES[command])
 
 
-def test_readme_documents_validate_and_the_pitr_setting() -> None:
-    assert "\n## validate" in README
-    example = README[README.index("[target.table]") :]
+def test_every_command_has_a_docs_page() -> None:
+    parser = build_parser("x")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) - {"demo"} == set(PAGES)
+
+
+def test_readme_links_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in DOCS.glob("*.md"):
+        assert f"](docs/{page.name})" in readme, f"README does not link docs/{page.name}"
+    assert "make demo" in readme and "make test" in readme
+
+
+def test_docs_document_validate_and_the_pitr_setting() -> None:
+    assert "\n## validate" in _doc("split.md")
+    config = _doc("config.md")
+    example = config[config.index("[target.table]") :]
     example = example[: example.index("```")]
     assert re.search(r"^pitr = true\b", example, re.M), "pitr missing from the config example"
     # The key the config reads (config.py _TABLE_KEYS), not a near miss.
     from ddbshard.config import _TABLE_KEYS
 
     assert "pitr" in _TABLE_KEYS
-    assert "needs point-in-time recovery" in README and "periodic diff" in README.lower()
+    compare = _doc("compare.md")
+    assert "needs point-in-time recovery" in compare and "periodic diff" in compare.lower()
+
+
+def test_config_page_documents_every_key() -> None:
+    from ddbshard import config
+
+    page = _doc("config.md")
+    keys = (
+        *config._TOP_KEYS, *config._OUTPUT_KEYS, *config._TARGET_KEYS, *config._TABLE_KEYS,
+        *config._GSI_KEYS,
+    )  # fmt: skip
+    missing = sorted(k for k in keys if f"`{k}`" not in page)
+    assert not missing, f"docs/config.md does not document {missing}"
 
 
 def test_demo_output_is_ignored_by_git() -> None:
