@@ -357,6 +357,12 @@ def _unprivileged() -> tuple[str, ...]:
     prefix = (setpriv or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
     if setpriv is None or subprocess.run([*prefix, sys.executable, "-c", ""]).returncode:
         pytest.skip("running as root, and cannot run the CLI as another user here")
+    # The checkout may sit in a folder `nobody` cannot enter (mktemp -d makes mode 0700 ones).
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import ddbshard.cli"], capture_output=True, check=False
+    )
+    if probe.returncode:
+        pytest.skip("running as root, and `nobody` cannot read this checkout to run the CLI")
     return prefix
 
 
