@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from ddbshard._core import ColumnBuilder, LineReader
+from ddbshard.compare.parquetcopy import CopyOutput, make_copies, target_keys
 from ddbshard.config import load_config
-from ddbshard.parquetcopy import CopyOutput, make_copies, target_keys
 from split_setup import data_files, ensure_export, write_config
 
 ITEMS = 100_000

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ddbshard._core import LineReader, Splitter
-from ddbshard.config import load_config
+from ddbshard.config import build_core_spec, load_config
 from split_setup import SHARDS, TARGETS, data_files, ensure_export, write_config
 
 ITEMS = 100_000
@@ -47,7 +47,7 @@ def data_plain(data_gz: bytes) -> bytes:
 
 def spec(export: Path, tmp: Path, compression: str) -> dict[str, Any]:
     path = write_config(tmp / "split.toml", export, tmp / "out", compression=compression)
-    return load_config(path).core_spec({name: SHARDS for name in TARGETS})
+    return build_core_spec(load_config(path), {name: SHARDS for name in TARGETS})
 
 
 def report(benchmark: Any, items: int, raw_bytes: int) -> None:

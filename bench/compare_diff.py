@@ -37,8 +37,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 from compare_split import _cpu_model, _loadavg, _mb, run, target
+from ddbshard.compare.parquetcopy import CopyOutput, make_copies, target_keys
 from ddbshard.config import load_config
-from ddbshard.parquetcopy import CopyOutput, make_copies, target_keys
 from split_setup import ensure_export
 
 HERE = Path(__file__).resolve().parent

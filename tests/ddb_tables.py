@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ddbshard.wire import item_from_client, item_to_client
+from ddbshard.catchup.wire import item_from_client, item_to_client
 
 Wire = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]

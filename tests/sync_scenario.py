@@ -28,7 +28,7 @@ from ddb_tables import (
     write_full_export,
 )
 from ddbshard import synth
-from ddbshard.wire import item_to_client
+from ddbshard.catchup.wire import item_to_client
 
 CONFIG = """\
 source = "{source}"

@@ -115,7 +115,7 @@ def test_docs_document_validate_and_the_pitr_setting() -> None:
     example = example[: example.index("```")]
     assert re.search(r"^pitr = true\b", example, re.M), "pitr missing from the config example"
     # The key the config reads (config.py _TABLE_KEYS), not a near miss.
-    from ddbshard.config import _TABLE_KEYS
+    from ddbshard.config.load import _TABLE_KEYS
 
     assert "pitr" in _TABLE_KEYS
     compare = _doc("compare.md")
@@ -123,7 +123,7 @@ def test_docs_document_validate_and_the_pitr_setting() -> None:
 
 
 def test_config_page_documents_every_key() -> None:
-    from ddbshard import config
+    from ddbshard.config import load as config
 
     page = _doc("config.md")
     keys = (

@@ -13,6 +13,7 @@ from ddbshard.config import (
     MAX_SHARDS,
     SplitConfig,
     auto_shards,
+    build_core_spec,
     load_config,
     parse_config,
 )
@@ -827,7 +828,7 @@ def test_the_engine_refuses_a_spec_with_names_dynamodb_refuses(
 ) -> None:
     """The config refuses these first; the engine checks again for any other maker of specs
     (names written by set and rename are the only ones a transform makes)."""
-    spec = parse(target(KEYED)).core_spec({"TableB": 1})
+    spec = build_core_spec(parse(target(KEYED)), {"TableB": 1})
     t = spec["targets"][0]
     t[field] = patch
     if field == "hash_key":
@@ -838,7 +839,7 @@ def test_the_engine_refuses_a_spec_with_names_dynamodb_refuses(
 
 def test_core_spec_shape() -> None:
     cfg = parse(SPEC_CONFIG)
-    spec = cfg.core_spec({"Posts": 4, "All.Items": 1})
+    spec = build_core_spec(cfg, {"Posts": 4, "All.Items": 1})
     assert spec == {
         "route": "all",
         "unmatched": "drop",
@@ -882,15 +883,15 @@ def test_core_spec_shape() -> None:
 
 def test_core_spec_shards() -> None:
     cfg = parse(SPEC_CONFIG.replace('unmatched = "drop"', 'unmatched = "drop"\nshards = 12'))
-    assert [t["shards"] for t in cfg.core_spec({"Posts": 3})["targets"]] == [3, 12]
+    assert [t["shards"] for t in build_core_spec(cfg, {"Posts": 3})["targets"]] == [3, 12]
     auto = parse(SPEC_CONFIG)
     with pytest.raises(ValueError, match="shard count not resolved"):
-        auto.core_spec({"Posts": 3})
+        build_core_spec(auto, {"Posts": 3})
     with pytest.raises(ValueError, match=r"not in 1\.\.5000"):
-        auto.core_spec({"Posts": 3, "All.Items": 0})
-    assert parse(MINIMAL).core_spec({"Things": 1})["level"] == 3
+        build_core_spec(auto, {"Posts": 3, "All.Items": 0})
+    assert build_core_spec(parse(MINIMAL), {"Things": 1})["level"] == 3
     none = parse(MINIMAL.replace("[[target]]", '[output]\ncompression = "none"\n[[target]]'))
-    assert none.core_spec({"Things": 1})["level"] == 0
+    assert build_core_spec(none, {"Things": 1})["level"] == 0
 
 
 @pytest.mark.parametrize(

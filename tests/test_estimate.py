@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ddbshard import synth
-from ddbshard.commands import estimate as est
+from ddbshard.split import estimate as est
 from s3_server import clear_fsspec_cache, moto_server, reset, s3_client
 
 GIB = 1 << 30

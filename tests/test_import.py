@@ -31,9 +31,9 @@ import boto3
 import pytest
 
 from ddbshard import synth
-from ddbshard.commands.importcmd import PLACEHOLDER_BUCKET, client_token
-from ddbshard.importspec import split_s3_uri
-from ddbshard.postimport import steps
+from ddbshard.aws.importjob import PLACEHOLDER_BUCKET, client_token
+from ddbshard.aws.postimport import steps
+from ddbshard.io.storage import split_s3_uri
 from s3_faults import ThreadedMoto
 from s3_server import AWS_ENV, moto_server, reset, s3_client
 
@@ -485,7 +485,7 @@ def test_placeholder_bucket_refused(export: Path, tmp_path: Path) -> None:
 
 
 def test_placeholder_matches_split() -> None:
-    from ddbshard.manifests import PLACEHOLDER_S3
+    from ddbshard.split.manifests import PLACEHOLDER_S3
 
     assert split_s3_uri(PLACEHOLDER_S3)[0] == PLACEHOLDER_BUCKET
 

@@ -9,8 +9,9 @@ import pytest
 from botocore.model import ServiceModel, Shape
 from botocore.validate import ParamValidator
 
+from ddbshard.aws.importspec import import_table_request, post_import_settings
 from ddbshard.config import TargetConfig, parse_config
-from ddbshard.importspec import import_table_request, post_import_settings, split_s3_uri
+from ddbshard.io.storage import split_s3_uri
 
 CONFIG = """\
 source = "s3://exports/AWSDynamoDB/01700000000000-abcdef/"

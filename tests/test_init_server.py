@@ -31,8 +31,8 @@ import boto3
 import pytest
 
 from ddbshard import synth
+from ddbshard.aws.importspec import import_table_request, post_import_settings
 from ddbshard.config import load_config
-from ddbshard.importspec import import_table_request, post_import_settings
 from s3_server import clear_fsspec_cache, moto_server, reset, s3_client
 
 pytestmark = pytest.mark.server

@@ -21,9 +21,16 @@ import pytest
 import zstandard
 
 import ddbshard
-from ddbshard.changes import UNKNOWN, Change, RecordError, parse_record, parse_time, to_micros
-from ddbshard.keysfile import KeyCollector, KeyEntry, entry_json, read_keys, write_lines
-from ddbshard.wire import canonical
+from ddbshard.catchup.changes import (
+    UNKNOWN,
+    Change,
+    RecordError,
+    parse_record,
+    parse_time,
+    to_micros,
+)
+from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, entry_json, read_keys, write_lines
+from ddbshard.catchup.wire import canonical
 
 
 def run_keys(*args: str) -> subprocess.CompletedProcess[str]:

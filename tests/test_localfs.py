@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from ddbshard.localfs import LocalFS, is_local_url
-from ddbshard.source import InputFile, lists_under, resolve_source
+from ddbshard.io.localfs import LocalFS, is_local_url
+from ddbshard.io.source import InputFile, lists_under, resolve_source
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_sources_list_the_same_files_either_way(
         assert is_local_url(url)
         local = resolve_source(url)
         assert isinstance(local.fs, LocalFS)
-        monkeypatch.setattr("ddbshard.source.is_local_url", lambda _: False)
+        monkeypatch.setattr("ddbshard.io.source.is_local_url", lambda _: False)
         through_fsspec = resolve_source(url)
         monkeypatch.undo()
         monkeypatch.chdir(tree)

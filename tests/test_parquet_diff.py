@@ -20,8 +20,8 @@ import pytest
 import xxhash
 
 from ddbshard import _core
-from ddbshard.changefiles import Malformed
-from ddbshard.keysfile import KeyEntry, read_keys
+from ddbshard.catchup.changefiles import Malformed
+from ddbshard.catchup.keysfile import KeyEntry, read_keys
 from diff_scenario import (
     KEYS,
     build_world,
@@ -234,7 +234,7 @@ def test_key_hash_collisions_are_resolved_by_the_keys(
     real hash."""
     import polars as pl
 
-    from ddbshard import diffrun
+    from ddbshard.compare import diffrun
     from ddbshard.config import load_config
 
     def weak(key_cols: list[str], stored: bool) -> pl.Expr:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ddbshard.worker import REJECTS, SpillFile
+from ddbshard.split.worker import REJECTS, SpillFile
 
 HEADER = struct.Struct("<iIQ")  # the layout worker.py documents
 

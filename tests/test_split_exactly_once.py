@@ -402,12 +402,12 @@ def test_resumed_summary_file_counts_add_up(tmp_path: Path) -> None:
 def test_a_full_disk_at_any_moment_of_a_spill_is_never_a_bad_input_file(tmp_path: Path) -> None:
     """The spill's last bytes are written when it is closed, by an error that names no file:
     whatever the free space, a file comes back ok or as this machine's disk fault."""
-    from ddbshard.config import load_config
-    from ddbshard.worker import Task, split_file
+    from ddbshard.config import build_core_spec, load_config
+    from ddbshard.split.worker import Task, split_file
 
     source = h.write_input(tmp_path / "input")
     config = load_config(h.write_config(tmp_path, source, str(tmp_path / "out"), "gzip"))
-    spec = config.core_spec({"Big": 2, "Sparse": 2})
+    spec = build_core_spec(config, {"Big": 2, "Sparse": 2})
     path = source / "part-0.json.gz"
     sizes = set()
     with small_disk(tmp_path / "spill", "8m") as disk:

@@ -16,7 +16,7 @@ import pytest
 import zstandard
 
 from ddbshard import synth
-from ddbshard.nodes import share_files, share_shards
+from ddbshard.split.nodes import share_files, share_shards
 from s3_server import clear_fsspec_cache, moto_server, reset, s3_client
 from test_split_cli import POSTS_AND_REST as TARGETS
 from test_split_cli import key_of, read_summary, read_target, write_config

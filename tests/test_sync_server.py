@@ -32,7 +32,7 @@ from ddb_tables import (
     stream_records,
     write_incremental_export,
 )
-from ddbshard.wire import canonical, item_to_client
+from ddbshard.catchup.wire import canonical, item_to_client
 from sync_scenario import (
     CONFIG,
     TARGETS,

@@ -19,10 +19,10 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
+from ddbshard.catchup.dynamo import MAX_WRITE, Budget, Dynamo, RetryPolicy, Write
+from ddbshard.catchup.routing import Router
+from ddbshard.catchup.wire import canonical, item_from_client, item_size, item_to_client
 from ddbshard.config import parse_config
-from ddbshard.dynamo import MAX_WRITE, Budget, Dynamo, RetryPolicy, Write
-from ddbshard.routing import Router
-from ddbshard.wire import canonical, item_from_client, item_size, item_to_client
 
 
 def error(code: str, status: int = 400) -> ClientError:

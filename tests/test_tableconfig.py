@@ -14,11 +14,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from ddbshard.commands.init import export_root, parse_time
-from ddbshard.config import load_config
-from ddbshard.exceptions import DdbShardError, InputError
-from ddbshard.importspec import import_table_request, post_import_settings
-from ddbshard.tableconfig import (
+from ddbshard.aws.export import export_root, parse_time
+from ddbshard.aws.importspec import import_table_request, post_import_settings
+from ddbshard.aws.tableconfig import (
     TableInfo,
     check_config,
     expected_creation_parameters,
@@ -27,6 +25,8 @@ from ddbshard.tableconfig import (
     render_config,
     table_spec,
 )
+from ddbshard.config import load_config
+from ddbshard.exceptions import DdbShardError, InputError
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/Orders"
 

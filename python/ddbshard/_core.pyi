@@ -5,6 +5,8 @@ from typing import Any, Self, final
 
 from typing_extensions import Buffer
 
+from ddbshard.config.spec import CoreSpec
+
 __all__ = [
     "REASONS",
     "SNIFF_LEN",
@@ -84,16 +86,38 @@ class LineReader:
 
 @final
 class Splitter:
-    def __new__(cls, spec: Mapping[str, Any]) -> Self: ...
-    def begin_file(self, name: str) -> None: ...
+    """Routes, transforms and shards the lines of input files (split's hot path).
+
+    Feed it a file's bytes in chunks of a few MiB (compressed or not: gzip and zstd are
+    recognised from the bytes; the GIL is released inside each call); a partial last line is
+    carried over to the next chunk. Errors: ConfigError (a spec it cannot build: a bad `where`,
+    value or name), DecompressError (a corrupt or truncated stream: the file is bad),
+    UnmatchedError (an item matched no target under unmatched = "error", naming file and line).
+    A line DynamoDB would refuse is never raised: it becomes a reject record.
+    """
+
+    def __new__(cls, spec: CoreSpec) -> Self:
+        """`spec`: built by `ddbshard.config.build_core_spec` (or `SplitConfig.core_spec`)."""
+    def begin_file(self, name: str) -> None:
+        """Starts a file: `name` is what reject records give as their `file`."""
     def feed(self, data: bytes) -> None: ...
-    def end_file(self) -> None: ...
-    def file_bytes(self) -> tuple[int, int]: ...
-    def set_next_shard(self, target: int, next: int) -> None: ...
-    def drain(self) -> list[tuple[int, int, bytes]]: ...
-    def take_rejects(self) -> bytes: ...
-    def shard_stats(self) -> list[list[tuple[int, int]]]: ...
-    def counts(self) -> dict[str, Any]: ...
+    def end_file(self) -> None:
+        """The file's last line (without a newline) and the end of its compressed stream."""
+    def file_bytes(self) -> tuple[int, int]:
+        """(compressed bytes fed, uncompressed bytes) of the current file."""
+    def set_next_shard(self, target: int, next: int) -> None:
+        """Where target `target`'s round-robin dealing goes on (its next item's shard)."""
+    def drain(self) -> list[tuple[int, int, bytes]]:
+        """Finished output blocks: (target index, shard index, bytes), each block a whole
+        compressed frame (zstd) or member (gzip) of `{"Item":...}` lines."""
+    def take_rejects(self) -> bytes:
+        """Reject records so far, as JSON lines (file, line, reason, target, message, offset,
+        raw); cleared by the call."""
+    def shard_stats(self) -> list[list[tuple[int, int]]]:
+        """Per target, per shard: (items, uncompressed bytes) written so far."""
+    def counts(self) -> dict[str, Any]:
+        """{"read", "written", "unmatched", "rejected", "reject_records": {reason: n},
+        "targets": {name: {"written", "rejected": {reason: n}}}} so far."""
 
 @final
 class ColumnBuilder:

@@ -1,1 +1,46 @@
-"""One module per command of the CLI."""
+"""The commands of the CLI: one module each, found through one table.
+
+Every command module has the same shape: `add_arguments(parser)` declares its arguments,
+`run(args) -> int` does the work and returns the exit status. Only the module of the command
+being run is imported (`cli.build_parser`), and a module imports its engine (polars, pyarrow,
+boto3: half a second or more) inside `run`, so `split` and its workers never pay for `diff`.
+The engines live with their stage (split/, catchup/, compare/, aws/), not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from types import ModuleType
+
+# name -> (module under ddbshard.commands, one line of help); listed in the order of a
+# migration.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "write a config whose target recreates a table; export it"),
+    "estimate": ("estimate", "what the migration will cost and write, from the export"),
+    "split": ("split", "route, transform and shard an export (the main job)"),
+    "finalize": ("finalize", "join the nodes of an array-job split (after all ran)"),
+    "import": ("importcmd", "create the target tables from the shards with ImportTable"),
+    "keys": ("keys", "list the keys changed in a time window"),
+    "sync": ("sync", "write the current state of changed keys to the target tables"),
+    "parquet": ("parquet", "turn DynamoDB-JSON lines into a Parquet dataset"),
+    "diff": ("diff", "compare what the targets should hold with what they hold"),
+    "validate": ("validate", "check DynamoDB-JSON line files against DynamoDB's rules"),
+    "demo": ("demo", "run the main job on an export shipped in the package"),
+}
+
+
+def load(name: str) -> ModuleType:
+    """The module of command `name` (its `add_arguments` and `run`)."""
+    return importlib.import_module(f"ddbshard.commands.{COMMANDS[name][0]}")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 1")
+    return n

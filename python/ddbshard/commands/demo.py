@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from importlib import resources
 from pathlib import Path
 
 from ddbshard.commands.split import print_report
 from ddbshard.config import load_config
-from ddbshard.split import SplitOptions, run_split
+from ddbshard.io.storage import check_local_output
+from ddbshard.split.driver import SplitOptions, run_split
 
 
 def demo_config_path() -> Path:
@@ -25,3 +27,12 @@ def run_demo(out: str) -> int:
         "import-table.json); decode a shard with `zstd -dc Posts/data/part-00000.json.zst`"
     )
     return result.exit_code
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", nargs="?", default="ddbshard-demo", help="output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_local_output(args.out, "OUT")
+    return run_demo(args.out)

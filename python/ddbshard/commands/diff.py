@@ -9,15 +9,15 @@ import argparse
 import posixpath
 from typing import Any
 
+from ddbshard.compare.diffrun import DiffOptions, DiffResult, run_diff
 from ddbshard.config import load_config
-from ddbshard.diffrun import DiffOptions, DiffResult, run_diff
 from ddbshard.exceptions import ConfigError
-from ddbshard.storage import check_local_output
+from ddbshard.io.storage import check_local_output
 
-__all__ = ["add_diff_arguments", "run_diff_command"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_diff_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="the migration's TOML config (source, routing, targets)")
     p.add_argument(
         "--actual",
@@ -77,7 +77,7 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def run_diff_command(args: Any) -> int:
+def run(args: Any) -> int:
     source_key = None
     if args.source_key:
         source_key = tuple(s.strip() for s in args.source_key.split(",") if s.strip())

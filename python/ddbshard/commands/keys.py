@@ -1,10 +1,11 @@
 """`keys --from streams|kinesis|incremental INPUT... --out KEYS`: the keys changed in a window.
 
-Reads change records (see ddbshard.changes for the three kinds and ddbshard.changefiles for the
-file layouts), keeps those whose time is in [--since, --until), and writes each distinct key
-once, with the time of its last change and its state before its first (the keys-file format is
-in ddbshard.keysfile and the README). A record that is not valid is reported with its file and
-position and counted, and the run goes on: exit status 1 then says the list may be incomplete.
+Reads change records (see catchup/changes.py for the three kinds and catchup/changefiles.py
+for the file layouts), keeps those whose time is in [--since, --until), and writes each
+distinct key once, with the time of its last change and its state before its first (the
+keys-file format is in catchup/keysfile.py and docs/catchup.md). A record that is not valid is
+reported with its file and position and counted, and the run goes on: exit status 1 then says
+the list may be incomplete.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ddbshard.changefiles import Malformed, read_changes
-from ddbshard.changes import KINDS, RecordError, parse_time
-from ddbshard.keysfile import KeyCollector, entry_json, write_lines
+from ddbshard.catchup.changefiles import Malformed, read_changes
+from ddbshard.catchup.changes import KINDS, RecordError, parse_time
+from ddbshard.catchup.keysfile import KeyCollector, entry_json, write_lines
+from ddbshard.io.storage import check_local_output
 
-__all__ = ["add_keys_arguments", "run_keys"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_keys_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--from",
         dest="kind",
@@ -56,7 +58,8 @@ def _time(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def run_keys(args: Any) -> int:
+def run(args: Any) -> int:
+    check_local_output(args.out, "--out", file=True)  # before any record is read
     since: int | None = args.since
     until: int | None = args.until
     if since is not None and until is not None and until <= since:

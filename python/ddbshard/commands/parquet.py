@@ -18,15 +18,15 @@ import posixpath
 import sys
 from typing import Any
 
+from ddbshard.compare.parquetcopy import CopyOutput, CopyResult, Keys, make_copies, target_keys
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
-from ddbshard.parquetcopy import CopyOutput, CopyResult, Keys, make_copies, target_keys
-from ddbshard.storage import check_local_output, describe_os_error, is_s3, url_to_fs
+from ddbshard.io.storage import check_local_output, describe_os_error, is_s3, url_to_fs
 
-__all__ = ["add_parquet_arguments", "run_parquet"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_parquet_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "src",
         help="an export root, a target's shards (T/data/), line files or a folder of them, or "
@@ -99,7 +99,7 @@ def _config_target(args: Any) -> tuple[SplitConfig | None, str | None]:
     raise ConfigError(f"--target {args.target}: no such target in {args.config} ({names})")
 
 
-def run_parquet(args: Any) -> int:
+def run(args: Any) -> int:
     config, target_name = _config_target(args)
     # Before any input is read: a copy that cannot be written would fail at its first file.
     check_local_output(args.dest, "DEST")

@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ddbshard.commands import positive_int
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError
-from ddbshard.importspec import split_s3_uri
-from ddbshard.nodes import Node, node_from_args
-from ddbshard.split import REJECTS_KEY, SplitOptions, SplitResult, run_split
-from ddbshard.state import default_state_dir
-from ddbshard.storage import check_local_output, is_s3
+from ddbshard.io.storage import check_local_output, is_s3, split_s3_uri
+from ddbshard.split.driver import REJECTS_KEY, SplitOptions, SplitResult, run_split
+from ddbshard.split.nodes import Node, node_from_args
+from ddbshard.split.state import default_state_dir
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="the migration's TOML config")
+    p.add_argument(
+        "--s3-dest",
+        help="s3://bucket/prefix/ the shards will be uploaded to, for import-table.json "
+        "(when dest is a local folder)",
+    )
+    p.add_argument("--shards", help="override [output] shards (a number or 'auto')")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier output in dest")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoint (same config)",
+    )
+    p.add_argument("--workers", type=positive_int, help="worker processes (default: one per CPU)")
+    p.add_argument(
+        "--on-bad-file",
+        choices=["stop", "skip"],
+        default="stop",
+        help="a corrupt, truncated, missing or mismatched input file stops the run (default) "
+        "or is skipped and reported",
+    )
+    p.add_argument(
+        "--max-rejects",
+        type=positive_int,
+        help="stop (exit 1) once this many items have been rejected",
+    )
+    p.add_argument(
+        "--state-dir",
+        help="where the checkpoint lives (default: <dest>/_state, or ~/.cache/ddbshard/ "
+        "for an s3:// dest)",
+    )
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        help="this node's index in an AWS Batch array job (default: AWS_BATCH_JOB_ARRAY_INDEX)",
+    )
+    p.add_argument(
+        "--worker-count",
+        type=positive_int,
+        help="nodes in the array job (default: AWS_BATCH_JOB_ARRAY_SIZE); finalize joins them",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def print_report(result: SplitResult) -> None:
@@ -51,7 +97,7 @@ def print_report(result: SplitResult) -> None:
         print(f"output: {result.dest} (_summary.json, <target>/manifest.json, import-table.json)")
 
 
-def run_split_command(args: Any) -> int:
+def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.shards is not None:
         overrides["output.shards"] = args.shards
@@ -127,13 +173,3 @@ def closing_lines(result: SplitResult, node: Node | None = None) -> list[str]:
     if s.get("stopped"):
         lines.append(f"the run stopped early: {s['stopped']}")
     return lines or [f"the run did not write everything: see {summary} in the destination"]
-
-
-def run_finalize_command(args: Any) -> int:
-    from ddbshard.finalize import run_finalize
-
-    config = load_config(args.config)
-    result = run_finalize(config, s3_dest=check_s3_dest(args.s3_dest, config))
-    print(f"joined {result.summary['nodes']} nodes")
-    print_report(result)
-    return result.exit_code

@@ -7,7 +7,7 @@ Two ways to say what changed:
 
 Everything that can be checked before a write is checked first (the config, the key schemas of
 the source and every target table against the config, the inputs), so a wrong table or config
-stops the run with one line before anything is written. The loop itself is ddbshard.syncrun.
+stops the run with one line before anything is written. The loop itself is ddbshard.catchup.syncrun.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ddbshard.changefiles import Malformed, read_changes
-from ddbshard.changes import UNKNOWN
+from ddbshard.catchup.changefiles import Malformed, read_changes
+from ddbshard.catchup.changes import UNKNOWN
+from ddbshard.catchup.dynamo import Budget, Dynamo, RetryPolicy, client
+from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, read_keys, write_lines
+from ddbshard.catchup.routing import Router
+from ddbshard.catchup.syncrun import SyncRun, Tally
 from ddbshard.config import load_config
-from ddbshard.dynamo import Budget, Dynamo, RetryPolicy, client
 from ddbshard.exceptions import ConfigError
-from ddbshard.keysfile import KeyCollector, KeyEntry, read_keys, write_lines
-from ddbshard.routing import Router
-from ddbshard.syncrun import SyncRun, Tally
 
-__all__ = ["add_sync_arguments", "run_sync"]
+__all__ = ["add_arguments", "run"]
 
 DEFAULT_FAILED = "sync-failed-keys.jsonl"
 SHOW_MALFORMED = 10  # malformed input lines named on stderr; the rest are counted
 
 
-def add_sync_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="the migration's TOML config (its routing and transforms)")
     p.add_argument(
         "--keys", action="append", metavar="KEYS", help="a keys file from keys or diff (repeatable)"
@@ -71,7 +71,7 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def run_sync(args: Any) -> int:
+def run(args: Any) -> int:
     _check_usage(args)
     config = load_config(args.config)
     router = Router(config)

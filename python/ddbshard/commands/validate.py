@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ddbshard._core import LineReader
@@ -45,3 +46,13 @@ def run_validate(paths: list[str], *, shape: str, show: int) -> int:
             print(f"  line {line}: {reason}: {message}")
     print(f"total: {total_items} valid, {total_refused} refused", file=sys.stderr)
     return 1 if total_refused else 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", help="files of export lines (.json, .json.gz, .json.zst)")
+    p.add_argument("--shape", choices=["export", "map", "any"], default="export")
+    p.add_argument("--show", type=int, default=10, help="refusals to print (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_validate(args.paths, shape=args.shape, show=args.show)

@@ -80,11 +80,24 @@ def s3_client() -> Any:
     )
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """("s3://bucket/some/prefix") -> ("bucket", "some/prefix/"); the prefix ends in "/" or is "".
+
+    Raises ValueError for anything that is not s3://bucket[/prefix].
+    """
+    if not uri.startswith("s3://"):
+        raise ValueError(f"'{uri}' is not an s3:// URI")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"'{uri}' names no bucket (write s3://bucket/prefix/)")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
 def split_url(url: str) -> tuple[str, str]:
-    """("bucket", "prefix/with/no/leading/slash") of an s3:// URL."""
-    rest = url.split("://", 1)[1]
-    bucket, _, prefix = rest.partition("/")
-    return bucket, prefix
+    """("bucket", "prefix/with/no/trailing/slash") of an s3:// (or s3a://) URL."""
+    bucket, prefix = split_s3_uri("s3://" + url.split("://", 1)[1])
+    return bucket, prefix.rstrip("/")
 
 
 def s3_error(e: Exception, what: str) -> InputError:

@@ -46,11 +46,11 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from ddbshard._core import ColumnBuilder, Splitter, flatten_items
-from ddbshard.config import SplitConfig, TargetConfig
+from ddbshard.config import CoreSpec, SplitConfig, TargetConfig, build_core_spec
 from ddbshard.exceptions import ConfigError, DecompressError, InputError
+from ddbshard.io.source import resolve_source
+from ddbshard.io.storage import describe_os_error, url_to_fs
 from ddbshard.progress import Progress
-from ddbshard.source import resolve_source
-from ddbshard.storage import describe_os_error, url_to_fs
 
 __all__ = [
     "FIXED_COLUMNS",
@@ -689,7 +689,7 @@ def _progress(tally: _Tally, progress: Progress, nbytes: int, read: int, unmatch
         progress.update(tally.read, nbytes)
 
 
-def _routing_spec(config: SplitConfig, wanted: set[str]) -> tuple[dict[str, Any], list[str]]:
+def _routing_spec(config: SplitConfig, wanted: set[str]) -> tuple[CoreSpec, list[str]]:
     """The Splitter spec for the targets `wanted`: every target before the last one wanted
     stays (with route "first", an earlier target takes items from later ones), later ones go;
     with route "all" only the wanted ones are needed."""
@@ -699,19 +699,18 @@ def _routing_spec(config: SplitConfig, wanted: set[str]) -> tuple[dict[str, Any]
     else:
         last = max(names.index(n) for n in wanted)
         keep = names[: last + 1]
-    spec = config.core_spec({n: 1 for n in names})
-    spec["targets"] = [t for t in spec["targets"] if t["name"] in keep]
-    spec["compression"], spec["level"] = "none", 0
     # Items that go nowhere are counted, not recorded: they are not an error of the copy, and
     # unmatched = "error" must not stop it.
-    spec["unmatched"] = "drop"
+    spec = build_core_spec(
+        config, {n: 1 for n in names}, compression="none", unmatched="drop", only=keep
+    )
     return spec, keep
 
 
 def _copy_routed(
     inp: _Input,
     sinks: list[_Sink],
-    spec: dict[str, Any],
+    spec: CoreSpec,
     kept: list[str],
     tally: _Tally,
     progress: Progress,

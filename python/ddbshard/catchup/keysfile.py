@@ -31,8 +31,8 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ddbshard.changefiles import Malformed, open_lines
-from ddbshard.changes import (
+from ddbshard.catchup.changefiles import Malformed, open_lines
+from ddbshard.catchup.changes import (
     UNKNOWN,
     Change,
     Image,
@@ -41,9 +41,9 @@ from ddbshard.changes import (
     check_keys,
     parse_json,
 )
+from ddbshard.catchup.wire import canonical
 from ddbshard.exceptions import InputError
-from ddbshard.storage import describe_os_error, url_to_fs
-from ddbshard.wire import canonical
+from ddbshard.io.storage import describe_os_error, url_to_fs
 
 __all__ = ["KeyCollector", "KeyEntry", "dump_line", "entry_json", "read_keys", "write_lines"]
 

@@ -4,7 +4,7 @@ An export root is the folder AWS writes under `AWSDynamoDB/<export-id>/`, holdin
 `manifest-summary.json` and `manifest-files.json`; the files manifest lists every data file
 with its item count and the base64 MD5 of the compressed object, and split checks both.
 Any fsspec URL works (`s3://` through s3fs); local paths are read without fsspec
-(`ddbshard.localfs`).
+(`ddbshard.io.localfs`).
 
 Without a manifest, the data files of a folder are known by their bytes, as their compression
 is: export lines (plain, gzip, zstd) whatever they are called, such as the `data/<uuid>.gz`
@@ -21,8 +21,8 @@ from typing import Any
 
 from ddbshard._core import SNIFF_LEN, sniff_compression
 from ddbshard.exceptions import InputError
-from ddbshard.localfs import Files, LocalFS, is_local_url
-from ddbshard.storage import describe_os_error, url_to_fs
+from ddbshard.io.localfs import Files, LocalFS, is_local_url
+from ddbshard.io.storage import describe_os_error, url_to_fs
 
 # Names taken for data in a folder without reading them: export lines (AWS writes .json.gz)
 # and any gzip or zstd file (moto writes data/<uuid>.gz). Other names are read for their first

@@ -1,4 +1,4 @@
-"""The split config (TOML): load it, check all of it, and turn it into the core's routing spec.
+"""The split config (TOML): load it and check all of it, into the model (model.py).
 
 Everything a run needs is checked here, before any data is read (DESIGN.md, "Config"): a bad
 config is one `ConfigError` line naming the file, the target and the field. The `where`
@@ -13,42 +13,33 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
 from ddbshard._core import Condition
+from ddbshard.config.model import (
+    ATTR_TYPES,
+    BILLING_MODES,
+    COMPRESSIONS,
+    KEY_TYPES,
+    LEVELS,
+    MAX_SHARDS,
+    PROJECTIONS,
+    ROUTES,
+    STREAM_VIEWS,
+    UNMATCHED,
+    GsiConfig,
+    OutputConfig,
+    SplitConfig,
+    TableConfig,
+    TargetConfig,
+)
 from ddbshard.exceptions import ConfigError, DdbShardError
-from ddbshard.importspec import split_s3_uri
-from ddbshard.source import lists_under
+from ddbshard.io.source import lists_under
+from ddbshard.io.storage import split_s3_uri
 
-__all__ = [
-    "MAX_SHARDS",
-    "GsiConfig",
-    "OutputConfig",
-    "SplitConfig",
-    "TableConfig",
-    "TargetConfig",
-    "auto_shards",
-    "load_config",
-    "parse_config",
-]
-
-# ImportTable reads at most 50,000 S3 objects per import (AWS-FORMATS.md §3.3); 5,000 shards per
-# target leaves room for one set of shards per Batch worker and keeps manifests readable.
-MAX_SHARDS = 5000
-ITEMS_PER_AUTO_SHARD = 1_000_000
-
-COMPRESSIONS = ("zstd", "gzip", "none")
-LEVELS = {"zstd": (1, 19, 3), "gzip": (1, 9, 6)}  # (lowest, highest, default)
-ROUTES = ("first", "all")
-UNMATCHED = ("reject", "drop", "error")
-BILLING_MODES = ("PAY_PER_REQUEST", "PROVISIONED")
-PROJECTIONS = ("ALL", "KEYS_ONLY", "INCLUDE")
-STREAM_VIEWS = ("NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY")
-KEY_TYPES = ("S", "N", "B")  # key attributes can only be S, N or B (DynamoDB naming rules)
-ATTR_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
+__all__ = ["load_config", "parse_config"]
 
 _TOP_KEYS = ("source", "dest", "s3_dest", "output", "target")
 _OUTPUT_KEYS = (
@@ -87,133 +78,6 @@ _LSI_ADVICE = (
 )
 
 
-@dataclass(frozen=True)
-class GsiConfig:
-    name: str
-    hash: str
-    range: str | None
-    projection: str  # ALL | KEYS_ONLY | INCLUDE
-    non_key_attributes: tuple[str, ...]
-    read_capacity: int | None
-    write_capacity: int | None
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    billing_mode: str  # PAY_PER_REQUEST (default) | PROVISIONED
-    read_capacity: int | None
-    write_capacity: int | None
-    gsis: tuple[GsiConfig, ...]
-    stream: str | None
-    ttl: str | None
-    tags: dict[str, str]
-    pitr: bool | None
-    table_name: str  # defaults to the target name
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    name: str
-    where: str | None
-    names: dict[str, str]
-    values: dict[str, str]  # ":v" -> DynamoDB-JSON text of one attribute value
-    hash_key: str
-    range_key: str | None
-    key_types: dict[str, str]  # every table and GSI key attribute -> S | N | B
-    keep: tuple[str, ...] | None
-    drop: tuple[str, ...]
-    rename: dict[str, str]
-    set: dict[str, str]
-    table: TableConfig
-
-    @property
-    def index_keys(self) -> dict[str, str]:
-        """GSI key attributes that are not table keys, with their types."""
-        table_keys = {self.hash_key, self.range_key}
-        return {a: t for a, t in self.key_types.items() if a not in table_keys}
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    compression: str  # zstd (default) | gzip | none
-    level: int | None  # None: the compression's default
-    shards: int | Literal["auto"]
-    route: str  # first | all
-    unmatched: str  # reject | drop | error
-    # For s3:// destinations, applied to every object written (shards, manifests, rejects).
-    sse: str | None = None  # AES256 | aws:kms
-    sse_kms_key_id: str | None = None
-    expected_bucket_owner: str | None = None  # 12-digit AWS account id
-
-    @property
-    def resolved_level(self) -> int:
-        """The level the writer uses: the configured one or the compression's default (0: none)."""
-        if self.level is not None:
-            return self.level
-        return LEVELS[self.compression][2] if self.compression in LEVELS else 0
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    origin: str
-    source: str
-    dest: str
-    s3_dest: str | None  # s3://bucket/prefix/ that import-table.json names when dest is local
-    output: OutputConfig
-    targets: tuple[TargetConfig, ...]
-
-    def core_spec(self, shards_by_target: Mapping[str, int]) -> dict[str, Any]:
-        """The routing and writing spec the Rust core takes (plain JSON-able types).
-
-        `shards_by_target` gives each target's shard count; a target missing from it uses
-        `output.shards` when that is a number (with "auto", the caller must resolve every one).
-        """
-        targets = []
-        for t in self.targets:
-            shards = shards_by_target.get(t.name, self.output.shards)
-            if isinstance(shards, bool) or not isinstance(shards, int):
-                raise ValueError(f"target {t.name!r}: shard count not resolved ({shards!r})")
-            if not 1 <= shards <= MAX_SHARDS:
-                raise ValueError(f"target {t.name!r}: {shards} shards is not in 1..{MAX_SHARDS}")
-            table_keys = {t.hash_key: t.key_types[t.hash_key]}
-            if t.range_key is not None:
-                table_keys[t.range_key] = t.key_types[t.range_key]
-            targets.append(
-                {
-                    "name": t.name,
-                    "where": t.where,
-                    "names": dict(t.names),
-                    "values": dict(t.values),
-                    "hash_key": t.hash_key,
-                    "range_key": t.range_key,
-                    "key_types": table_keys,
-                    "index_keys": t.index_keys,
-                    "keep": list(t.keep) if t.keep is not None else None,
-                    "drop": list(t.drop),
-                    "rename": dict(t.rename),
-                    "set": dict(t.set),
-                    "shards": shards,
-                }
-            )
-        return {
-            "route": self.output.route,
-            "unmatched": self.output.unmatched,
-            "compression": self.output.compression,
-            "level": self.output.resolved_level,
-            "targets": targets,
-        }
-
-
-def auto_shards(item_count: int) -> int:
-    """Shards for `shards = "auto"`: one per million items, at least 1, at most MAX_SHARDS.
-
-    A million small items is a few hundred MB uncompressed: big enough that per-object overhead
-    does not matter, small enough that ImportTable, which reads objects in parallel, gets many
-    of them (its best practice: "avoid excessively large S3 objects", AWS-FORMATS.md §3.4).
-    """
-    return max(1, min(MAX_SHARDS, -(-item_count // ITEMS_PER_AUTO_SHARD)))
-
-
 def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> SplitConfig:
     """Reads and checks a config file; relative paths in it are taken from the file's folder.
 
@@ -238,7 +102,7 @@ def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
 def _load_s3_config(url: str, overrides: Mapping[str, Any] | None) -> SplitConfig:
     """A config kept on S3 (an AWS Batch job reads it there); relative paths in it resolve
     against the current folder."""
-    from ddbshard.storage import describe_os_error, url_to_fs
+    from ddbshard.io.storage import describe_os_error, url_to_fs
 
     fs, path = url_to_fs(url)
     try:

@@ -20,14 +20,13 @@ That is how `sync` finds an old copy without knowing the item's old state.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ddbshard._core import Splitter
-from ddbshard.config import SplitConfig, TargetConfig
-from ddbshard.wire import key_of
+from ddbshard.catchup.wire import key_of
+from ddbshard.config import SplitConfig, TargetConfig, build_core_spec
 
 __all__ = ["Reject", "Routed", "Router", "TargetInfo"]
 
@@ -59,17 +58,18 @@ class Routed:
 
 class Router:
     def __init__(self, config: SplitConfig) -> None:
-        spec = config.core_spec({t.name: 1 for t in config.targets})
-        spec["compression"], spec["level"] = "none", 0
+        shards = {t.name: 1 for t in config.targets}
         # Always get a record for an unmatched item; the config's policy is applied by the
         # caller (a Splitter with "error" would raise in the middle of a batch).
-        spec["unmatched"] = "reject"
-        self._route = Splitter(spec)
-        by_key = copy.deepcopy(spec)
-        by_key["route"], by_key["unmatched"] = "all", "drop"
-        for t in by_key["targets"]:
-            t["where"] = None
-        self._by_key = Splitter(by_key)
+        self._route = Splitter(
+            build_core_spec(config, shards, compression="none", unmatched="reject")
+        )
+        # Every target's output for any item: its key, made from the source key alone.
+        self._by_key = Splitter(
+            build_core_spec(
+                config, shards, compression="none", unmatched="drop", route="all", every_item=True
+            )
+        )
         self.targets = tuple(_info(t) for t in config.targets)
         self.policy = config.output.unmatched
 

@@ -10,11 +10,12 @@ import base64
 from typing import Any
 
 from ddbshard import crashpoints
+from ddbshard.aws.importspec import import_table_request
 from ddbshard.config import SplitConfig
 from ddbshard.exceptions import DdbShardError
-from ddbshard.importspec import import_table_request, split_s3_uri
-from ddbshard.sink import Dest
-from ddbshard.source import Source
+from ddbshard.io.sink import Dest
+from ddbshard.io.source import Source
+from ddbshard.io.storage import split_s3_uri
 
 PLACEHOLDER_S3 = "s3://REPLACE-WITH-BUCKET/REPLACE/WITH/PREFIX/"
 

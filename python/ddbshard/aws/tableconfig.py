@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddbshard.aws.importspec import import_table_request, post_import_settings
 from ddbshard.config import SplitConfig, parse_config
 from ddbshard.exceptions import DdbShardError, InputError
-from ddbshard.importspec import import_table_request, post_import_settings
 
 __all__ = [
     "IndexSpec",

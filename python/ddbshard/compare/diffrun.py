@@ -37,9 +37,7 @@ import polars as pl
 import pyarrow as pa
 
 from ddbshard._core import diff_pairs
-from ddbshard.config import SplitConfig, TargetConfig
-from ddbshard.exceptions import ConfigError, InputError
-from ddbshard.parquetcopy import (
+from ddbshard.compare.parquetcopy import (
     CopyOutput,
     Keys,
     copy_meta,
@@ -48,8 +46,10 @@ from ddbshard.parquetcopy import (
     parquet_files,
     target_keys,
 )
-from ddbshard.source import resolve_source
-from ddbshard.storage import describe_os_error, is_s3, url_to_fs
+from ddbshard.config import SplitConfig, TargetConfig
+from ddbshard.exceptions import ConfigError, InputError
+from ddbshard.io.source import resolve_source
+from ddbshard.io.storage import describe_os_error, is_s3, url_to_fs
 
 __all__ = ["DiffOptions", "DiffResult", "run_diff", "source_key_map"]
 

@@ -11,29 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # config imports this module for split_s3_uri; types only, no cycle
+if TYPE_CHECKING:
     from ddbshard.config import GsiConfig, TargetConfig
 
-__all__ = ["import_table_request", "post_import_settings", "split_s3_uri"]
+__all__ = ["import_table_request", "post_import_settings"]
 
 # InputCompressionType takes GZIP | ZSTD | NONE (ImportTable API); all objects under the
 # prefix must share one compression, which is why a target's data/ holds only its shards.
 _COMPRESSION = {"zstd": "ZSTD", "gzip": "GZIP", "none": "NONE"}
 MAX_PREFIX = 1024  # S3KeyPrefix is at most 1024 characters (ImportTable API, S3BucketSource)
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """("s3://bucket/some/prefix") -> ("bucket", "some/prefix/"); the prefix ends in "/" or is "".
-
-    Raises ValueError for anything that is not s3://bucket[/prefix].
-    """
-    if not uri.startswith("s3://"):
-        raise ValueError(f"'{uri}' is not an s3:// URI")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"'{uri}' names no bucket (write s3://bucket/prefix/)")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
 
 
 def import_table_request(

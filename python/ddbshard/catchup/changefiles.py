@@ -1,6 +1,6 @@
 """Reading change records out of files: which files, how they are laid out, where each record is.
 
-Inputs are what `ddbshard.source.resolve_source` takes (a file, a folder, a glob, or an export
+Inputs are what `ddbshard.io.source.resolve_source` takes (a file, a folder, a glob, or an export
 root with manifests; local or s3://), so an incremental export is read through its
 `manifest-files.json` (its data files sit in the shared `AWSDynamoDB/data/` folder) and every
 listed file's MD5 and line count are checked, as split checks a full export's.
@@ -14,7 +14,7 @@ A file holds records one of two ways, told apart by its first non-blank line:
 
 gzip and zstd are recognised by their first bytes. Nothing here raises for bad records: they
 come out as `Malformed` with the file and position. A JSON object that names a member twice is
-one of them (see ddbshard.changes.parse_json).
+one of them (see ddbshard.catchup.changes.parse_json).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO
 
-from ddbshard.changes import (
+from ddbshard.catchup.changes import (
     Change,
     DuplicateKey,
     RecordError,
@@ -38,8 +38,8 @@ from ddbshard.changes import (
     parse_record,
 )
 from ddbshard.exceptions import InputError
-from ddbshard.source import InputFile, resolve_source
-from ddbshard.storage import describe_os_error, url_to_fs
+from ddbshard.io.source import InputFile, resolve_source
+from ddbshard.io.storage import describe_os_error, url_to_fs
 
 __all__ = ["Malformed", "open_lines", "read_changes"]
 

@@ -30,10 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from ddbshard import crashpoints
-from ddbshard.config import SplitConfig, auto_shards
+from ddbshard.config import SplitConfig, auto_shards, build_core_spec
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError, LocalDiskError
-from ddbshard.localfs import LocalFS
-from ddbshard.manifests import (
+from ddbshard.io.localfs import LocalFS
+from ddbshard.io.objects import OutputObject, hash_appends
+from ddbshard.io.sink import Dest, open_dest
+from ddbshard.io.source import Source, resolve_source
+from ddbshard.progress import Progress
+from ddbshard.split.manifests import (
     add_counts,
     exit_code,
     run_summary,
@@ -41,12 +45,8 @@ from ddbshard.manifests import (
     target_manifest,
     write_target_files,
 )
-from ddbshard.nodes import Node, share_files, share_shards
-from ddbshard.objects import OutputObject, hash_appends
-from ddbshard.progress import Progress
-from ddbshard.sink import Dest, open_dest
-from ddbshard.source import Source, resolve_source
-from ddbshard.state import (
+from ddbshard.split.nodes import Node, share_files, share_shards
+from ddbshard.split.state import (
     STATE_DIR_NAME,
     VERSION,
     StateDir,
@@ -55,7 +55,7 @@ from ddbshard.state import (
     local_disk_error,
     sweep_stale_state_dirs,
 )
-from ddbshard.worker import REJECTS, FileResult, SpillFile, Task, peak_rss, worker_main
+from ddbshard.split.worker import REJECTS, FileResult, SpillFile, Task, peak_rss, worker_main
 
 REJECTS_KEY = "_rejects/rejects.jsonl"
 ON_BAD_FILE = ("stop", "skip")
@@ -119,7 +119,7 @@ class _Run:
         self.source = resolve_source(config.source)
         self.node = options.node
         self._plan_share()
-        self.spec = config.core_spec(self.shards)
+        self.spec = build_core_spec(config, self.shards)
         out = config.output
         state_dir = options.state_dir or default_state_dir(config.dest)
         if self.node is not None:
@@ -285,6 +285,10 @@ class _Run:
         dest = self.config.dest.rstrip("/")
         if not self.dest.is_s3:
             dest = os.path.abspath(dest.removeprefix("file://"))
+        else:
+            # The same bucket name behind another endpoint is another destination.
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            dest = f"{dest}@{endpoint}" if endpoint else dest
         return dest if self.node is None else f"{dest}#node-{self.node.index}"
 
     def _check_done_files_unchanged(self, old: dict[str, Any]) -> None:
@@ -512,7 +516,7 @@ class _Run:
         finally:
             for p in procs:
                 if p.is_alive():
-                    p.terminate()
+                    p.kill()  # workers ignore SIGTERM and SIGINT: the driver decides
             for p in procs:
                 p.join(timeout=10)
             for conn in conns:
@@ -686,7 +690,7 @@ class _Run:
                 "index": self.node.index,
                 "count": self.node.count,
                 "fingerprint": fingerprint(
-                    self.config.core_spec(shard_counts(config, self.source)),
+                    build_core_spec(self.config, shard_counts(config, self.source)),
                     [(f.name, f.md5_base64, f.item_count) for f in self.source.files],
                 ),
                 "manifests": manifests,

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddbshard.keysfile import KeyEntry
-from ddbshard.routing import Reject, Router
-from ddbshard.wire import canonical, item_size, write_units
+from ddbshard.catchup.keysfile import KeyEntry
+from ddbshard.catchup.routing import Reject, Router
+from ddbshard.catchup.wire import canonical, item_size, write_units
 
 __all__ = ["EntryPlan", "decide", "describe", "plan_source", "plan_target_line", "reads"]
 

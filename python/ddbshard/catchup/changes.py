@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from ddbshard.catchup.wire import canonical, check_item
 from ddbshard.exceptions import ParseError
-from ddbshard.wire import canonical, check_item
 
 __all__ = [
     "KINDS",

@@ -22,13 +22,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ddbshard.changes import UNKNOWN
-from ddbshard.dynamo import MAX_GET, Dynamo, Write
+from ddbshard.catchup.changes import UNKNOWN
+from ddbshard.catchup.dynamo import MAX_GET, Dynamo, Write
+from ddbshard.catchup.keysfile import KeyEntry, entry_json
+from ddbshard.catchup.routing import Router
+from ddbshard.catchup.syncplan import (
+    EntryPlan,
+    decide,
+    describe,
+    plan_source,
+    plan_target_line,
+    reads,
+)
+from ddbshard.catchup.wire import canonical, item_size, write_units
 from ddbshard.exceptions import UnmatchedError
-from ddbshard.keysfile import KeyEntry, entry_json
-from ddbshard.routing import Router
-from ddbshard.syncplan import EntryPlan, decide, describe, plan_source, plan_target_line, reads
-from ddbshard.wire import canonical, item_size, write_units
 
 __all__ = ["SyncRun", "Tally"]
 

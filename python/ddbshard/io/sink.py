@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ddbshard.exceptions import InputError
-from ddbshard.objects import LocalObject, OutputObject, S3Object
-from ddbshard.storage import is_s3, s3_client, s3_error, split_url
+from ddbshard.io.objects import LocalObject, OutputObject, S3Object
+from ddbshard.io.storage import is_s3, s3_client, s3_error, split_url
 
 
 class Dest(Protocol):

@@ -43,15 +43,25 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ddbshard import crashpoints
 from ddbshard._core import Md5, md5_update_many
 from ddbshard.exceptions import InputError, ResumeError
-from ddbshard.storage import s3_error
+from ddbshard.io.storage import s3_error
 
-if TYPE_CHECKING:
-    from ddbshard.sink import S3Dest
+
+class S3Dest(Protocol):
+    """What an S3 object needs of its destination (sink.S3Dest): the client, where, and the
+    arguments every request carries."""
+
+    client: Any
+    bucket: str
+    put_args: dict[str, str]  # SSE and the expected owner, on the requests that write
+    owner_args: dict[str, str]  # the expected owner, on every request
+
+    def object_key(self, key: str) -> str: ...
+
 
 # S3 multipart part size (minimum 5 MiB for all parts but the last). DDBSHARD_PART_SIZE, read
 # only by tests, lowers it to S3's minimum so that crash tests reach multipart uploads with

@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddbshard.catchup.wire import canonical, item_from_client, item_to_client, key_of
 from ddbshard.exceptions import InputError
-from ddbshard.storage import aws_setup_problem
-from ddbshard.wire import canonical, item_from_client, item_to_client, key_of
+from ddbshard.io.storage import aws_setup_problem
 
 __all__ = ["MAX_GET", "MAX_WRITE", "Budget", "Dynamo", "RetryPolicy", "Write", "client"]
 

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ddbshard._core import Splitter
+from ddbshard.config.spec import CoreSpec
 from ddbshard.exceptions import DecompressError, UnmatchedError
-from ddbshard.state import local_disk_error
-from ddbshard.storage import aws_setup_problem, describe_os_error
+from ddbshard.io.storage import aws_setup_problem, describe_os_error
+from ddbshard.split.state import local_disk_error
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -152,7 +153,7 @@ class SpillFile:
 
 def split_file(
     task: Task,
-    spec: dict[str, Any],
+    spec: CoreSpec,
     fs: AbstractFileSystem | None,
     report: Any,
 ) -> FileResult:
@@ -331,7 +332,7 @@ def _exit_if_orphaned() -> None:
 
 def worker_main(
     worker: int,
-    spec: dict[str, Any],
+    spec: CoreSpec,
     fs: AbstractFileSystem | None,
     conn: Connection,
 ) -> None:
@@ -341,9 +342,10 @@ def worker_main(
     A pipe, not a multiprocessing.Queue: a queue's semaphores are named system objects that a
     killed driver leaves behind ("leaked semaphore objects"), and a pipe needs no feeder
     thread."""
-    # Ctrl-C reaches every process of the terminal's group; the driver alone decides what
-    # happens (it stops the workers and keeps the checkpoint).
+    # Ctrl-C (and a SIGTERM sent to the group) reaches every process of the group; the driver
+    # alone decides what happens (it stops the workers and keeps the checkpoint).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def report(items: int, nbytes: int, rejected: int) -> None:
         conn.send(("progress", worker, (items, nbytes, rejected)))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ddbshard.config import SplitConfig
+from ddbshard.config import SplitConfig, build_core_spec
 from ddbshard.exceptions import ConfigError, DdbShardError
-from ddbshard.manifests import exit_code, target_manifest, write_target_files
-from ddbshard.nodes import NODES_DIR
-from ddbshard.sink import open_dest
-from ddbshard.source import resolve_source
-from ddbshard.split import SplitResult, shard_counts
-from ddbshard.state import default_state_dir, fingerprint
+from ddbshard.io.sink import open_dest
+from ddbshard.io.source import resolve_source
+from ddbshard.split.driver import SplitResult, shard_counts
+from ddbshard.split.manifests import exit_code, target_manifest, write_target_files
+from ddbshard.split.nodes import NODES_DIR
+from ddbshard.split.state import default_state_dir, fingerprint
 
 
 def run_finalize(config: SplitConfig, *, s3_dest: str | None = None) -> SplitResult:
@@ -33,7 +33,7 @@ def run_finalize(config: SplitConfig, *, s3_dest: str | None = None) -> SplitRes
     nodes = _node_summaries(config, dest)
     source = resolve_source(config.source)
     expected = fingerprint(
-        config.core_spec(shard_counts(config, source)),
+        build_core_spec(config, shard_counts(config, source)),
         [(f.name, f.md5_base64, f.item_count) for f in source.files],
     )
     for s in nodes:

@@ -1,0 +1,10 @@
+"""The catch-up after an export: which keys changed (`keys`), and writing their current state
+to the targets (`sync`).
+
+- changes.py, changefiles.py: change records (streams, Kinesis, incremental exports) and files;
+- keysfile.py: the keys file `keys` and `diff` write and `sync` reads;
+- wire.py: attribute values on the wire and in boto3's form;
+- routing.py: where an item goes, by the same native Splitter split runs;
+- syncplan.py, syncrun.py: what to write and delete per key, and the rounds that do it;
+- dynamo.py: BatchGetItem/BatchWriteItem with retries, budgets and nothing dropped.
+"""
