@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from oracle import REALDATA
+
+# The runs the tests start keep their state and destination locks under XDG_CACHE_HOME: a
+# folder of this test session's own, so that neither the user's cache nor another test session
+# on the same machine (whose moto server has buckets of the same names) is touched.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ddbshard-test-cache-")
 
 
 @pytest.fixture(scope="session")

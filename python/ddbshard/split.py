@@ -285,6 +285,10 @@ class _Run:
         dest = self.config.dest.rstrip("/")
         if not self.dest.is_s3:
             dest = os.path.abspath(dest.removeprefix("file://"))
+        else:
+            # The same bucket name behind another endpoint is another destination.
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            dest = f"{dest}@{endpoint}" if endpoint else dest
         return dest if self.node is None else f"{dest}#node-{self.node.index}"
 
     def _check_done_files_unchanged(self, old: dict[str, Any]) -> None:
