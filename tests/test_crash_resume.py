@@ -22,13 +22,14 @@ import pytest
 import crash_harness as h
 from s3_server import moto_server, s3_client
 
-# (step, arrival): the arrival is chosen where the step is interesting. Per-file steps at the
-# fourth file: earlier files are checkpointed, the Sparse shards were created after some
-# checkpoint. part_uploaded 1 is a part sent while appending (before its checkpoint), 3 one
-# of the final parts sent at the end. object_written 2: some objects complete, others not.
+# (step, arrival): the arrival is chosen where the step is interesting. Appended and synced at
+# the third file, the first with items for the Sparse target: its shards are created by that
+# commit, after the last checkpoint (a resume must not append to them). Checkpointed at the
+# fourth. part_uploaded 1 is a part sent while appending (before its checkpoint), 3 one of the
+# final parts sent at the end. object_written 2: some objects complete, others not.
 STEPS = [
-    ("appended", 4),
-    ("synced", 4),
+    ("appended", 3),
+    ("synced", 3),
     ("checkpointed", 4),
     ("part_uploaded", 1),
     ("part_uploaded", 3),
