@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ddbshard.exceptions import DdbShardError
 
@@ -179,10 +181,27 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler stopping the job, `timeout`, `kill`): handled as Ctrl-C is."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _stop_signals(handler: Any) -> None:
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_command_in(argv))
-    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        parser = build_parser(_command_in(argv))
+        args = parser.parse_args(argv)
+    except (KeyboardInterrupt, Terminated):
+        return 130
     try:
         if args.command in _LOCAL_OUTPUT:
             from ddbshard.storage import check_local_output
@@ -234,12 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_diff_command(args)
         parser.error(f"unknown command {args.command}")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as e:
+        _stop_signals(signal.SIG_IGN)  # a second Ctrl-C while this one is handled: no traceback
         print(
             "ddbshard: interrupted (a split continues from its checkpoint with --resume)",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     except Exception as e:
         line = None if args.debug else _error_line(e, args)
         if line is None:

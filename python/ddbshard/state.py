@@ -85,14 +85,17 @@ def sweep_stale_state_dirs() -> None:
             continue  # another run's folder, changing under us: leave it
 
 
-def _dest_lock_path(dest_key: str) -> Path | None:
-    """This machine's lock file for one destination, or None where the cache folder cannot be
-    made (the state folder's own lock still holds)."""
+def _dest_lock_path(dest_key: str) -> Path:
+    """This machine's lock file for one destination, in the cache folder every run on this
+    machine shares (XDG_CACHE_HOME, else ~/.cache)."""
     folder = _cache_root().parent / "locks"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
+    except OSError as e:
+        raise LocalDiskError(
+            f"{folder}: cannot create the folder of destination locks: {e.strerror or e} "
+            "(set XDG_CACHE_HOME to a writable folder)"
+        ) from e
     return folder / (hashlib.sha256(dest_key.encode()).hexdigest()[:24] + ".lock")
 
 
@@ -168,8 +171,7 @@ class StateDir:
                 f"{self.path}: cannot create the run's state folder: {e.strerror or e}"
             ) from e
         self._dest_lock = _dest_lock_path(dest_key)
-        if self._dest_lock is not None:
-            self._dest_lock_fd = _take(self._dest_lock, dest)
+        self._dest_lock_fd = _take(self._dest_lock, dest)
         try:
             self._lock_fd = _take(self.lock_path, dest)
         except BaseException:

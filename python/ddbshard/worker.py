@@ -341,9 +341,10 @@ def worker_main(
     A pipe, not a multiprocessing.Queue: a queue's semaphores are named system objects that a
     killed driver leaves behind ("leaked semaphore objects"), and a pipe needs no feeder
     thread."""
-    # Ctrl-C reaches every process of the terminal's group; the driver alone decides what
-    # happens (it stops the workers and keeps the checkpoint).
+    # Ctrl-C (and a SIGTERM sent to the group) reaches every process of the group; the driver
+    # alone decides what happens (it stops the workers and keeps the checkpoint).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def report(items: int, nbytes: int, rejected: int) -> None:
         conn.send(("progress", worker, (items, nbytes, rejected)))
