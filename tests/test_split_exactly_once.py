@@ -423,3 +423,50 @@ def test_a_full_disk_at_any_moment_of_a_spill_is_never_a_bad_input_file(tmp_path
             sizes.add(r.status)
             Path(task.spill).unlink(missing_ok=True)
     assert sizes == {"ok", "disk"}, sizes
+
+
+def test_a_bad_file_fixed_before_resume_is_read_again(
+    source: Path, baseline: h.Output, tmp_path: Path
+) -> None:
+    """Skipped as bad, then fixed while the run was stopped: --resume reads it."""
+    import shutil
+
+    copy = tmp_path / "input"
+    shutil.copytree(source, copy)
+    good = (copy / "part-3.json.gz").read_bytes()
+    (copy / "part-3.json.gz").write_bytes(good[:-100])  # truncated: a bad file
+    config = h.write_config(tmp_path, copy, str(tmp_path / "out"), "zstd")
+    args = ("--workers", "1", "--on-bad-file", "skip")
+    crash = dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:4:kill")
+    assert h.split(config, *args, env=crash).returncode == -9
+    (copy / "part-3.json.gz").write_bytes(good)
+    done = h.split(config, "--resume", *args)
+    assert done.returncode == 1, done.stderr  # items rejected by design, as in the baseline
+    got = h.read_output(h.local_objects(tmp_path / "out"), "zstd", ["Big", "Sparse"])
+    h.assert_same(got, baseline)
+    assert got.summary["files"]["bad"] == []
+
+
+def test_sigterm_stops_like_ctrl_c_and_resumes(
+    source: Path, baseline: h.Output, tmp_path: Path
+) -> None:
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    with frozen_run(config) as run:
+        os.killpg(os.getpgid(run.pid), 0)  # the run is alive
+        os.kill(run.pid, signal.SIGTERM)
+        os.kill(run.pid, signal.SIGCONT)
+        _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 143, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr, stderr
+    done = h.split(config, "--resume")
+    assert done.returncode == 1, done.stderr
+    got = h.read_output(h.local_objects(tmp_path / "out"), "zstd", ["Big", "Sparse"])
+    h.assert_same(got, baseline)
+
+
+def test_an_unwritable_lock_folder_is_one_line(source: Path, tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("a file, not a folder")
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    done = h.split(config, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache")))
+    assert done.returncode == 2
+    assert "XDG_CACHE_HOME" in one_line(done.stderr)

@@ -162,3 +162,47 @@ def test_a_completed_object_changed_before_resume_is_refused(
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0] and change in lines[0], lines
+
+
+def test_overwrite_killed_while_clearing_is_never_taken_for_finished(
+    server: FaultyS3, source: Path, baseline: h.Output, tmp_path: Path
+) -> None:
+    """The old summary goes first: a resume that finds no checkpoint (another machine, a wiped
+    cache) refuses instead of reporting the half-cleared dest as a finished run."""
+    server.reset()
+    client: Any = server.client()
+    client.create_bucket(Bucket="imports")
+    config = h.write_config(tmp_path, source, "s3://imports/run/", "zstd")
+    state = ("--state-dir", str(tmp_path / "state"))
+    env = server.env()
+    assert h.split(config, *state, env=env).returncode == 1
+    crash = dict(env, DDBSHARD_CRASH_AT="clearing:1:kill")
+    assert h.split(config, "--overwrite", *state, env=crash).returncode == -9
+    assert "run/_summary.json" not in h.s3_objects(client, "imports", "run/")
+    elsewhere = h.split(config, "--resume", "--state-dir", str(tmp_path / "other"), env=env)
+    assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
+    assert "nothing to resume" in elsewhere.stderr
+    done = h.split(config, "--resume", *state, env=env)
+    assert done.returncode == 1, done.stderr
+    got = h.read_output(h.s3_objects(client, "imports", "run/"), "zstd", ["Big", "Sparse"])
+    h.assert_same(got, baseline)
+
+
+def test_ctrl_c_while_completing_many_objects_stops_promptly(
+    server: FaultyS3, source: Path, tmp_path: Path
+) -> None:
+    """Completion runs side by side; Ctrl-C must not wait for every object to be completed."""
+    server.reset()
+    client: Any = server.client()
+    client.create_bucket(Bucket="imports")
+    config = h.write_config(tmp_path, source, "s3://imports/run/", "zstd")
+    config.write_text(config.read_text().replace("shards = 2", "shards = 300"))
+    state = ("--state-dir", str(tmp_path / "state"))
+    crash = dict(server.env(), DDBSHARD_CRASH_AT="object_written:3:int")
+    stopped = h.split(config, *state, env=crash)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    written = [k for k in h.s3_objects(client, "imports", "run/") if "/data/" in k]
+    assert len(written) < 100, f"{len(written)} of ~400 objects completed after Ctrl-C"
+    done = h.split(config, "--resume", *state, env=server.env())
+    assert done.returncode == 1, done.stderr

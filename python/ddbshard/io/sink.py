@@ -207,9 +207,22 @@ class S3Dest:
         return sorted(out)
 
     def existing_keys(self, keys: list[str]) -> list[str]:
-        folders = {posixpath.dirname(k) for k in keys}
+        # One listing per folder; a key at the top of the dest (_summary.json) is asked for
+        # by itself, rather than listing everything under the dest.
+        folders = {posixpath.dirname(k) for k in keys} - {""}
         present = {k for folder in folders for k in self.list_keys(folder + "/")}
+        present |= {k for k in keys if "/" not in k and self._exists(k)}
         return [k for k in keys if k in present]
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key), **self.owner_args)
+        except Exception as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise s3_error(e, self.url_of(key)) from e
+        return True
 
     def remove(self, keys: list[str]) -> None:
         present = self.existing_keys(keys)

@@ -357,7 +357,8 @@ class _Run:
         except OSError as e:
             # Input is read by the workers, which report its faults as bad files: an OSError
             # here is this machine's own (state, spill or a local dest).
-            where = e.filename or self.config.dest
+            # An S3 dest's bytes wait in the local state folder; a local dest is written as is.
+            where = e.filename or (self.state.path if self.dest.is_s3 else self.config.dest)
             raise local_disk_error(e, f"{where}: cannot write") from e
         finally:
             self.state.unlock()
@@ -375,7 +376,12 @@ class _Run:
                 else [],
                 already_finished=True,
             )
-        finished = {f for f in self.ckpt["done"]} | {b["file"] for b in self.ckpt["bad"]}
+        # Files found bad by an earlier run are read again: the stop said "fix it, then
+        # --resume", and one skipped may have been fixed since (if not, it is bad again).
+        # Not once the objects are being completed: nothing may be appended to them then.
+        if not self.ckpt.get("finishing"):
+            self.ckpt["bad"] = []
+        finished = set(self.ckpt["done"]) | {b["file"] for b in self.ckpt["bad"]}
         for name in missing:
             if name not in finished:
                 self.ckpt["bad"].append(
@@ -608,6 +614,9 @@ class _Run:
         checkpoint; returns their MD5s. A resume after a kill in here completes again only
         what the checkpoint does not record as complete (objects.py says why that is safe)."""
         ck = self.ckpt
+        if not ck.get("finishing"):
+            ck["finishing"] = True  # from here on, no input file is read again
+            self.state.save(ck)
         todo = [obj for obj in self.objects.values() if obj.done is None]
         # Multipart objects: their last parts, then their part lists in the checkpoint.
         prepared = self._each(todo, lambda obj: obj.finish_prepare())
@@ -639,9 +648,17 @@ class _Run:
         objects = list(objects)
         if not self.dest.is_s3 or len(objects) < 2:
             return {obj.key: call(obj) for obj in objects}
-        with ThreadPoolExecutor(max_workers=FINISH_CONCURRENCY) as pool:
+        pool = ThreadPoolExecutor(max_workers=FINISH_CONCURRENCY)
+        try:
             futures = {obj.key: pool.submit(call, obj) for obj in objects}
-            return {key: f.result() for key, f in futures.items()}
+            results = {key: f.result() for key, f in futures.items()}
+        except BaseException:
+            # Ctrl-C or a failed object: what has not started is not started (the requests in
+            # flight end on their own); a resume finishes the rest.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return results
 
     def _finish(self, seconds: float) -> SplitResult:
         config, dest, ck = self.config, self.dest, self.ckpt
