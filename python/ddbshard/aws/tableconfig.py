@@ -9,7 +9,7 @@ derivation of the TableCreationParameters the original table implies, so `init` 
 the config it wrote really reproduces the table (`check_config`).
 
 Local secondary indexes become global ones: ImportTable's TableCreationParameters has no
-LocalSecondaryIndexes member (AWS-FORMATS.md §3.1), and config.py refuses them for that reason.
+LocalSecondaryIndexes member (AWS-FORMATS.md §3.1), and config/load.py refuses them for that reason.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = [
 PLACEHOLDER_SOURCE = "s3://REPLACE-WITH-EXPORT-BUCKET/prefix/AWSDynamoDB/EXPORT-ID/"
 PLACEHOLDER_DEST = "s3://REPLACE-WITH-IMPORT-BUCKET/ddbshard/"
 # Tag keys starting with "aws:" are reserved for AWS (CloudFormation, Backup, ...): TagResource
-# refuses them, so they cannot be reproduced and config.py refuses them too.
+# refuses them, so they cannot be reproduced and config/load.py refuses them too.
 _AWS_TAG = re.compile(r"(?i)aws:")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -612,7 +612,7 @@ class _Run:
     def _complete_objects(self) -> dict[str, str]:
         """Completes every output object on the dest and records each as complete in the
         checkpoint; returns their MD5s. A resume after a kill in here completes again only
-        what the checkpoint does not record as complete (objects.py says why that is safe)."""
+        what the checkpoint does not record as complete (io/objects.py says why that is safe)."""
         ck = self.ckpt
         if not ck.get("finishing"):
             ck["finishing"] = True  # from here on, no input file is read again

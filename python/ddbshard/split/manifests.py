@@ -1,7 +1,7 @@
 """What split writes about its output: shard entries, target manifests, import requests, the
 run summary with its count checks, and the exit status they imply.
 
-Used by a single run (split.py) and by `finalize`, which joins the nodes of an array job.
+Used by a single run (driver.py) and by `finalize`, which joins the nodes of an array job.
 """
 
 from __future__ import annotations

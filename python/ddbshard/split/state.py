@@ -2,8 +2,8 @@
 
 The checkpoint is one JSON file, replaced atomically (write, fsync, rename) after each input
 file's output has been appended to the shards: it lists the finished files, the counts so far,
-each output object's durable state (see sink.py), and where each worker's round-robin dealing
-stands. Whatever happened after it (a file half-read, output half-appended) is redone on
+each output object's durable state (see io/objects.py), and where each worker's round-robin
+dealing stands. Whatever happened after it (a file half-read, output half-appended) is redone on
 `--resume`.
 
 For a local destination the state lives in `<dest>/_state/`; for S3 in a local folder
