@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::binary;
-use crate::serialize::write_str;
+use crate::model::binary;
+use crate::output::serialize::write_str;
 
 /// Why an input line was refused. The snake_case names are the reason codes written to the
 /// rejects and counted in the summary: keep them stable.

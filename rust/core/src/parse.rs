@@ -8,13 +8,13 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::binary;
 use crate::error::{ParseError, Reason};
-use crate::escape::{find_special, is_special};
-use crate::number;
-use crate::serialize::escape_bytes;
-use crate::size;
-use crate::value::{Map, TypeTag, Value};
+use crate::model::binary;
+use crate::model::escape::{find_special, is_special};
+use crate::model::number;
+use crate::model::size;
+use crate::model::value::{Map, TypeTag, Value};
+use crate::output::serialize::escape_bytes;
 
 /// DynamoDB nests documents at most 32 levels, the top-level attribute counting as level 1
 /// (Developer Guide, "Constraints"; a value at level 33 is refused with "Nesting Levels have
@@ -919,7 +919,7 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serialize::{write_export_line, write_map, write_str, write_value};
+    use crate::output::serialize::{write_export_line, write_map, write_str, write_value};
 
     /// Parses with a layout and checks it against the serializer: when the layout says
     /// canonical, the line, its map and each value must be byte for byte what `serialize`
@@ -1081,7 +1081,7 @@ mod tests {
         };
         let string = |s: &str| {
             let mut o = Vec::new();
-            crate::serialize::write_str(&mut o, s);
+            crate::output::serialize::write_str(&mut o, s);
             String::from_utf8(o).unwrap()
         };
         match kind {
@@ -1116,7 +1116,7 @@ mod tests {
         let entries: Vec<String> = (0..rng.below(4))
             .map(|i| {
                 let mut name = Vec::new();
-                crate::serialize::write_str(&mut name, &format!("{i}{}", rng.pick(TEXTS)));
+                crate::output::serialize::write_str(&mut name, &format!("{i}{}", rng.pick(TEXTS)));
                 format!(
                     "{}:{}",
                     String::from_utf8(name).unwrap(),

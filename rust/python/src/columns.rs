@@ -4,9 +4,9 @@
 //! object per item. Also `canonical_item`, the canonical form and hash of one item, and
 //! `flatten_items`, the per-attribute columns of `parquet --flatten`.
 
-use ddbshard_core::canonical::{self, Canonicalizer};
-use ddbshard_core::columns::{Batch, ColumnBuilder as CoreBuilder, KeyColumn, Validity};
-use ddbshard_core::flatten;
+use ddbshard_core::compare::canonical::{self, Canonicalizer};
+use ddbshard_core::compare::columns::{Batch, ColumnBuilder as CoreBuilder, KeyColumn, Validity};
+use ddbshard_core::compare::flatten;
 use ddbshard_core::{parse_item, Error, Shape, TypeTag};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -219,7 +219,7 @@ pub fn canonical_item<'py>(py: Python<'py>, data: &[u8]) -> PyResult<(Bound<'py,
 /// Flat columns of canonical items given as Arrow large_utf8 buffers (`offsets`: rows + 1
 /// little-endian i64; `data`), one per (attribute, type) in `columns`; the GIL is released
 /// meanwhile. Each column: {"type", "offsets", "values", "validity", "nulls",
-/// "child_offsets", "child_values", "child_len"} (see `ddbshard_core::flatten`).
+/// "child_offsets", "child_values", "child_len"} (see `ddbshard_core::compare::flatten`).
 #[pyfunction]
 pub fn flatten_items<'py>(
     py: Python<'py>,

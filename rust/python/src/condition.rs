@@ -1,7 +1,7 @@
 //! `Condition`: a `where` expression on its own, to check it against single items. Used by
 //! tests (differential checks against a reference evaluator) and by users trying a condition.
 
-use ddbshard_core::expr::Condition as CoreCondition;
+use ddbshard_core::route::expr::Condition as CoreCondition;
 use ddbshard_core::{parse_item, parse_value, Error, Shape, Value};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

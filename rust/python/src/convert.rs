@@ -4,7 +4,9 @@
 
 use std::borrow::Cow;
 
-use ddbshard_core::{binary, parse_item, serialize, Map, ParseError, Reason, Shape, Value};
+use ddbshard_core::model::binary;
+use ddbshard_core::output::serialize;
+use ddbshard_core::{parse_item, Map, ParseError, Reason, Shape, Value};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

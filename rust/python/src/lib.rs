@@ -24,7 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<md5::Md5>()?;
     m.add_function(wrap_pyfunction!(md5::md5_update_many, m)?)?;
     m.add_function(wrap_pyfunction!(reader::sniff_compression, m)?)?;
-    m.add("SNIFF_LEN", ddbshard_core::decode::SNIFF_LEN)?;
+    m.add("SNIFF_LEN", ddbshard_core::input::decode::SNIFF_LEN)?;
     m.add_function(wrap_pyfunction!(columns::canonical_item, m)?)?;
     m.add_function(wrap_pyfunction!(columns::flatten_items, m)?)?;
     m.add_function(wrap_pyfunction!(pairdiff::diff_pairs, m)?)?;

@@ -1,6 +1,6 @@
 //! `Md5` and `md5_update_many`: the shards' MD5s, many streams in one call (core `md5`).
 
-use ddbshard_core::md5 as core_md5;
+use ddbshard_core::output::md5 as core_md5;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

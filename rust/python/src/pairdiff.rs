@@ -2,7 +2,7 @@
 //! buffers of the Parquet copies' integer columns as polars read them (no copy into Python
 //! objects); the GIL is released while it runs.
 
-use ddbshard_core::pairdiff;
+use ddbshard_core::compare::pairdiff;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

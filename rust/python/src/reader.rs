@@ -1,8 +1,8 @@
 //! `LineReader`: feeds compressed chunks through the core's reader with the GIL released,
 //! counting items and collecting refusals. Used by `ddbshard validate` and the benchmarks.
 
-use ddbshard_core::decode::{self, Compression, Magic};
-use ddbshard_core::reader::{LineEvent, LineReader as CoreReader};
+use ddbshard_core::input::decode::{self, Compression, Magic};
+use ddbshard_core::input::reader::{LineEvent, LineReader as CoreReader};
 use ddbshard_core::Shape;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

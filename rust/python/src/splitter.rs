@@ -2,11 +2,11 @@
 //! returns; input is fed in chunks with the GIL released, shard bytes and reject records are
 //! drained back to Python, which writes them wherever the destination is (disk or S3).
 
-use ddbshard_core::expr::Condition;
-use ddbshard_core::shard::Codec;
+use ddbshard_core::output::shard::Codec;
+use ddbshard_core::route::expr::Condition;
+use ddbshard_core::route::target::Target;
+use ddbshard_core::route::transform::{Template, Transform};
 use ddbshard_core::split::{Route, Splitter as CoreSplitter, Unmatched};
-use ddbshard_core::target::Target;
-use ddbshard_core::transform::{Template, Transform};
 use ddbshard_core::{parse_value, Error, TypeTag, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};

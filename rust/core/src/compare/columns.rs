@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::binary;
-use crate::canonical::{self, Canonicalizer};
+use crate::compare::canonical::{self, Canonicalizer};
 use crate::error::{Error, Reason, RejectRecord};
+use crate::input::reader::{LineEvent, LineReader};
+use crate::model::binary;
+use crate::model::value::{map_get, Map, TypeTag, Value};
 use crate::parse::Shape;
-use crate::reader::{LineEvent, LineReader};
-use crate::value::{map_get, Map, TypeTag, Value};
 
 /// A string or binary column: `offsets` holds rows + 1 little-endian i64 (Arrow large_utf8 /
 /// large_binary), `data` the bytes.

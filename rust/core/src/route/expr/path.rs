@@ -5,7 +5,7 @@
 //! path `#n` names the top-level attribute called `a.b`, never `b` inside `a` (AWS Developer
 //! Guide, "Expression attribute names": placeholders are how names containing dots are written).
 
-use crate::value::{map_get, Map, Value};
+use crate::model::value::{map_get, Map, Value};
 
 use super::lexer::{tokenize, Tok, Token};
 use super::ExprError;

@@ -10,8 +10,8 @@
 
 use std::cmp::Ordering;
 
-use crate::number::Decimal;
-use crate::value::{TypeTag, Value};
+use crate::model::number::Decimal;
+use crate::model::value::{TypeTag, Value};
 
 use super::eval::{order, Got};
 use super::lexer::{tokenize, Tok, Token};

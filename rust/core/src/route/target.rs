@@ -2,15 +2,15 @@
 //! ImportTable from failing on an item (ImportTable skips and counts such items as errors and
 //! marks the whole import FAILED, so they are refused here, before they are written).
 
-use crate::binary;
 use crate::error::Reason;
-use crate::expr::Condition;
-use crate::number;
+use crate::model::binary;
+use crate::model::number;
+use crate::model::size;
+use crate::model::value::{map_get, Map, TypeTag, Value};
+use crate::output::serialize;
 use crate::parse::{RawLine, MAX_ATTRIBUTE_NAME_BYTES};
-use crate::serialize;
-use crate::size;
-use crate::transform::{TemplateError, Transform};
-use crate::value::{map_get, Map, TypeTag, Value};
+use crate::route::expr::Condition;
+use crate::route::transform::{TemplateError, Transform};
 
 /// Key value limits (Developer Guide, "Constraints"): partition key 1..2048 bytes, sort key
 /// 1..1024 bytes.
@@ -233,7 +233,7 @@ fn check_name(name: &str, max: usize, what: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::parse::{parse_item_layout, Layout, Shape};
-    use crate::transform::Template;
+    use crate::route::transform::Template;
 
     fn target(transform: Transform) -> Target {
         Target {

@@ -9,12 +9,12 @@
 //! canonical DynamoDB JSON; SS → large_list<large_utf8>; NS → large_list<float64>;
 //! BS → large_list<large_binary>.
 
-use crate::binary;
-use crate::canonical::Canonicalizer;
-use crate::columns::Validity;
+use crate::compare::canonical::Canonicalizer;
+use crate::compare::columns::Validity;
 use crate::error::Error;
+use crate::model::binary;
+use crate::model::value::{map_get, TypeTag, Value};
 use crate::parse::{parse_item, Shape};
-use crate::value::{map_get, TypeTag, Value};
 
 /// One flattened column in Arrow layout. `offsets` (i64 LE, rows + 1) is used by string,
 /// binary and list columns; `values` holds the bytes of strings and binaries, the f64s of N,

@@ -3,9 +3,9 @@
 //! two significant digits plus one, a binary its decoded bytes, BOOL and NULL one byte, and a
 //! list or map three bytes plus one per element on top of its elements.
 
-use crate::binary;
-use crate::number;
-use crate::value::{Map, Value};
+use crate::model::binary;
+use crate::model::number;
+use crate::model::value::{Map, Value};
 
 /// 400 KB, with 1 KB = 1024 bytes.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;

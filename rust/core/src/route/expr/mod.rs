@@ -10,7 +10,7 @@ mod path;
 
 pub use path::{DocPath, PathElem};
 
-use crate::value::{Map, Value};
+use crate::model::value::{Map, Value};
 
 /// A refused expression: what is wrong and where.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -64,8 +64,8 @@ impl Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::value::TypeTag;
     use crate::parse::{parse_item, parse_value, Shape};
-    use crate::value::TypeTag;
 
     const ITEM: &str = r#"{
         "kind": {"S": "post"}, "n": {"N": "1.50"}, "big": {"N": "1E+2"}, "neg": {"N": "-3"},

@@ -22,11 +22,11 @@
 
 use std::borrow::Cow;
 
-use crate::binary;
-use crate::number::{self, Decimal};
+use crate::model::binary;
+use crate::model::number::{self, Decimal};
+use crate::model::value::{Map, Value};
+use crate::output::serialize::write_str;
 use crate::parse::MAX_DEPTH;
-use crate::serialize::write_str;
-use crate::value::{Map, Value};
 
 /// Seed of the item hash. Zero makes it the standard XXH3-64: keep it, or every Parquet copy
 /// written before the change stops comparing equal to those written after.
@@ -223,7 +223,7 @@ impl Canonicalizer {
 fn write_text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
     match s {
         Cow::Borrowed(b) => {
-            debug_assert!(crate::escape::find_special(b.as_bytes()).is_none());
+            debug_assert!(crate::model::escape::find_special(b.as_bytes()).is_none());
             out.reserve(b.len() + 2);
             out.push(b'"');
             out.extend_from_slice(b.as_bytes());

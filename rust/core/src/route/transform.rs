@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use crate::expr::DocPath;
-use crate::value::{Map, TypeTag, Value};
+use crate::model::value::{Map, TypeTag, Value};
+use crate::route::expr::DocPath;
 
 /// Why a template could not be filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]

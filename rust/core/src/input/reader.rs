@@ -2,11 +2,11 @@
 //! Ties `decode`, `lines` and `parse` together and numbers every line, so whatever consumes the
 //! items (validation, split, Parquet) sees the same lines with the same line numbers.
 
-use crate::decode::Decoder;
 use crate::error::{Error, ParseError, Reason};
-use crate::lines::{Line, LineSplitter};
+use crate::input::decode::Decoder;
+use crate::input::lines::{Line, LineSplitter};
+use crate::model::value::Map;
 use crate::parse::{parse_item_layout, Layout, Shape};
-use crate::value::Map;
 
 /// What the consumer is handed for each non-blank line.
 pub struct LineEvent<'a, 'l> {

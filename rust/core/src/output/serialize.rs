@@ -2,10 +2,10 @@
 //! Numbers and binaries are written as the text they were read as; strings are escaped the
 //! way JSON requires and nothing more (non-ASCII stays raw UTF-8, as AWS exports write it).
 
-use crate::escape::find_special;
+use crate::model::escape::find_special;
+use crate::model::value::{Map, Value};
 use crate::parse::RawLine;
-use crate::transform::OutAttr;
-use crate::value::{Map, Value};
+use crate::route::transform::OutAttr;
 
 /// Appends `{"Item":{...}}` (no newline).
 pub fn write_export_line(out: &mut Vec<u8>, item: &Map<'_>) {

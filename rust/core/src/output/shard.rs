@@ -210,7 +210,7 @@ impl ShardSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Decoder;
+    use crate::input::decode::Decoder;
 
     fn roundtrip(codec: Codec, level: i32) {
         let mut comp = Compressor::new(codec, level).unwrap();

@@ -9,9 +9,9 @@
 
 use std::cmp::Ordering;
 
-use crate::binary;
-use crate::number::Decimal;
-use crate::value::{map_get, Map, Value};
+use crate::model::binary;
+use crate::model::number::Decimal;
+use crate::model::value::{map_get, Map, Value};
 
 use super::parser::{CmpOp, Node, Operand};
 
