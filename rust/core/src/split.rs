@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, ParseError, Reason, RejectRecord};
+use crate::error::{Error, ParseError, Reason};
 use crate::input::reader::{LineEvent, LineReader};
 use crate::model::value::{Map, Value};
+use crate::output::rejects::RejectRecord;
 use crate::output::shard::{Codec, Compressor, ShardSet};
 use crate::parse::{RawLine, Shape};
 use crate::route::target::{Refusal, Target};

@@ -12,10 +12,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::compare::canonical::{self, Canonicalizer};
-use crate::error::{Error, Reason, RejectRecord};
+use crate::error::{Error, Reason};
 use crate::input::reader::{LineEvent, LineReader};
 use crate::model::binary;
 use crate::model::value::{map_get, Map, TypeTag, Value};
+use crate::output::rejects::RejectRecord;
 use crate::parse::Shape;
 
 /// A string or binary column: `offsets` holds rows + 1 little-endian i64 (Arrow large_utf8 /

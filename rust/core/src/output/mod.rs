@@ -2,5 +2,6 @@
 //! shards (`shard`), the shards' MD5s (`md5`, many streams at once) and the reject records.
 
 pub mod md5;
+pub mod rejects;
 pub mod serialize;
 pub mod shard;
