@@ -10,11 +10,10 @@ use std::ops::Range;
 
 use crate::error::{ParseError, Reason};
 use crate::model::binary;
-use crate::model::escape::{find_special, is_special};
+use crate::model::escape::{escape_bytes, find_special, is_special};
 use crate::model::number;
 use crate::model::size;
 use crate::model::value::{Map, TypeTag, Value};
-use crate::output::serialize::escape_bytes;
 
 /// DynamoDB nests documents at most 32 levels, the top-level attribute counting as level 1
 /// (Developer Guide, "Constraints"; a value at level 33 is refused with "Nesting Levels have

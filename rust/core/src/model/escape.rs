@@ -46,6 +46,32 @@ pub(crate) fn find_special(b: &[u8]) -> Option<usize> {
     b[i..].iter().position(|&c| is_special(c)).map(|p| i + p)
 }
 
+/// How `serialize::write_str` escapes a byte that `find_special` found: the escape and its
+/// length. The parser compares escapes in its input with these to tell whether a line is
+/// already in the form the serializer writes (`parse::Layout::canonical`), so this is the one
+/// place that decides. (Here rather than in `serialize`, so that `parse` needs no `output`.)
+pub(crate) fn escape_bytes(c: u8) -> ([u8; 6], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match c {
+        b'"' => (*b"\\\"    ", 2),
+        b'\\' => (*b"\\\\    ", 2),
+        b'\n' => (*b"\\n    ", 2),
+        b'\r' => (*b"\\r    ", 2),
+        b'\t' => (*b"\\t    ", 2),
+        _ => (
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ],
+            6,
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! Numbers and binaries are written as the text they were read as; strings are escaped the
 //! way JSON requires and nothing more (non-ASCII stays raw UTF-8, as AWS exports write it).
 
-use crate::model::escape::find_special;
+use crate::model::escape::{escape_bytes, find_special};
 use crate::model::value::{Map, Value};
 use crate::parse::RawLine;
 use crate::route::transform::OutAttr;
@@ -124,31 +124,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 fn write_escape(out: &mut Vec<u8>, c: u8) {
     let (bytes, n) = escape_bytes(c);
     out.extend_from_slice(&bytes[..n]);
-}
-
-/// How `write_str` escapes a byte that `find_special` found: the escape and its length. The
-/// parser compares escapes in its input with these to tell whether a line is already in the
-/// form written here (`parse::Layout::canonical`), so this is the one place that decides.
-pub(crate) fn escape_bytes(c: u8) -> ([u8; 6], usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    match c {
-        b'"' => (*b"\\\"    ", 2),
-        b'\\' => (*b"\\\\    ", 2),
-        b'\n' => (*b"\\n    ", 2),
-        b'\r' => (*b"\\r    ", 2),
-        b'\t' => (*b"\\t    ", 2),
-        _ => (
-            [
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(c >> 4) as usize],
-                HEX[(c & 15) as usize],
-            ],
-            6,
-        ),
-    }
 }
 
 #[cfg(test)]
