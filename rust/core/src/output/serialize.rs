@@ -5,7 +5,20 @@
 use crate::model::escape::{escape_bytes, find_special};
 use crate::model::value::{Map, Value};
 use crate::parse::RawLine;
-use crate::route::transform::OutAttr;
+
+/// One attribute of a transform's output (`transform::Transform::project`), as
+/// `write_export_line_attrs` writes it. (Defined here, where it is written, so that `output`
+/// needs nothing from `route`.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutAttr<'m, 'a> {
+    pub name: &'m str,
+    pub value: &'m Value<'a>,
+    /// The value's index in the input item when it is one of the item's own values (not a
+    /// template's), so that its bytes in a canonical input line can be copied to the output.
+    pub from_item: Option<usize>,
+    /// Whether `name` differs from the item's name for the value (a rename).
+    pub renamed: bool,
+}
 
 /// Appends `{"Item":{...}}` (no newline).
 pub fn write_export_line(out: &mut Vec<u8>, item: &Map<'_>) {

@@ -11,6 +11,9 @@ use std::borrow::Cow;
 use crate::model::value::{Map, TypeTag, Value};
 use crate::route::expr::DocPath;
 
+/// What `Transform::project` makes: defined beside the serializer that writes it.
+pub use crate::output::serialize::OutAttr;
+
 /// Why a template could not be filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
@@ -113,18 +116,6 @@ impl NameMask {
     fn may_hold(&self, name: &str) -> bool {
         self.0 & Self::bit(name) != 0
     }
-}
-
-/// One attribute of a transform's output.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OutAttr<'m, 'a> {
-    pub name: &'m str,
-    pub value: &'m Value<'a>,
-    /// The value's index in the input item when it is one of the item's own values (not a
-    /// template's), so that its bytes in a canonical input line can be copied to the output.
-    pub from_item: Option<usize>,
-    /// Whether `name` differs from the item's name for the value (a rename).
-    pub renamed: bool,
 }
 
 #[derive(Debug, Default)]
