@@ -13,7 +13,7 @@ use crate::model::binary;
 use crate::model::number::Decimal;
 use crate::model::value::{map_get, Map, Value};
 
-use super::parser::{CmpOp, Node, Operand};
+use super::ast::{CmpOp, Node, Operand};
 
 /// An operand evaluated against an item.
 #[derive(Debug, Clone, Copy)]

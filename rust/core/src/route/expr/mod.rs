@@ -1,8 +1,10 @@
 //! DynamoDB's condition-expression language (ConditionExpression / FilterExpression syntax),
 //! used to route items: parse once with the `#name` and `:value` maps, then evaluate per item.
 //!
-//! lexer (tokens) → path (document paths) → parser (AST, parse-time checks) → eval (per item).
+//! lexer (tokens) → path (document paths) → parser (the `ast`, parse-time checks) → eval (per
+//! item).
 
+mod ast;
 mod eval;
 mod lexer;
 mod parser;
@@ -37,7 +39,7 @@ impl ExprError {
 /// A parsed condition, ready to evaluate against items.
 #[derive(Debug, Clone)]
 pub struct Condition {
-    root: parser::Node,
+    root: ast::Node,
 }
 
 impl Condition {

@@ -1,4 +1,4 @@
-//! The condition AST and its recursive-descent parser, with every check DynamoDB makes when it
+//! The condition's recursive-descent parser (building the `ast`), with every check DynamoDB makes when it
 //! receives the expression (not when it evaluates it) done here, so a bad `where` fails before
 //! the first item is read.
 //!
@@ -13,50 +13,11 @@ use std::cmp::Ordering;
 use crate::model::number::Decimal;
 use crate::model::value::{TypeTag, Value};
 
+use super::ast::{CmpOp, Literal, Node, Operand};
 use super::eval::{order, Got};
 use super::lexer::{tokenize, Tok, Token};
 use super::path::{DocPath, PathCursor};
 use super::ExprError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CmpOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-/// A `:value` with its number form worked out once, so evaluation never re-parses it.
-#[derive(Debug, Clone)]
-pub(crate) struct Literal {
-    pub value: Value<'static>,
-    pub number: Option<Decimal>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Operand {
-    Path(DocPath),
-    Literal(Box<Literal>),
-    /// `size(path)`: a number computed from the item.
-    Size(DocPath),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Node {
-    Or(Vec<Node>),
-    And(Vec<Node>),
-    Not(Box<Node>),
-    Compare(CmpOp, Operand, Operand),
-    Between(Operand, Operand, Operand),
-    In(Operand, Vec<Operand>),
-    Exists(DocPath),
-    NotExists(DocPath),
-    AttributeType(Operand, TypeTag),
-    BeginsWith(Operand, Operand),
-    Contains(Operand, Operand),
-}
 
 /// An operand with the byte offset it starts at, for error columns.
 type Arg = (Operand, usize);
