@@ -3,22 +3,53 @@
 
 use ddbshard_core::input::decode::{self, Compression, Magic};
 use ddbshard_core::input::reader::{LineEvent, LineReader as CoreReader};
-use ddbshard_core::Shape;
+use ddbshard_core::{Error, Shape};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::errors;
+use crate::stream::{self, FileInput};
 
 /// (line number, reason code, message, raw line)
 type Refusal = (u64, &'static str, String, Vec<u8>);
 
 #[pyclass(module = "ddbshard._core")]
 pub struct LineReader {
-    inner: CoreReader,
+    inner: Counting,
+}
+
+/// The core reader, with the items and refusals it has reported.
+struct Counting {
+    reader: CoreReader,
     items: u64,
     refusals: Vec<Refusal>,
     refused: u64,
+}
+
+impl FileInput for Counting {
+    fn feed(&mut self, data: &[u8]) -> Result<(), Error> {
+        let Counting {
+            reader,
+            items,
+            refusals,
+            refused,
+        } = self;
+        reader.feed(data, &mut |e| count(e, items, refusals, refused))
+    }
+
+    fn end_file(&mut self) -> Result<(), Error> {
+        let Counting {
+            reader,
+            items,
+            refusals,
+            refused,
+        } = self;
+        reader.finish(&mut |e| count(e, items, refusals, refused))
+    }
+
+    fn file_bytes(&self) -> (u64, u64) {
+        (self.reader.bytes_in(), self.reader.bytes_out())
+    }
 }
 
 #[pymethods]
@@ -37,57 +68,45 @@ impl LineReader {
             }
         };
         Ok(LineReader {
-            inner: CoreReader::new(shape),
-            items: 0,
-            refusals: Vec::new(),
-            refused: 0,
+            inner: Counting {
+                reader: CoreReader::new(shape),
+                items: 0,
+                refusals: Vec::new(),
+                refused: 0,
+            },
         })
     }
 
     /// Feeds one chunk of (possibly compressed) input; the GIL is released meanwhile.
     fn feed(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let LineReader {
-            inner,
-            items,
-            refusals,
-            refused,
-        } = self;
-        py.detach(|| inner.feed(data, &mut |e| count(e, items, refusals, refused)))
-            .map_err(|e| errors::to_py(py, e))
+        stream::feed(py, &mut self.inner, data)
     }
 
     /// Ends the input; raises DecompressError if it was truncated.
     fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
-        let LineReader {
-            inner,
-            items,
-            refusals,
-            refused,
-        } = self;
-        py.detach(|| inner.finish(&mut |e| count(e, items, refusals, refused)))
-            .map_err(|e| errors::to_py(py, e))
+        stream::end_file(py, &mut self.inner)
     }
 
     /// Valid items seen so far.
     #[getter]
     fn items(&self) -> u64 {
-        self.items
+        self.inner.items
     }
 
     /// Refused lines seen so far.
     #[getter]
     fn refused(&self) -> u64 {
-        self.refused
+        self.inner.refused
     }
 
     #[getter]
     fn bytes_in(&self) -> u64 {
-        self.inner.bytes_in()
+        self.inner.file_bytes().0
     }
 
     #[getter]
     fn bytes_out(&self) -> u64 {
-        self.inner.bytes_out()
+        self.inner.file_bytes().1
     }
 
     /// Refusals collected since the last call: (line, reason, message, raw line bytes).
@@ -95,7 +114,7 @@ impl LineReader {
         &mut self,
         py: Python<'py>,
     ) -> Vec<(u64, &'static str, String, Bound<'py, PyBytes>)> {
-        std::mem::take(&mut self.refusals)
+        std::mem::take(&mut self.inner.refusals)
             .into_iter()
             .map(|(n, r, m, raw)| (n, r, m, PyBytes::new(py, &raw)))
             .collect()

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::errors;
+use crate::stream;
 
 fn shape_of(shape: &str) -> PyResult<Shape> {
     match shape {
@@ -74,16 +75,12 @@ impl ColumnBuilder {
 
     /// Feeds one chunk of the current file (compressed or not); the GIL is released meanwhile.
     fn feed(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let inner = &mut self.inner;
-        py.detach(|| inner.feed(data))
-            .map_err(|e| errors::to_py(py, e))
+        stream::feed(py, &mut self.inner, data)
     }
 
     /// Ends the current file; raises DecompressError if it was truncated.
     fn end_file(&mut self, py: Python<'_>) -> PyResult<()> {
-        let inner = &mut self.inner;
-        py.detach(|| inner.end_file())
-            .map_err(|e| errors::to_py(py, e))
+        stream::end_file(py, &mut self.inner)
     }
 
     /// (compressed, decompressed) bytes read of the current file.

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors;
+use crate::stream;
 
 #[pyclass(module = "ddbshard._core")]
 pub struct Splitter {
@@ -162,16 +163,12 @@ impl Splitter {
 
     /// Feeds one chunk of the current file; the GIL is released meanwhile.
     fn feed(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let inner = &mut self.inner;
-        py.detach(|| inner.feed(data))
-            .map_err(|e| errors::to_py(py, e))
+        stream::feed(py, &mut self.inner, data)
     }
 
     /// Ends the current file: last line, truncation check, shard blocks flushed.
     fn end_file(&mut self, py: Python<'_>) -> PyResult<()> {
-        let inner = &mut self.inner;
-        py.detach(|| inner.end_file())
-            .map_err(|e| errors::to_py(py, e))
+        stream::end_file(py, &mut self.inner)
     }
 
     /// (compressed, decompressed) bytes read of the current file.
