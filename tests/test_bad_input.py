@@ -8,7 +8,7 @@ reason, target, the raw line or, for bytes that are not UTF-8, `raw_base64`), th
 `_summary.json` (read = written + unmatched + rejected, rejected by reason and per target), and
 the shards decoded back to exactly the good lines, including the lines on the accepted side
 of each limit. The limits and what DynamoDB does at them: /work/shared/AWS-FORMATS.md §4,
-rust/core/src/{number,parse,size,lines,target}.rs.
+rust/core/src/{model/number,parse/*,model/size,input/lines,route/target}.rs.
 
 The file tests cover `--on-bad-file stop|skip` (corrupt or truncated compressed files, a file
 the manifest lists that is missing or whose MD5 differs) and `--max-rejects N`.
@@ -51,7 +51,7 @@ SEED = 20261124
 COMPRESSIONS = ("none", "gzip", "zstd")
 # Good items of every DynamoDB type, the lines around the bad ones.
 GOOD = [json.dumps({"Item": it}).encode() for it in synth.make_items(80, seed=SEED)]
-# DEFAULT_MAX_LINE in rust/core/src/lines.rs: the longest line kept whole.
+# DEFAULT_MAX_LINE in rust/core/src/input/lines.rs: the longest line kept whole.
 LINE_LIMIT = 8 << 20
 # DynamoDB's item size limit, 400 KB with KB = 1024 bytes (AWS-FORMATS.md §4).
 ITEM_LIMIT = 400 * 1024

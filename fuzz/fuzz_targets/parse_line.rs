@@ -4,8 +4,8 @@
 //! top-level value) must be exactly what the serializer writes.
 #![no_main]
 
+use ddbshard_core::output::serialize::{write_export_line, write_map, write_value};
 use ddbshard_core::parse::{parse_item_layout, Layout};
-use ddbshard_core::serialize::{write_export_line, write_map, write_value};
 use ddbshard_core::{parse_item, Shape};
 use libfuzzer_sys::fuzz_target;
 

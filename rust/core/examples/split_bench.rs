@@ -17,12 +17,12 @@
 
 use std::time::Instant;
 
-use ddbshard_core::expr::Condition;
+use ddbshard_core::output::shard::Codec;
 use ddbshard_core::parse_value;
-use ddbshard_core::shard::Codec;
+use ddbshard_core::route::expr::Condition;
+use ddbshard_core::route::target::Target;
+use ddbshard_core::route::transform::{Template, Transform};
 use ddbshard_core::split::{Route, Splitter, Unmatched};
-use ddbshard_core::target::Target;
-use ddbshard_core::transform::{Template, Transform};
 use ddbshard_core::TypeTag;
 
 const CHUNK: usize = 4 << 20; // what the Python driver feeds per call

@@ -1,32 +1,32 @@
 //! ddbshard-core: the data path of ddbshard without Python.
 //!
-//! The data path, one module per step: decode (gzip/zstd/plain) → lines → parse (DynamoDB
-//! JSON, validated) → expr (routing conditions) → transform → target (key checks) →
-//! serialize → shard (round-robin, compressed blocks); `split` drives them for one worker.
-//! Number, binary and item-size rules live in `number`, `binary` and `size`.
+//! One folder per stage of the data path, each depending only on the stages before it:
+//!
+//! - `model`: the item in memory (`value`), DynamoDB's number, binary and item-size rules, and
+//!   JSON string escaping: the vocabulary every other stage speaks;
+//! - `input`: bytes to lines: decompression (`decode`), line splitting (`lines`), and the
+//!   `reader` that numbers the lines and hands each one to `parse`;
+//! - `parse`: one line of DynamoDB JSON to a validated item (and the line's layout);
+//! - `route`: which targets take an item (`expr` conditions), reshaped how (`transform`),
+//!   checked against the target's keys (`target`);
+//! - `output`: items back to DynamoDB JSON (`serialize`), dealt into compressed shards
+//!   (`shard`, with their MD5s in `md5`), and the reject records (`rejects`);
+//! - `compare`: Parquet copies and diffs: the canonical form of an item and its hash, columnar
+//!   batches, flat columns and the comparison of hash pairs.
+//!
+//! `error` (the typed errors, depending on no other module) sits beside them, and `split`
+//! drives input → parse → route → output for one worker. `tests/layout.rs` checks that no
+//! two stages, and no two modules, depend on each other in a circle.
 
-pub mod binary;
-pub mod canonical;
-pub mod columns;
-pub mod decode;
+pub mod compare;
 pub mod error;
-mod escape;
-pub mod expr;
-pub mod flatten;
-pub mod lines;
-pub mod md5;
-pub mod number;
-pub mod pairdiff;
+pub mod input;
+pub mod model;
+pub mod output;
 pub mod parse;
-pub mod reader;
-pub mod serialize;
-pub mod shard;
-pub mod size;
+pub mod route;
 pub mod split;
-pub mod target;
-pub mod transform;
-pub mod value;
 
 pub use error::{Error, ParseError, Reason};
+pub use model::value::{Map, TypeTag, Value};
 pub use parse::{parse_item, parse_value, Shape};
-pub use value::{Map, TypeTag, Value};

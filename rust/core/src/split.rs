@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, ParseError, Reason, RejectRecord};
+use crate::error::{Error, ParseError, Reason};
+use crate::input::reader::{LineEvent, LineReader};
+use crate::model::value::{Map, Value};
+use crate::output::rejects::RejectRecord;
+use crate::output::shard::{Codec, Compressor, ShardSet};
 use crate::parse::{RawLine, Shape};
-use crate::reader::{LineEvent, LineReader};
-use crate::shard::{Codec, Compressor, ShardSet};
-use crate::target::{Refusal, Target};
-use crate::value::{Map, Value};
+use crate::route::target::{Refusal, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
