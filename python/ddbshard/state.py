@@ -85,6 +85,23 @@ def sweep_stale_state_dirs() -> None:
             continue  # another run's folder, changing under us: leave it
 
 
+# The lock fds this process holds. A forked worker gets copies of them, and a lock stays held
+# while any copy is open: a worker orphaned by a killed driver would hold the destination until
+# it noticed. So a forked child closes its copies at once (closing a copy never releases the
+# parent's lock; only the last one does).
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 def _dest_lock_path(dest_key: str) -> Path:
     """This machine's lock file for one destination, in the cache folder every run on this
     machine shares (XDG_CACHE_HOME, else ~/.cache)."""
@@ -123,6 +140,7 @@ def _take(path: Path, dest: str) -> int:
     }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
+    _HELD.add(fd)
     return fd
 
 
@@ -183,6 +201,7 @@ class StateDir:
             # Unlinked while held: a run waiting on it sees another file and tries again.
             with contextlib.suppress(OSError):
                 self._dest_lock.unlink()
+            _HELD.discard(self._dest_lock_fd)
             os.close(self._dest_lock_fd)
             self._dest_lock_fd = None
 
@@ -195,6 +214,7 @@ class StateDir:
         if not self.checkpoint_path.exists():
             self.remove()
             return
+        _HELD.discard(self._lock_fd)
         os.close(self._lock_fd)
         self._lock_fd = None
 
@@ -254,6 +274,7 @@ class StateDir:
         self.clear()
         self.lock_path.unlink(missing_ok=True)
         if self._lock_fd is not None:
+            _HELD.discard(self._lock_fd)
             os.close(self._lock_fd)
             self._lock_fd = None
         self._release_dest_lock()

@@ -346,8 +346,14 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    def send(message: tuple[str, int, Any]) -> None:
+        try:
+            conn.send(message)
+        except OSError:  # the driver is gone (killed): a resumed run redoes this file
+            os._exit(3)
+
     def report(items: int, nbytes: int, rejected: int) -> None:
-        conn.send(("progress", worker, (items, nbytes, rejected)))
+        send(("progress", worker, (items, nbytes, rejected)))
 
     while True:
         if not conn.poll(1.0):
@@ -365,4 +371,4 @@ def worker_main(
             reason = credentials_fault(e) or f"{task.name}: {type(e).__name__}: {e}"
             result = FileResult(index=task.index, status="fatal", reason=reason)
         result.peak_rss = peak_rss()
-        conn.send(("done", worker, result))
+        send(("done", worker, result))
