@@ -470,3 +470,29 @@ def test_an_unwritable_lock_folder_is_one_line(source: Path, tmp_path: Path) -> 
     done = h.split(config, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache")))
     assert done.returncode == 2
     assert "XDG_CACHE_HOME" in one_line(done.stderr)
+
+
+def test_a_resume_right_after_a_kill_is_not_refused_by_orphaned_workers(
+    source: Path, baseline: h.Output, tmp_path: Path
+) -> None:
+    """Forked workers get copies of the driver's lock fds; a worker orphaned by the kill must
+    not keep the destination locked until it notices (the resume starts at once here)."""
+    config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
+    config.write_text(
+        config.read_text().replace('compression = "zstd"', 'compression = "zstd"\nlevel = 19')
+    )
+    crash = dict(os.environ, DDBSHARD_CRASH_AT="checkpointed:1:kill")
+    # Not h.split: its pipes would be held open by the orphans until they exit.
+    killed = subprocess.run(
+        [sys.executable, "-m", "ddbshard", "split", str(config), "--quiet", "--workers", "2"],
+        cwd=config.parent,
+        env=crash,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    assert killed.returncode == -9
+    done = h.split(config, "--resume", "--workers", "2")
+    assert done.returncode == 1, done.stderr
+    got = h.read_output(h.local_objects(tmp_path / "out"), "zstd", ["Big", "Sparse"])
+    assert got.items == baseline.items and got.rejects == baseline.rejects
