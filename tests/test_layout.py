@@ -15,7 +15,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ddbshard"
 
 # Lowest first: a module may import its own stage and the stages below it.
 STAGES = [
-    ("base", {"exceptions", "_core", "crashpoints", "progress", "synth", "__init__"}),
+    (
+        "base",
+        {
+            "exceptions",
+            "_core",
+            "crashpoints",
+            "progress",
+            "synth",
+            "compression",
+            "limits",
+            "__init__",
+        },
+    ),
     ("io", {"io"}),
     ("config", {"config"}),
     ("aws", {"aws"}),

@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple, Protocol, TypeVar
 
+from ddbshard.compression import COMPRESSIONS
+
 __all__ = ["default_export_id", "main", "make_items", "write_export"]
 
 Item = dict[str, Any]
@@ -549,7 +551,7 @@ def make_items(count: int, seed: int = 0, *, start: int = 0) -> Iterator[Item]:
 # --------------------------------------------------------------------------------------------
 # Export files
 
-_SUFFIX: Final = {"gzip": ".json.gz", "zstd": ".json.zst", "none": ".json"}
+_SUFFIX: Final = {name: c.extension for name, c in COMPRESSIONS.items()}
 _CHUNK_LINES: Final = 2048
 """Lines joined per chunk handed to the compressor (about 1 MB)."""
 

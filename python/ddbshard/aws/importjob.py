@@ -24,9 +24,11 @@ from typing import Any
 
 from ddbshard.aws.importspec import post_import_settings
 from ddbshard.aws.postimport import apply_settings, aws_error, steps
+from ddbshard.compression import COMPRESSIONS
 from ddbshard.config import SplitConfig, TargetConfig
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError
 from ddbshard.io.storage import botocore_config_kwargs, describe_os_error, url_to_fs
+from ddbshard.limits import MAX_CONCURRENT_IMPORTS, MAX_IMPORT_OBJECTS
 
 __all__ = [
     "ImportRefused",
@@ -44,19 +46,15 @@ __all__ = [
     "start_imports",
 ]
 
-# S3 objects per import job: 50,000 in every Region (DynamoDB service quotas; AWS-FORMATS.md
-# §3.3). Checked here, with the rest, so that no target starts when one cannot.
-MAX_IMPORT_OBJECTS = 50_000
-# Concurrent import jobs per account (ImportTable's LimitExceededException): starting more at
-# once would fail part-way, after some tables were already being created.
-MAX_CONCURRENT_IMPORTS = 50
+# The objects per import (MAX_IMPORT_OBJECTS) are checked here, with the rest, so that no target
+# starts when one cannot; and no more than MAX_CONCURRENT_IMPORTS start at once, which would
+# fail part-way, after some tables were already being created.
 # Where ImportTable logs the items it could not import when DescribeImport names no log group:
 # log group /aws-dynamodb/imports, stream <import-id>/error (AWS-FORMATS.md §3.5).
 ERROR_LOG_GROUP = "/aws-dynamodb/imports"
 # The bucket `split` writes into import-table.json when it was not told where the shards go
 # (manifests.PLACEHOLDER_S3); a test keeps the two in step.
 PLACEHOLDER_BUCKET = "REPLACE-WITH-BUCKET"
-_COMPRESSION = {"zstd": "ZSTD", "gzip": "GZIP", "none": "NONE"}
 _DONE = ("COMPLETED", "FAILED", "CANCELLED")
 # DescribeImport polling: quick at first (small imports end in seconds), then every 20 s, since
 # real imports take minutes to hours and their counters stay 0 until the end
@@ -216,7 +214,8 @@ def _plan(config: SplitConfig, target: TargetConfig, salt: str) -> Plan:
             f"{manifest_url}: {len(entries):,} shards; ImportTable reads at most "
             f"{MAX_IMPORT_OBJECTS:,} S3 objects per import (AWS quota): split with fewer shards"
         )
-    compression = _COMPRESSION.get(str(manifest.get("compression")))
+    known = COMPRESSIONS.get(str(manifest.get("compression")))
+    compression = known.import_name if known is not None else None
     if compression is not None and compression != request.get("InputCompressionType", "NONE"):
         raise ImportRefused(
             f"{request_url}: InputCompressionType {request.get('InputCompressionType')}, but "

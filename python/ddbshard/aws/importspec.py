@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ddbshard.config import GsiConfig, TargetConfig
 
+from ddbshard.compression import COMPRESSIONS
+
 __all__ = ["import_table_request", "post_import_settings"]
 
-# InputCompressionType takes GZIP | ZSTD | NONE (ImportTable API); all objects under the
-# prefix must share one compression, which is why a target's data/ holds only its shards.
-_COMPRESSION = {"zstd": "ZSTD", "gzip": "GZIP", "none": "NONE"}
 MAX_PREFIX = 1024  # S3KeyPrefix is at most 1024 characters (ImportTable API, S3BucketSource)
 
 
@@ -29,7 +28,7 @@ def import_table_request(
     s3://bucket/prefix/<target>/data/ (only shards live there: ImportTable reads every object
     under the prefix, with one format and one compression)."""
     try:
-        input_compression = _COMPRESSION[compression]
+        input_compression = COMPRESSIONS[compression].import_name
     except KeyError:
         raise ValueError(f"unknown compression {compression!r}") from None
     prefix = prefix.strip("/")

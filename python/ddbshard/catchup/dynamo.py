@@ -30,11 +30,12 @@ from typing import Any
 from ddbshard.catchup.wire import canonical, item_from_client, item_to_client, key_of
 from ddbshard.exceptions import InputError
 from ddbshard.io.storage import aws_setup_problem
+from ddbshard.limits import MAX_BATCH_GET, MAX_BATCH_WRITE
 
 __all__ = ["MAX_GET", "MAX_WRITE", "Budget", "Dynamo", "RetryPolicy", "Write", "client"]
 
-MAX_GET = 100  # keys per BatchGetItem call (AWS quota)
-MAX_WRITE = 25  # requests per BatchWriteItem call (AWS quota)
+MAX_GET = MAX_BATCH_GET
+MAX_WRITE = MAX_BATCH_WRITE
 
 _THROTTLED = frozenset(
     {

@@ -38,6 +38,7 @@ from ddbshard.config.model import (
 from ddbshard.exceptions import ConfigError, DdbShardError
 from ddbshard.io.source import lists_under
 from ddbshard.io.storage import split_s3_uri
+from ddbshard.limits import MAX_ATTRIBUTE_NAME_BYTES, MAX_KEY_NAME_BYTES
 
 __all__ = ["load_config", "parse_config"]
 
@@ -62,11 +63,8 @@ _OVERRIDE_KEYS = ("source", "dest", "s3_dest", *(f"output.{k}" for k in _OUTPUT_
 
 # DynamoDB naming rules: table and index names are 3-255 characters of a-z A-Z 0-9 _ . -
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
-# Attribute names are 1 to 65,535 bytes of UTF-8 ("less than 64 KB"); the names of table and
-# index key attributes and of INCLUDE-projected attributes at most 255 (AWS-FORMATS.md §4; the
-# API's KeySchemaElement.AttributeName and TimeToLiveSpecification.AttributeName are 1-255).
-MAX_NAME_BYTES = 65_535
-MAX_KEY_NAME_BYTES = 255
+# Attribute names (limits.py): key, INCLUDE-projected and TTL attribute names are shorter.
+MAX_NAME_BYTES = MAX_ATTRIBUTE_NAME_BYTES
 # Expression placeholders: '#' or ':' then letters, digits, underscores (DynamoDB expressions).
 _NAME_PLACEHOLDER = re.compile(r"#[A-Za-z0-9_]+")
 _VALUE_PLACEHOLDER = re.compile(r":[A-Za-z0-9_]+")

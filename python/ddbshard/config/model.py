@@ -7,13 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ddbshard.compression import COMPRESSIONS as TABLE
+
 # ImportTable reads at most 50,000 S3 objects per import (AWS-FORMATS.md §3.3); 5,000 shards per
 # target leaves room for one set of shards per Batch worker and keeps manifests readable.
 MAX_SHARDS = 5000
 ITEMS_PER_AUTO_SHARD = 1_000_000
 
-COMPRESSIONS = ("zstd", "gzip", "none")
-LEVELS = {"zstd": (1, 19, 3), "gzip": (1, 9, 6)}  # (lowest, highest, default)
+COMPRESSIONS = tuple(TABLE)
+# (lowest, highest, default) of each compression that has levels
+LEVELS = {c.name: c.levels for c in TABLE.values() if c.levels is not None}
 ROUTES = ("first", "all")
 UNMATCHED = ("reject", "drop", "error")
 BILLING_MODES = ("PAY_PER_REQUEST", "PROVISIONED")

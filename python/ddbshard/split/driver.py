@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ddbshard import crashpoints
+from ddbshard.compression import COMPRESSIONS
 from ddbshard.config import SplitConfig, auto_shards, build_core_spec
 from ddbshard.exceptions import ConfigError, DdbShardError, InputError, LocalDiskError
 from ddbshard.io.localfs import LocalFS
@@ -96,8 +97,7 @@ class WorkerDied(DdbShardError):
 
 
 def _shard_key(target: str, index: int, compression: str) -> str:
-    ext = {"zstd": ".json.zst", "gzip": ".json.gz", "none": ".json"}[compression]
-    return f"{target}/data/part-{index:05d}{ext}"
+    return f"{target}/data/part-{index:05d}{COMPRESSIONS[compression].extension}"
 
 
 def _owned_entries(config: SplitConfig) -> list[str]:

@@ -22,25 +22,26 @@ from importlib import resources
 from typing import Any
 
 from ddbshard._core import Splitter
+from ddbshard.compression import COMPRESSIONS
 from ddbshard.config import SplitConfig, TargetConfig, build_core_spec
 from ddbshard.exceptions import InputError
 from ddbshard.io.source import InputFile, Source, resolve_source
 from ddbshard.io.storage import describe_os_error
+from ddbshard.limits import (
+    IN_FLIGHT_IMPORT_TB,
+    IN_FLIGHT_IMPORT_TB_ELSEWHERE,
+    ITEMS_PER_IMPORT_OBJECT,
+    MAX_IMPORT_OBJECTS,
+)
 from ddbshard.split.driver import shard_counts
 
-# ImportTable reads at most 50,000 S3 objects per import (AWS-FORMATS.md §3.3, service quotas).
-IMPORT_MAX_OBJECTS = 50_000
-# The sum of the (compressed) S3 objects of all imports in flight: 15 TB in these Regions, 1 TB in
-# the others (AWS-FORMATS.md §3.3). Counted in decimal TB, the smaller reading, so the warning
-# errs early.
-IN_FLIGHT_LIMIT_TB = {"us-east-1": 15, "us-west-2": 15, "eu-west-1": 15}
-# ImportTable best practice (AWS-FORMATS.md §3.4): about 4,000,000 items of under 1 KB per object,
-# proportionally fewer for larger items; many more per shard leaves its parallelism unused.
-ITEMS_PER_OBJECT_HINT = 4_000_000
+IMPORT_MAX_OBJECTS = MAX_IMPORT_OBJECTS
+# Many more items per shard than this leaves ImportTable's parallelism unused.
+ITEMS_PER_OBJECT_HINT = ITEMS_PER_IMPORT_OBJECT
 SAMPLE_FILES = 8
 DEFAULT_SAMPLE_MB = 32
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = COMPRESSIONS["zstd"].magic
+_GZIP_MAGIC = COMPRESSIONS["gzip"].magic
 
 
 # --- rates -----------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def estimate(
     export_charge = _charge(billed, exp_rate, gb)
     import_charges = [v["import_charge_usd"] for v in targets.values()]
     total_import = None if None in import_charges else sum(import_charges)
-    in_flight_tb = IN_FLIGHT_LIMIT_TB.get(region or "", 1)
+    in_flight_tb = IN_FLIGHT_IMPORT_TB.get(region or "", IN_FLIGHT_IMPORT_TB_ELSEWHERE)
     all_shard_bytes = [v["shard_bytes"] for v in targets.values()]
     return {
         "source": config.source,
