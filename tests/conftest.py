@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from oracle import REALDATA
+from support.oracle import REALDATA
+from support.s3_server import moto_server
 
 # The runs the tests start keep their state and destination locks under XDG_CACHE_HOME: a
 # folder of this test session's own, so that neither the user's cache nor another test session
@@ -22,3 +24,11 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real data not found at {REALDATA} (expected beside the repository)")
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3/DynamoDB server on 127.0.0.1, started once for the session (on first use)
+    with this process's AWS clients pointed at it; a module that uses it resets it first."""
+    with moto_server() as endpoint:
+        yield endpoint

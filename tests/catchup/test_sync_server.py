@@ -1,0 +1,572 @@
+"""`keys` + `sync` on moto's server: a migration catches up with the writes made after its export.
+
+The scenario (tests/support/sync_scenario.py): Source is split into Posts and Comments (whose
+key comes from a non-key attribute) and loaded; then Source gets inserts, updates that stay,
+updates that move an item from Posts to Comments or out of every target, key-changing updates,
+deletes and no-op writes. `keys` reads the stream records (a Lambda event file, or one record
+per line) and `sync` applies them; the oracle is `split` run again on an export of Source's
+final contents: both targets must equal its shards as multisets, number text and all.
+
+The DynamoDB endpoint is moto behind tests/support/ddb_faults.py, transparent unless a test arms
+faults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddbshard.catchup.wire import canonical, item_to_client
+from support.ddb_faults import Fault, FaultyDynamo
+from support.ddb_tables import (
+    create_table,
+    multiset,
+    run_cli,
+    scan,
+    stream_records,
+    write_incremental_export,
+)
+from support.sync_scenario import (
+    CONFIG,
+    TARGETS,
+    assert_targets_match_source,
+    catch_up_ready,
+    counts,
+    keys,
+    migrate,
+)
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # moto: ~10-30 s each
+
+
+@pytest.fixture(scope="module")
+def ddb() -> Iterator[FaultyDynamo]:
+    with FaultyDynamo() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(ddb: FaultyDynamo) -> FaultyDynamo:
+    ddb.reset()
+    return ddb
+
+
+def test_keys_then_sync_makes_targets_equal_a_fresh_split(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config, events, changed = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    lines = [json.loads(line) for line in keys_file.read_text().splitlines()]
+    assert len(lines) == changed  # the load's inserts are before --since
+    assert all(isinstance(x["t"], int) and "OldImage" in x for x in lines)
+    # Before the sync the targets are stale: the oracle must be able to fail.
+    (tmp_path / "before").mkdir()
+    with pytest.raises(AssertionError):
+        assert_targets_match_source(fresh, tmp_path / "before")
+    r = run_cli(
+        fresh.env(),
+        "sync",
+        str(config),
+        "--keys",
+        str(keys_file),
+        "--source-table",
+        "Source",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_targets_match_source(fresh, tmp_path)
+    got = counts(r.stdout)
+    assert got["failed"] == 0 and got["keys"] == changed
+    # 40 moved + 20 + 3 re-keyed comments leave a copy behind each; 5 left every target; 20 gone
+    assert got["deleted"] == 40 + 23 + 5 + 20
+    assert got["unchanged"] >= 5 + 5  # rewritten posts, profiles no target holds
+    # A second run finds nothing left to do.
+    again = run_cli(
+        fresh.env(),
+        "sync",
+        str(config),
+        "--keys",
+        str(keys_file),
+        "--source-table",
+        "Source",
+        "--quiet",
+    )
+    assert again.returncode == 0, again.stderr
+    assert counts(again.stdout) == {**got, "put": 0, "deleted": 0, "unchanged": changed}
+
+
+def test_sync_is_exact_through_unprocessed_items_and_throttling(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config, events, _ = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    rules = [
+        fresh.fail(Fault.THROTTLE, op="BatchWriteItem", nth=1),
+        fresh.fail(Fault.UNPROCESSED, op="BatchWriteItem", nth=2, times=3),
+        fresh.fail(Fault.THROTTLE, op="BatchWriteItem", nth=7, times=2),
+        fresh.fail(Fault.UNPROCESSED, op="BatchWriteItem", nth=12),
+        fresh.fail(Fault.UNPROCESSED, op="BatchGetItem", nth=1, times=2),
+        fresh.fail(Fault.THROTTLE, op="BatchGetItem", nth=5),
+    ]
+    r = run_cli(
+        fresh.env(),
+        "sync",
+        str(config),
+        "--keys",
+        str(keys_file),
+        "--source-table",
+        "Source",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all(rule.fired == rule.times for rule in rules), [(x.op, x.nth, x.fired) for x in rules]
+    writes = fresh.calls("BatchWriteItem")
+    assert len(writes) > 12
+    assert max(c.requests for c in writes) == 25  # full batches, never more
+    assert max(c.requests for c in fresh.calls("BatchGetItem")) <= 100
+    assert "requests retried" in r.stdout and " 0 requests retried" not in r.stdout
+    fresh.clear_faults()
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def test_keys_that_keep_failing_are_written_out_and_exit_1(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config, events, _ = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    fresh.fail(Fault.THROTTLE, op="BatchWriteItem", nth=1, times=10_000)
+    failed = tmp_path / "failed.jsonl"
+    args = [
+        "--source-table",
+        "Source",
+        "--quiet",
+        "--max-attempts",
+        "3",
+        "--failed-keys",
+        str(failed),
+    ]
+    r = run_cli(fresh.env(), "sync", str(config), "--keys", str(keys_file), *args)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = [json.loads(line) for line in failed.read_text().splitlines()]
+    assert lines and all("throttled" in x["reason"] and "Keys" in x for x in lines)
+    assert counts(r.stdout)["failed"] == len(lines)
+    assert str(failed) in r.stdout
+    # The failed-keys file is a keys file: feeding it back finishes the job.
+    fresh.clear_faults()
+    r = run_cli(
+        fresh.env(),
+        "sync",
+        str(config),
+        "--keys",
+        str(failed),
+        "--source-table",
+        "Source",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def test_refused_credentials_stop_sync_with_one_line(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    """An expired token would refuse every key alike: stop at once (exit 2), not fail them all
+    one by one into the failed-keys file."""
+    config, events, _ = catch_up_ready(fresh, tmp_path, count=200)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    fresh.fail(Fault.EXPIRED_TOKEN, op="BatchGetItem", nth=1, times=10_000)
+    failed = tmp_path / "failed.jsonl"
+    args = ["--source-table", "Source", "--quiet", "--failed-keys", str(failed)]
+    r = run_cli(fresh.env(), "sync", str(config), "--keys", str(keys_file), *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ExpiredTokenException" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert len([c for c in fresh.calls("BatchGetItem")]) == 1, "no retries of refused credentials"
+
+
+def test_dry_run_lists_the_writes_and_writes_nothing(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    config, events, _ = catch_up_ready(fresh, tmp_path, count=200)
+    keys_file = keys(fresh, tmp_path, events)
+    client = fresh.client()
+    before = {t: multiset(scan(client, t)) for t in TARGETS}
+    fresh.clear_faults()
+    r = run_cli(
+        fresh.env(),
+        "sync",
+        str(config),
+        "--keys",
+        str(keys_file),
+        "--source-table",
+        "Source",
+        "--dry-run",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    assert not fresh.calls("BatchWriteItem")
+    assert {t: multiset(scan(client, t)) for t in TARGETS} == before
+    listed = [line for line in r.stdout.splitlines() if line.startswith(("put ", "delete "))]
+    got = counts(r.stdout)
+    assert len([x for x in listed if x.startswith("put ")]) == got["put"]
+    assert len([x for x in listed if x.startswith("delete ")]) == got["deleted"] > 0
+    assert any("Comments" in x and "gone from the source" in x for x in listed)
+
+
+def test_max_wcu_paces_the_writes(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    items, config = migrate(fresh, tmp_path, 120)
+    since = datetime.now(UTC).isoformat()
+    time.sleep(0.05)
+    posts = [it for it in items if it["kind"]["S"] == "post"][:30]
+    for it in posts:
+        fresh.client().delete_item(
+            TableName="Source", Key=item_to_client({"pk": it["pk"], "sk": it["sk"]})
+        )
+    events = tmp_path / "events.jsonl"  # one record per line this time
+    records = stream_records(fresh.client(), fresh.client("dynamodbstreams"), "Source")
+    events.write_text("".join(json.dumps(x) + "\n" for x in records))
+    (tmp_path / "since").write_text(since)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    started = time.monotonic()
+    r = run_cli(
+        fresh.env(),
+        "sync",
+        str(config),
+        "--keys",
+        str(keys_file),
+        "--source-table",
+        "Source",
+        "--max-wcu",
+        "10",
+        "--quiet",
+    )
+    elapsed = time.monotonic() - started
+    assert r.returncode == 0, r.stderr
+    assert max(c.requests for c in fresh.calls("BatchWriteItem")) <= 10
+    # 30 one-unit deletes at 10 units/s, the first 10 from the full bucket: at least 2 s.
+    assert elapsed >= 2.0
+    waited = float(re.search(r"([\d.]+) s waited", r.stdout).group(1))  # type: ignore[union-attr]
+    assert waited >= 1.8
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def test_sync_from_an_incremental_export(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    config, events, changed = catch_up_ready(fresh, tmp_path, count=240)
+    since = datetime.fromisoformat((tmp_path / "since").read_text()).timestamp()
+    records = [
+        r
+        for r in json.loads(events.read_text())["Records"]
+        if r["dynamodb"]["ApproximateCreationDateTime"] >= since
+    ]
+    # What an incremental export holds: one line per key, its first old and its last new image.
+    per_key: dict[str, dict[str, Any]] = {}
+    for r in records:
+        body = r["dynamodb"]
+        k = json.dumps(body["Keys"], sort_keys=True)
+        line = per_key.setdefault(k, {"Keys": body["Keys"], "OldImage": body.get("OldImage")})
+        line["Metadata"] = {
+            "WriteTimestampMicros": {"N": str(int(body["ApproximateCreationDateTime"] * 1e6))}
+        }
+        line["NewImage"] = body.get("NewImage")
+    lines = []
+    for line in per_key.values():
+        if line["OldImage"] is None and line["NewImage"] is None:
+            continue  # inserted and deleted in the window: no output (AWS-FORMATS.md §2)
+        lines.append({k: v for k, v in line.items() if v is not None})
+    local = write_incremental_export(tmp_path / "incremental", lines)
+    # On S3, as AWS writes it: the export is read through its manifest from s3://.
+    s3 = fresh.client("s3")
+    s3.create_bucket(Bucket="exports")
+    for f in (tmp_path / "incremental").rglob("*"):
+        if f.is_file():
+            s3.put_object(
+                Bucket="exports",
+                Key=f"run1/{f.relative_to(tmp_path / 'incremental')}",
+                Body=f.read_bytes(),
+            )
+    root = f"s3://exports/run1/AWSDynamoDB/{local.name}/"
+    r = run_cli(
+        fresh.env(), "keys", "--from", "incremental", root, "--out", "s3://exports/keys.jsonl"
+    )
+    assert r.returncode == 0, r.stderr
+    written = s3.get_object(Bucket="exports", Key="keys.jsonl")["Body"].read().decode()
+    assert len(written.splitlines()) == changed - 1  # the ghost is not in the export
+    r = run_cli(fresh.env(), "sync", str(config), "--from", "incremental", root, "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not fresh.calls("BatchGetItem") or all(
+        c.requests <= 100 for c in fresh.calls("BatchGetItem")
+    )
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def test_target_lines_delete_leftovers_before_source_keys_are_put(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    items, config = migrate(fresh, tmp_path, 80)
+    client = fresh.client()
+    stray = {"cid": {"S": "C#stray"}, "body": {"S": "left behind"}}
+    client.put_item(TableName="Comments", Item=item_to_client(stray))
+    post = next(it for it in items if it["kind"]["S"] == "post")
+    post_key = {"pk": post["pk"], "sk": post["sk"]}
+    lines = [
+        {"Target": "Comments", "Keys": {"cid": {"S": "C#stray"}}},
+        {"Keys": post_key, "t": 1},  # its source item produces the copy the next line deletes
+        {"Target": "Posts", "Keys": post_key},
+        {"Target": "Nowhere", "Keys": {"cid": {"S": "x"}}},
+        {"Keys": {"id": {"S": "x"}}},  # not Source's key
+    ]
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    failed = tmp_path / "failed.jsonl"
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--failed-keys", str(failed)]
+    r = run_cli(fresh.env(), "sync", str(config), *args, "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    reasons = [json.loads(x)["reason"] for x in failed.read_text().splitlines()]
+    assert len(reasons) == 2
+    assert "no target or table named 'Nowhere'" in reasons[0]
+    assert "Keys name id, but Source's key is pk, sk" in reasons[1]
+    assert counts(r.stdout)["deleted"] == 2 and counts(r.stdout)["put"] == 1
+    assert_targets_match_source(fresh, tmp_path)  # the stray is gone, the post is back
+
+
+def test_a_config_that_does_not_match_the_tables_stops_before_any_write(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    client = fresh.client()
+    client.create_table(
+        TableName="Posts",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG.format(source=tmp_path / "export", dest=tmp_path / "out"))
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
+    args = ["--keys", str(keys_file), "--source-table", "Source"]
+    r = run_cli(fresh.env(), "sync", str(config), *args)
+    assert r.returncode == 2
+    assert "table Posts has the key (pk S), the config declares (pk S, sk S)" in r.stderr
+    assert not fresh.calls("BatchWriteItem") and not fresh.calls("BatchGetItem")
+
+
+# --- issue 18 ------------------------------------------------------------------------------
+
+
+def test_records_from_before_the_export_do_not_hide_copies_at_source_key_targets(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """Records collected all along (an archiver Lambda, or a record in the export's own second)
+    make the oldest record of an item the INSERT made before the export: its OldImage is null
+    although the targets hold the item. Copies at the keys the source key alone gives (Posts)
+    must still be looked for, and moved or deleted."""
+    items, config = migrate(fresh, tmp_path, 60)
+    client = fresh.client()
+    posts = [it for it in items if it["kind"]["S"] == "post"]
+    gone, moved, dropped = posts[0], posts[1], posts[2]
+
+    def key(it: dict[str, Any]) -> dict[str, Any]:
+        return {"pk": it["pk"], "sk": it["sk"]}
+
+    def set_kind(it: dict[str, Any], kind: str) -> None:
+        client.update_item(
+            TableName="Source",
+            Key=item_to_client(key(it)),
+            UpdateExpression="SET kind = :k",
+            ExpressionAttributeValues={":k": {"S": kind}},
+        )
+
+    client.delete_item(TableName="Source", Key=item_to_client(key(gone)))
+    set_kind(moved, "comment")
+    set_kind(dropped, "profile")  # matches no target (unmatched = "drop")
+    events = tmp_path / "events.json"
+    records = stream_records(client, fresh.client("dynamodbstreams"), "Source")
+    events.write_text(json.dumps({"Records": records}))
+    keys_file = tmp_path / "keys.jsonl"
+    r = run_cli(fresh.env(), "keys", "--from", "streams", str(events), "--out", str(keys_file))
+    assert r.returncode == 0, r.stderr
+    lines = {canonical(x["Keys"]): x for x in map(json.loads, keys_file.read_text().splitlines())}
+    changed = [canonical(key(it)) for it in (gone, moved, dropped)]
+    assert all(lines[k]["OldImage"] is None for k in changed)  # the premise: the load's INSERTs
+    (tmp_path / "before").mkdir()
+    with pytest.raises(AssertionError):
+        assert_targets_match_source(fresh, tmp_path / "before")
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    dry = run_cli(fresh.env(), "sync", str(config), *args, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    deletes = sorted(x for x in dry.stdout.splitlines() if x.startswith("delete Posts "))
+    want = sorted(
+        f"delete Posts {json.dumps(key(it), separators=(',', ':'))}  ({why})"
+        for it, why in [(gone, "gone from the source"), (moved, "changed"), (dropped, "changed")]
+    )
+    assert deletes == want, dry.stdout  # OldImage null, yet not "inserted": a copy was found
+    r = run_cli(fresh.env(), "sync", str(config), *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts(r.stdout)["deleted"] == 3
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def _unmatched_reject_config(config: Path) -> Path:
+    text = config.read_text()
+    assert 'unmatched = "drop"' in text
+    strict = config.with_name("reject.toml")
+    strict.write_text(text.replace('unmatched = "drop"', 'unmatched = "reject"'))
+    return strict
+
+
+def test_a_key_matching_no_target_is_counted_once(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    items, config = migrate(fresh, tmp_path, 40)
+    strict = _unmatched_reject_config(config)
+    client = fresh.client()
+    post = next(it for it in items if it["kind"]["S"] == "post")
+    comment = next(it for it in items if it["kind"]["S"] == "comment")
+    post_key = {"pk": post["pk"], "sk": post["sk"]}
+    comment_key = {"pk": comment["pk"], "sk": comment["sk"]}
+    client.update_item(
+        TableName="Source",
+        Key=item_to_client(post_key),
+        UpdateExpression="SET kind = :k",
+        ExpressionAttributeValues={":k": {"S": "profile"}},
+    )
+    # Comments builds its key from user_id: without one, Comments refuses the item.
+    client.update_item(
+        TableName="Source", Key=item_to_client(comment_key), UpdateExpression="REMOVE user_id"
+    )
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text(
+        json.dumps({"Keys": post_key, "OldImage": post})
+        + "\n"
+        + json.dumps({"Keys": comment_key, "OldImage": comment})
+        + "\n"
+    )
+    failed = tmp_path / "failed.jsonl"
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--failed-keys", str(failed)]
+    r = run_cli(fresh.env(), "sync", str(strict), *args, "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "  matching no target: 1 (unmatched = 'reject')" in r.stdout, r.stdout
+    assert "  rejected by a target: 1\n" in r.stdout, r.stdout
+    assert f"keys not synced (2): {failed}" in r.stdout
+    reasons = sorted(json.loads(x)["reason"] for x in failed.read_text().splitlines())
+    assert reasons == [
+        "rejected: Comments: template_missing_attribute",
+        "rejected: matches no target",
+    ]
+    # Only the unmatched key: counted as matching no target, not as rejected as well.
+    keys_file.write_text(json.dumps({"Keys": post_key, "OldImage": post}) + "\n")
+    r = run_cli(fresh.env(), "sync", str(strict), *args, "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "  matching no target: 1 (unmatched = 'reject')" in r.stdout, r.stdout
+    assert "rejected by a target" not in r.stdout, r.stdout
+    assert f"keys not synced (1): {failed}" in r.stdout
+
+
+def _tables(ddb: FaultyDynamo, tmp_path: Path) -> Path:
+    """Source, Posts and Comments, empty, and the scenario's config for them."""
+    client = ddb.client()
+    create_table(client, "Source", "pk", "sk")
+    create_table(client, "Posts", "pk", "sk")
+    create_table(client, "Comments", "cid")
+    config = tmp_path / "migration.toml"
+    config.write_text(CONFIG.format(source=tmp_path / "export", dest=tmp_path / "out"))
+    return config
+
+
+def test_a_dry_run_writes_no_file(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    config = _tables(fresh, tmp_path)
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text('{"Keys":{"id":{"S":"not Source\'s key"}}}\n')
+    work = tmp_path / "cwd"
+    work.mkdir()
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--dry-run", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(config), *args, cwd=work)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sync-failed-keys.jsonl not written" in r.stdout, r.stdout
+    assert list(work.iterdir()) == []  # the default failed-keys file is not there
+    failed = tmp_path / "failed.jsonl"
+    r = run_cli(fresh.env(), "sync", str(config), *args, "--failed-keys", str(failed), cwd=work)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert not failed.exists() and list(work.iterdir()) == []
+    assert not fresh.calls("BatchWriteItem")
+
+
+def test_malformed_lines_are_named_then_counted_and_a_member_twice_is_one(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config = _tables(fresh, tmp_path)
+    post = {"pk": {"S": "U#1"}, "sk": {"S": "P#1"}, "kind": {"S": "post"}}
+    fresh.client().put_item(TableName="Source", Item=item_to_client(post))
+    nowhere = '{"pk":{"S":"U#0"},"sk":{"S":"P#0"}}'
+    # Line 3 names Keys twice; json.loads would take the last, the post, and sync it.
+    bad = [
+        "{not json",
+        '{"Keys":{"pk":{"N":"x"},"sk":{"S":"a"}}}',
+        f'{{"Keys":{nowhere},"Keys":{{"pk":{{"S":"U#1"}},"sk":{{"S":"P#1"}}}}}}',
+        '{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}},"t":"soon"}',
+    ] * 3  # 12 malformed lines
+    lines = [*bad[:5], f'{{"Keys":{nowhere}}}', *bad[5:]]
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text("\n".join(lines) + "\n")
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(config), *args, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    named = [x for x in r.stderr.splitlines() if x.startswith("ddbshard sync: malformed: ")]
+    numbers = [n for n in range(1, len(lines) + 1) if n != 6]
+    prefix = f"ddbshard sync: malformed: {keys_file}: "
+    assert all(x.startswith(prefix) for x in named), named
+    assert [x[len(prefix) :].split(": ")[0] for x in named] == [f"line {n}" for n in numbers[:10]]
+    assert named[2].endswith(": the member 'Keys' appears twice in one JSON object")
+    assert "not JSON" in named[0] and "'t' must be microseconds" in named[3]
+    assert "ddbshard sync: ... and 2 more malformed input lines" in r.stderr, r.stderr
+    assert "malformed input lines skipped: 12" in r.stdout
+    assert counts(r.stdout)["keys"] == 1  # the one valid line
+    assert scan(fresh.client(), "Posts") == []  # the line naming Keys twice synced nothing
+
+
+def _no_aws_env(**extra: str) -> dict[str, str]:
+    """The environment of a machine with no AWS configuration at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/ddbshard-test/credentials",
+        AWS_CONFIG_FILE="/nonexistent/ddbshard-test/config",
+        AWS_EC2_METADATA_DISABLED="true",
+        **extra,
+    )
+    return env
+
+
+@pytest.mark.parametrize("missing", ["region", "credentials"])
+def test_missing_aws_configuration_is_one_line_and_exit_2(
+    fresh: FaultyDynamo, tmp_path: Path, missing: str
+) -> None:
+    config = _tables(fresh, tmp_path)
+    fresh.clear_faults()  # and the log of calls
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
+    if missing == "region":  # credentials are there: only the region is missing
+        env = _no_aws_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        expected = ["AWS_REGION", "AWS_DEFAULT_REGION", "--region"]
+    else:  # the region is there, and the endpoint is moto should credentials turn up after all
+        env = _no_aws_env(AWS_REGION="us-east-1", AWS_ENDPOINT_URL=fresh.endpoint)
+        expected = ["credentials", "AWS_ACCESS_KEY_ID", "AWS_PROFILE"]
+    started = time.monotonic()
+    args = ["--keys", str(keys_file), "--source-table", "Source"]
+    r = run_cli(env, "sync", str(config), *args, cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("ddbshard: error: ")
+    assert all(word in r.stderr for word in expected), r.stderr
+    assert "throttled" not in r.stderr
+    assert elapsed < 8, elapsed  # no backoff: the first call says it (Python starts in ~1 s)
+    assert not fresh.calls()  # nothing reached DynamoDB
+    assert list(tmp_path.glob("*failed*")) == []
