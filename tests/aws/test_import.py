@@ -34,37 +34,26 @@ from ddbshard import synth
 from ddbshard.aws.importjob import PLACEHOLDER_BUCKET, client_token
 from ddbshard.aws.postimport import steps
 from ddbshard.io.storage import split_s3_uri
+from support.configs import config_text, target_block
 from support.s3_faults import ThreadedMoto
 from support.s3_server import AWS_ENV, reset, s3_client
 
 ITEMS = 1500
-CONFIG = """\
-source = "{source}"
-dest = "{dest}"
-[output]
-compression = "gzip"
-shards = 3
-unmatched = "drop"
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = {{ ":p" = "post" }}
-key = {{ hash = "pk", range = "sk" }}
-key_types = {{ pk = "S", sk = "S" }}
-[target.table]
-stream = "NEW_AND_OLD_IMAGES"
-ttl = "expires_at"
-tags = {{ team = "feed", "cost-center" = "a,b=c 'd'" }}
-pitr = true
-[[target]]
-name = "Profiles"
-where = "kind = :p"
-values = {{ ":p" = "profile" }}
-key = {{ hash = "user_id" }}
-key_types = {{ user_id = "S" }}
-[target.table]
-table_name = "ProfilesV2"
-"""
+TARGET_BLOCKS = (
+    target_block(
+        "Posts",
+        "post",
+        ("pk", "sk"),
+        "[target.table]",
+        'stream = "NEW_AND_OLD_IMAGES"',
+        'ttl = "expires_at"',
+        """tags = { team = "feed", "cost-center" = "a,b=c 'd'" }""",
+        "pitr = true",
+    ),
+    target_block(
+        "Profiles", "profile", ("user_id",), "[target.table]", 'table_name = "ProfilesV2"'
+    ),
+)
 TABLES = {"Posts": "Posts", "Profiles": "ProfilesV2"}
 # A closed port: any AWS call made by a command that should make none fails loudly.
 DEAD_ENV = {**AWS_ENV, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
@@ -101,7 +90,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(tmp: Path, export: Path, dest: str, extra: str = "") -> Path:
     cfg = tmp / "migration.toml"
-    cfg.write_text(CONFIG.format(source=export, dest=dest) + extra)
+    cfg.write_text(config_text(export, dest, *TARGET_BLOCKS, compression="gzip", shards=3) + extra)
     return cfg
 
 

@@ -35,10 +35,10 @@ from support.ddb_tables import (
     write_incremental_export,
 )
 from support.sync_scenario import (
-    CONFIG,
     TARGETS,
     assert_targets_match_source,
     catch_up_ready,
+    config_for,
     counts,
     keys,
     migrate,
@@ -349,7 +349,7 @@ def test_a_config_that_does_not_match_the_tables_stops_before_any_write(
         BillingMode="PAY_PER_REQUEST",
     )
     config = tmp_path / "c.toml"
-    config.write_text(CONFIG.format(source=tmp_path / "export", dest=tmp_path / "out"))
+    config.write_text(config_for(tmp_path / "export", tmp_path / "out"))
     keys_file = tmp_path / "keys.jsonl"
     keys_file.write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
     args = ["--keys", str(keys_file), "--source-table", "Source"]
@@ -476,7 +476,7 @@ def _tables(ddb: FaultyDynamo, tmp_path: Path) -> Path:
     create_table(client, "Posts", "pk", "sk")
     create_table(client, "Comments", "cid")
     config = tmp_path / "migration.toml"
-    config.write_text(CONFIG.format(source=tmp_path / "export", dest=tmp_path / "out"))
+    config.write_text(config_for(tmp_path / "export", tmp_path / "out"))
     return config
 
 

@@ -13,31 +13,15 @@ import pytest
 import zstandard
 
 from ddbshard import synth
+from support.configs import config_text, target_block
 from support.s3_server import clear_fsspec_cache, reset, s3_client
 
 pytestmark = pytest.mark.server
 
-CONFIG = """\
-source = "{source}"
-dest = "{dest}"
-[output]
-compression = "zstd"
-shards = 3
-unmatched = "drop"
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = {{ ":p" = "post" }}
-key = {{ hash = "pk", range = "sk" }}
-key_types = {{ pk = "S", sk = "S" }}
-rename = {{ created_at = "createdAt" }}
-[[target]]
-name = "Profiles"
-where = "kind = :p"
-values = {{ ":p" = "profile" }}
-key = {{ hash = "user_id" }}
-key_types = {{ user_id = "S" }}
-"""
+TARGETS = (
+    target_block("Posts", "post", ("pk", "sk"), 'rename = { created_at = "createdAt" }'),
+    target_block("Profiles", "profile", ("user_id",)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +32,7 @@ def endpoint(moto_endpoint: str) -> Iterator[str]:
 
 def _split(tmp: Path, source: str, dest: str) -> subprocess.CompletedProcess[str]:
     cfg = tmp / f"cfg-{abs(hash(dest))}.toml"
-    cfg.write_text(CONFIG.format(source=source, dest=dest))
+    cfg.write_text(config_text(source, dest, *TARGETS, compression="zstd", shards=3))
     return subprocess.run(
         [sys.executable, "-m", "ddbshard", "split", str(cfg), "--quiet"],
         capture_output=True,

@@ -16,39 +16,17 @@ from typing import Any
 import zstandard
 
 from ddbshard import synth
+from support.configs import config_text, target_block
 
 ITEMS = 2400
 SEED = 61
-CONFIG = """\
-source = "{source}"
-dest = "{dest}"
-[output]
-compression = "zstd"
-shards = 2
-unmatched = "drop"
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = {{ ":p" = "post" }}
-key = {{ hash = "pk", range = "sk" }}
-key_types = {{ pk = "S", sk = "S" }}
-drop = ["legacy"]
-[[target]]
-name = "Comments"
-where = "kind = :c"
-values = {{ ":c" = "comment" }}
-key = {{ hash = "cid" }}
-key_types = {{ cid = "S" }}
-set = {{ cid = "C#{{user_id}}#{{sk}}" }}
-drop = ["pk"]
-[[target]]
-name = "Profiles"
-where = "kind = :p"
-values = {{ ":p" = "profile" }}
-key = {{ hash = "uid", range = "sk" }}
-key_types = {{ uid = "S", sk = "S" }}
-rename = {{ pk = "uid" }}
-"""
+TARGET_BLOCKS = (
+    target_block("Posts", "post", ("pk", "sk"), 'drop = ["legacy"]'),
+    target_block(
+        "Comments", "comment", ("cid",), 'set = { cid = "C#{user_id}#{sk}" }', 'drop = ["pk"]'
+    ),
+    target_block("Profiles", "profile", ("uid", "sk"), 'rename = { pk = "uid" }'),
+)
 KEYS = {"Posts": ("pk", "sk"), "Comments": ("cid",), "Profiles": ("uid", "sk")}
 
 
@@ -200,7 +178,7 @@ def build_world(tmp: Path) -> dict[str, Any]:
     lines with the planted differences (gzip line files, two per target)."""
     export = synth.write_export(tmp / "export", ITEMS, files=3, seed=SEED)
     cfg = tmp / "split.toml"
-    cfg.write_text(CONFIG.format(source=export, dest=tmp / "out"))
+    cfg.write_text(config_text(export, tmp / "out", *TARGET_BLOCKS, shards=2))
     r = run("split", str(cfg), "--quiet")
     assert r.returncode == 0, r.stderr
     rng = random.Random(SEED)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ddbshard import synth
 from ddbshard.catchup.wire import item_to_client
+from support.configs import config_text, target_block
 from support.ddb_faults import FaultyDynamo
 from support.ddb_tables import (
     create_table,
@@ -30,32 +31,25 @@ from support.ddb_tables import (
     write_full_export,
 )
 
-CONFIG = """\
-source = "{source}"
-dest = "{dest}"
-[output]
-compression = "none"
-shards = 2
-unmatched = "drop"
+TARGET_BLOCKS = (
+    target_block(
+        "Posts", "post", ("pk", "sk"), 'drop = ["legacy"]', 'rename = { created_at = "createdAt" }'
+    ),
+    target_block(
+        "Comments",
+        "comment",
+        ("cid",),
+        'keep = ["user_id", "sk", "kind", "body", "score", "tags", "upvotes", "created_at"]',
+        'set = { cid = "C#{user_id}#{sk}" }',
+    ),
+)
 
-[[target]]
-name = "Posts"
-where = "kind = :p"
-values = {{ ":p" = "post" }}
-key = {{ hash = "pk", range = "sk" }}
-key_types = {{ pk = "S", sk = "S" }}
-drop = ["legacy"]
-rename = {{ created_at = "createdAt" }}
 
-[[target]]
-name = "Comments"
-where = "kind = :c"
-values = {{ ":c" = "comment" }}
-key = {{ hash = "cid" }}
-key_types = {{ cid = "S" }}
-keep = ["user_id", "sk", "kind", "body", "score", "tags", "upvotes", "created_at"]
-set = {{ cid = "C#{{user_id}}#{{sk}}" }}
-"""
+def config_for(source: object, dest: object) -> str:
+    """The scenario's config: Posts and Comments, uncompressed shards, two each."""
+    return config_text(source, dest, *TARGET_BLOCKS, compression="none", shards=2)
+
+
 TARGETS = ("Posts", "Comments")
 Wire = dict[str, Any]
 
@@ -64,7 +58,7 @@ def split(ddb: FaultyDynamo, tmp: Path, items: list[Wire], name: str) -> Path:
     """Exports `items` in AWS's layout and splits it with the CLI; returns the config."""
     root = write_full_export(tmp / f"export-{name}", items)
     config = tmp / f"{name}.toml"
-    config.write_text(CONFIG.format(source=root, dest=tmp / f"out-{name}"))
+    config.write_text(config_for(root, tmp / f"out-{name}"))
     r = run_cli(ddb.env(), "split", str(config), "--workers", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     return config
