@@ -139,8 +139,9 @@ def test_a_killed_worker_stops_the_run_at_once(source: Path, tmp_path: Path) -> 
     config.write_text(slow)
     run = start(config, "--workers", "2")
     try:
-        wait_for(lambda: len(children(run.pid)) >= 2)
-        time.sleep(0.5)  # both workers are into their first files
+        spill = tmp_path / "out" / "_state" / "spill"
+        # both workers are into their first files: each has its spill file open
+        wait_for(lambda: len(children(run.pid)) >= 2 and len(list(spill.glob("*.spill"))) >= 2)
         victim = children(run.pid)[0]
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -248,7 +249,8 @@ def test_stale_state_folders_are_swept_and_no_semaphores_leak(source: Path, tmp_
     config = h.write_config(tmp_path, source, str(tmp_path / "out"), "zstd")
     killed = h.split(config, "--workers", "2", env=env)
     assert killed.returncode == -9
-    time.sleep(1.5)  # a resource tracker would report leaks when it sees the driver gone
+    # No wait needed: the run returned once every holder of its stderr had exited, a
+    # resource tracker (which would report leaks when it sees the driver gone) among them.
     assert "leaked" not in killed.stderr, killed.stderr
     assert not empty.exists() and not leftovers.exists(), "state folders with nothing to resume"
     assert resumable.exists(), "a folder with a checkpoint is some run's, kept"

@@ -11,7 +11,6 @@ the bug this guards against).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,7 +134,8 @@ def test_a_killed_run_reading_s3_leaks_no_semaphores(server: FaultyS3, tmp_path:
     env = dict(server.env(), DDBSHARD_CRASH_AT="checkpointed:2:kill")
     killed = h.split(config, "--workers", "2", env=env)
     assert killed.returncode == -9, killed.stderr
-    time.sleep(2)  # the tracker notices its parent gone and reports what was left
+    # The run returned once every holder of its stderr had exited: the tracker, which reports
+    # what was left when it notices its parent gone, among them.
     assert "leaked" not in killed.stderr and "resource_tracker" not in killed.stderr
     done = h.split(config, "--workers", "2", "--resume", env=server.env())
     assert done.returncode == 1, done.stderr
