@@ -29,9 +29,15 @@ __version__: str
 REASONS: list[str]
 SNIFF_LEN: int
 
-def loads(data: bytes | bytearray | str) -> dict[str, Any]: ...
-def dumps(item: Mapping[str, Any], *, line: bool = False) -> bytes: ...
-def canonical_item(data: bytes) -> tuple[bytes, int]: ...
+def loads(data: bytes | bytearray | str) -> dict[str, Any]:
+    """One DynamoDB-JSON item (`{"attr": {"S": ...}}` or an export line `{"Item": ...}`) as
+    Python values (Decimal numbers, bytes, sets); ParseError, with reason, line and offset,
+    for anything DynamoDB would refuse."""
+def dumps(item: Mapping[str, Any], *, line: bool = False) -> bytes:
+    """The DynamoDB JSON of a Python item (`line`: as an export line with a newline);
+    ParseError for a value DynamoDB cannot hold (a number out of range, an empty set...)."""
+def canonical_item(data: bytes) -> tuple[bytes, int]:
+    """(the canonical form of one item's DynamoDB JSON, its 64-bit hash); ParseError."""
 def flatten_items(
     offsets: bytes, data: bytes, columns: Sequence[tuple[str, str]]
 ) -> list[dict[str, Any]]: ...
@@ -64,13 +70,21 @@ class Md5:
 
 @final
 class Condition:
+    """A DynamoDB condition expression, parsed once (ConfigError, with the column, if it is
+    not one DynamoDB accepts); `values` are the DynamoDB-JSON texts of the `:placeholders`."""
+
     def __new__(
         cls, text: str, names: dict[str, str] | None = None, values: dict[str, str] | None = None
     ) -> Self: ...
-    def matches(self, item: bytes) -> bool: ...
+    def matches(self, item: bytes) -> bool:
+        """Whether one item (its DynamoDB JSON) satisfies the condition; ParseError."""
 
 @final
 class LineReader:
+    """Checks line files (`validate`): feed chunks (gzip/zstd recognised from the bytes), then
+    `finish`; DecompressError for a corrupt or truncated stream. `shape` is "export"
+    (`{"Item": ...}` lines), "map" (bare items) or "any"."""
+
     def __new__(cls, shape: str = "export") -> Self: ...
     def feed(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
@@ -142,7 +156,10 @@ class ColumnBuilder:
     def rows(self) -> int: ...
     @property
     def batch_bytes(self) -> int: ...
-    def take_batch(self) -> dict[str, Any]: ...
-    def take_rejects(self) -> bytes: ...
+    def take_batch(self) -> dict[str, Any]:
+        """The rows built so far, in the layout of the class docstring; cleared by the call."""
+    def take_rejects(self) -> bytes:
+        """Reject records of lines that are not items, as JSON lines; cleared by the call."""
     def counts(self) -> dict[str, Any]: ...
-    def attribute_types(self) -> list[tuple[str, list[str]]]: ...
+    def attribute_types(self) -> list[tuple[str, list[str]]]:
+        """With `track_types`: each attribute name and the DynamoDB types it was seen with."""
