@@ -33,11 +33,14 @@ def loads(data: bytes | bytearray | str) -> dict[str, Any]:
     """One DynamoDB-JSON item (`{"attr": {"S": ...}}` or an export line `{"Item": ...}`) as
     Python values (Decimal numbers, bytes, sets); ParseError, with reason, line and offset,
     for anything DynamoDB would refuse."""
+
 def dumps(item: Mapping[str, Any], *, line: bool = False) -> bytes:
     """The DynamoDB JSON of a Python item (`line`: as an export line with a newline);
     ParseError for a value DynamoDB cannot hold (a number out of range, an empty set...)."""
+
 def canonical_item(data: bytes) -> tuple[bytes, int]:
     """(the canonical form of one item's DynamoDB JSON, its 64-bit hash); ParseError."""
+
 def flatten_items(
     offsets: bytes, data: bytes, columns: Sequence[tuple[str, str]]
 ) -> list[dict[str, Any]]: ...
