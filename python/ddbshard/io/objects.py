@@ -48,7 +48,7 @@ from typing import Any, Protocol
 from ddbshard import crashpoints
 from ddbshard._core import Md5, md5_update_many
 from ddbshard.exceptions import InputError, ResumeError
-from ddbshard.io.storage import s3_error
+from ddbshard.io.storage import error_code, s3_error
 
 
 class S3Dest(Protocol):
@@ -445,7 +445,7 @@ class S3Object:
                 **self.dest.owner_args,
             )
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            code = error_code(e)
             if code != "NoSuchUpload":
                 raise
             # Completed by the interrupted run, after it recorded the part list and before it
@@ -482,7 +482,7 @@ class S3Object:
                 Bucket=self.bucket, Key=self.object_key, **self.dest.owner_args
             )
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            code = error_code(e)
             if code in ("404", "NoSuchKey", "NotFound"):
                 raise _changed(self.url, "it was completed, then removed") from e
             raise s3_error(e, self.url) from e

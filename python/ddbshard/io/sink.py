@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ddbshard.exceptions import InputError
 from ddbshard.io.objects import LocalObject, OutputObject, S3Object
-from ddbshard.io.storage import is_s3, s3_client, s3_error, split_url
+from ddbshard.io.storage import error_code, is_s3, s3_client, s3_error, split_url
 
 
 class Dest(Protocol):
@@ -218,7 +218,7 @@ class S3Dest:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.object_key(key), **self.owner_args)
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            code = error_code(e)
             if code in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise s3_error(e, self.url_of(key)) from e

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +137,24 @@ NO_REGION = (
 )
 
 
+def cause_chain(e: BaseException | None) -> Iterator[BaseException]:
+    """`e`, then what it was raised from or while handling, and so on (each once)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def error_code(e: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError ("NoSuchKey", "404", ...), else None."""
+    response = getattr(e, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
 def aws_setup_problem(e: BaseException | None) -> str | None:
     """One line saying what the AWS environment lacks and how to set it, when `e`, or an
     exception it was raised from or while handling, is botocore saying so (no credentials, no
@@ -146,29 +165,26 @@ def aws_setup_problem(e: BaseException | None) -> str | None:
     exc = sys.modules.get("botocore.exceptions")
     if exc is None:  # botocore never ran, so it raised nothing
         return None
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, exc.NoCredentialsError):
+    for cause in cause_chain(e):
+        if isinstance(cause, exc.NoCredentialsError):
             return NO_CREDENTIALS
-        if isinstance(e, exc.PartialCredentialsError):
+        if isinstance(cause, exc.PartialCredentialsError):
             return (
-                f"incomplete AWS credentials ({e}): set both AWS_ACCESS_KEY_ID and "
+                f"incomplete AWS credentials ({cause}): set both AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or use AWS_PROFILE"
             )
-        if isinstance(e, exc.ProfileNotFound):
+        if isinstance(cause, exc.ProfileNotFound):
             return (
-                f"AWS profile {e.kwargs.get('profile')!r} not found: set AWS_PROFILE to a "
+                f"AWS profile {cause.kwargs.get('profile')!r} not found: set AWS_PROFILE to a "
                 "profile in ~/.aws/config (or AWS_CONFIG_FILE), or unset it"
             )
-        if isinstance(e, exc.NoRegionError):
+        if isinstance(cause, exc.NoRegionError):
             return NO_REGION
-        if isinstance(e, exc.CredentialRetrievalError | exc.TokenRetrievalError | exc.SSOError):
+        if isinstance(cause, exc.CredentialRetrievalError | exc.TokenRetrievalError | exc.SSOError):
             # One line, though the message may quote a credential process's stderr.
-            return f"AWS credentials could not be loaded: {' '.join(str(e).split())}"
-        if isinstance(e, exc.ConfigParseError):
-            return f"the AWS config cannot be read: {e}"
-        e = e.__cause__ or e.__context__
+            return f"AWS credentials could not be loaded: {' '.join(str(cause).split())}"
+        if isinstance(cause, exc.ConfigParseError):
+            return f"the AWS config cannot be read: {cause}"
     return None
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ddbshard._core import Splitter
 from ddbshard.config.spec import CoreSpec
 from ddbshard.exceptions import DecompressError, UnmatchedError
-from ddbshard.io.storage import aws_setup_problem, describe_os_error
+from ddbshard.io.storage import aws_setup_problem, cause_chain, describe_os_error, error_code
 from ddbshard.split.state import local_disk_error
 
 if TYPE_CHECKING:
@@ -271,19 +271,13 @@ def credentials_fault(e: BaseException) -> str | None:
     missing = aws_setup_problem(e)
     if missing is not None:
         return missing
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        response = getattr(cur, "response", None)
-        if isinstance(response, dict):
-            code = response.get("Error", {}).get("Code")
-            if code in _REFUSED_CREDENTIALS:
-                return (
-                    f"AWS refused the credentials ({code}): renew or fix them, then run the "
-                    "same command with --resume"
-                )
-        cur = cur.__cause__ or cur.__context__
+    for cause in cause_chain(e):
+        code = error_code(cause)
+        if code in _REFUSED_CREDENTIALS:
+            return (
+                f"AWS refused the credentials ({code}): renew or fix them, then run the "
+                "same command with --resume"
+            )
     return None
 
 
