@@ -505,12 +505,12 @@ REFUSALS: list[tuple[str, str, str]] = [
     (
         "where name undefined",
         target(KEYED + "where = 'attribute_exists(#ts)'"),
-        "target 'TableB': where: '#ts' is used but not defined in names",
+        "target 'TableB': where: column 18: expression attribute name #ts is not defined",
     ),
     (
         "where value undefined",
         target(KEYED + "where = 'kind = :post'\nvalues = { ':Post' = 'post' }"),
-        "target 'TableB': where: ':post' is used but not defined in values",
+        "target 'TableB': where: column 8: expression attribute value :post is not defined",
     ),
     (
         "bad name placeholder",
@@ -530,7 +530,8 @@ REFUSALS: list[tuple[str, str, str]] = [
     (
         "set name undefined",
         target(KEYED + "set = { g = 'X#{#u}' }"),
-        "target 'TableB': set: g: '#u' is used but not defined in names",
+        'target TableB: set g: bad attribute path "#u": column 1: expression attribute name #u '
+        "is not defined",
     ),
     (
         "set brace not closed",

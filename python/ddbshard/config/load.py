@@ -2,8 +2,9 @@
 
 Everything a run needs is checked here, before any data is read (DESIGN.md, "Config"): a bad
 config is one `ConfigError` line naming the file, the target and the field. The `where`
-expressions and the `values` texts are parsed for real by the Rust core; this module checks
-their shape and that every placeholder they use is defined.
+expressions, `set` templates and `values` texts are parsed for real by the Rust core, which owns
+the expression rules (placeholders used but not defined included); this module checks the
+config's shape and what only it knows (names, keys, tables, paths).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
-from ddbshard._core import Condition
+from ddbshard._core import Condition, Splitter
 from ddbshard.config.model import (
     ATTR_TYPES,
     BILLING_MODES,
@@ -35,6 +36,7 @@ from ddbshard.config.model import (
     TableConfig,
     TargetConfig,
 )
+from ddbshard.config.spec import build_core_spec
 from ddbshard.exceptions import ConfigError, DdbShardError
 from ddbshard.io.source import lists_under
 from ddbshard.io.storage import split_s3_uri
@@ -347,7 +349,7 @@ def _split_config(raw: dict[str, Any], at: _At, base: Path) -> SplitConfig:
                     "has no 'where', so with route = \"first\" it takes every item and the "
                     "targets after it get none (move it last or give it a condition)"
                 )
-    return SplitConfig(
+    config = SplitConfig(
         origin=at.origin,
         source=source,
         dest=dest,
@@ -355,6 +357,14 @@ def _split_config(raw: dict[str, Any], at: _At, base: Path) -> SplitConfig:
         output=output,
         targets=tuple(targets),
     )
+    # The native engine compiles every condition, template and transform exactly as the split
+    # will: it owns those rules (placeholders used but not defined, paths in templates), so a
+    # config it would refuse is refused here, before any data is read, by the same code.
+    try:
+        Splitter(build_core_spec(config, {t.name: 1 for t in targets}, compression="none"))
+    except DdbShardError as e:
+        raise at.error(str(e)) from None
+    return config
 
 
 def _output(v: Any, at: _At) -> OutputConfig:
@@ -433,14 +443,9 @@ def _target(v: Any, i: int, top: _At) -> TargetConfig:
             )
     values = _values(d.get("values", {}), at.sub("values"))
     if where is not None:
-        for ph in _NAME_PLACEHOLDER.findall(where):
-            if ph not in names:
-                raise at.sub("where").error(f"'{ph}' is used but not defined in names")
-        for ph in _VALUE_PLACEHOLDER.findall(where):
-            if ph not in values:
-                raise at.sub("where").error(f"'{ph}' is used but not defined in values")
-        # The real parse, by the same Rust parser the split uses, so a syntax error is reported
-        # here with its column, before any data is read.
+        # The real parse, by the same Rust parser the split uses: it owns the expression rules
+        # (syntax, placeholders used but not defined), reported here with their column before
+        # any data is read.
         try:
             Condition(where, names, values)
         except DdbShardError as e:
@@ -519,10 +524,7 @@ def _check_transform(
                 f"'{src}' is renamed to '{dst}', which keep also keeps under that name"
             )
     for attr, template in set_.items():
-        for path in _template_paths(template, at.sub("set").sub(attr)):
-            for ph in _NAME_PLACEHOLDER.findall(path):
-                if ph not in names:
-                    raise at.sub("set").sub(attr).error(f"'{ph}' is used but not defined in names")
+        _template_paths(template, at.sub("set").sub(attr))
 
 
 def _template_paths(template: str, at: _At) -> list[str]:
