@@ -1,4 +1,4 @@
-"""Named steps of split's commit path, where the crash tests stop the driver on purpose.
+"""Named steps of split's and replicate's commit paths, where the crash tests stop on purpose.
 
 "Kill it anywhere, resume, get exactly the same result" can only be shown by stopping the
 process at each step where durable state changes, not by a sleep and a hope. Each such step
@@ -15,7 +15,8 @@ Steps (in the order a run reaches them):
     appended         a finished input file's output was appended to the shards (not synced)
     synced           those appends were made durable (fsync), the checkpoint not yet saved
     part_uploaded    an S3 multipart part was uploaded
-    checkpointed     the checkpoint was saved
+    applied          replicate: a batch's writes are acknowledged, its checkpoint not yet saved
+    checkpointed     the checkpoint was saved (replicate: after a batch, the stream checkpoint)
     object_written   an object was completed on its dest (PUT, CompleteMultipartUpload)
     object_recorded  the checkpoint records that object as complete
     manifest         a target's manifest (or import request) was written
@@ -35,6 +36,7 @@ STEPS = (
     "appended",
     "synced",
     "part_uploaded",
+    "applied",
     "checkpointed",
     "object_written",
     "object_recorded",

@@ -31,6 +31,7 @@ PAGES = {
     "import": "import.md",
     "keys": "catchup.md",
     "sync": "catchup.md",
+    "replicate": "catchup.md",
     "parquet": "compare.md",
     "diff": "compare.md",
 }

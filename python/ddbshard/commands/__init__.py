@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("importcmd", "create the target tables from the shards with ImportTable"),
     "keys": ("keys", "list the keys changed in a time window"),
     "sync": ("sync", "write the current state of changed keys to the target tables"),
+    "replicate": ("replicate", "tail the source's stream and apply every change to the targets"),
     "parquet": ("parquet", "turn DynamoDB-JSON lines into a Parquet dataset"),
     "diff": ("diff", "compare what the targets should hold with what they hold"),
     "validate": ("validate", "check DynamoDB-JSON line files against DynamoDB's rules"),

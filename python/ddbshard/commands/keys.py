@@ -1,4 +1,6 @@
-"""`keys --from streams|kinesis|incremental INPUT... --out KEYS`: the keys changed in a window.
+"""`keys --from streams|kinesis|incremental INPUT... --out KEYS`: the keys changed in a window;
+`keys --from-stream TABLE_OR_STREAM_ARN --out KEYS [--checkpoint PATH]` reads the table's
+DynamoDB stream itself (catchup/streams.py), continuing after the checkpoint of the last run.
 
 Reads change records (see catchup/changes.py for the three kinds and catchup/changefiles.py
 for the file layouts), keeps those whose time is in [--since, --until), and writes each
@@ -13,12 +15,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from ddbshard.catchup.changefiles import Malformed, read_changes
-from ddbshard.catchup.changes import KINDS, RecordError, parse_time
+from ddbshard.catchup.changes import KINDS, Change, RecordError, parse_time
 from ddbshard.catchup.keysfile import KeyCollector, entry_json, write_lines
+from ddbshard.catchup.streams import (
+    Checkpoint,
+    StreamReader,
+    Trimmed,
+    resolve_stream,
+    streams_client,
+)
 from ddbshard.io.storage import check_local_output
 
 __all__ = ["add_arguments", "run"]
@@ -29,16 +39,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--from",
         dest="kind",
         choices=KINDS,
-        required=True,
         help="DynamoDB Streams records, Kinesis Data Streams for DynamoDB records, or an "
         "incremental export",
     )
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
         help="files, folders, globs or export roots (local or s3://)",
     )
+    p.add_argument(
+        "--from-stream",
+        metavar="TABLE_OR_STREAM_ARN",
+        help="read the table's DynamoDB stream directly (a table name: its latest stream)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="with --from-stream: continue after this checkpoint and move it to the last "
+        "record taken (local or s3://; created if missing)",
+    )
+    p.add_argument("--region", help="AWS region of the stream (default: from the environment)")
     p.add_argument(
         "--since",
         type=_time,
@@ -59,17 +80,56 @@ def _time(text: str) -> int:
 
 
 def run(args: Any) -> int:
+    problem = _usage(args)
+    if problem is not None:
+        print(f"ddbshard: error: {problem}", file=sys.stderr)
+        return 2
     check_local_output(args.out, "--out", file=True)  # before any record is read
+    reader = None
+    if args.from_stream:
+        reader = _reader(args)
+        changes: Iterable[Change | Malformed] = reader.read()
+    else:
+        changes = read_changes(args.inputs, args.kind)
+    try:
+        return _collect(args, changes, reader)
+    except Trimmed as e:
+        print(f"ddbshard: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _usage(args: Any) -> str | None:
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        return "--until must be later than --since"
+    if args.from_stream:
+        if args.kind or args.inputs:
+            return "--from-stream reads the stream itself: no --from, no INPUT"
+    elif not args.kind or not args.inputs:
+        return "give --from KIND INPUT... (records in files) or --from-stream TABLE"
+    elif args.checkpoint:
+        return "--checkpoint goes with --from-stream"
+    return None
+
+
+def _reader(args: Any) -> StreamReader:
+    from ddbshard.catchup.dynamo import client
+
+    arn = resolve_stream(client(args.region), args.from_stream)
+    checkpoint = Checkpoint.load(args.checkpoint, arn)
+    # --since filters as it does for files; it also says when the stream may no longer hold
+    # the window's start (records are kept 24 hours).
+    since = None if checkpoint.existed else args.since
+    return StreamReader(streams_client(args.region), checkpoint, since=since, until=args.until)
+
+
+def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamReader | None) -> int:
     since: int | None = args.since
     until: int | None = args.until
-    if since is not None and until is not None and until <= since:
-        print("ddbshard: error: --until must be later than --since", file=sys.stderr)
-        return 2
     windowed = since is not None or until is not None
     collector = KeyCollector()
     records = malformed = images = before = after = 0
     ticker = _Ticker(enabled=not args.quiet)
-    for change in read_changes(args.inputs, args.kind):
+    for change in changes:
         records += 1
         ticker.tick(records, len(collector))
         if isinstance(change, Malformed):
@@ -107,13 +167,17 @@ def run(args: Any) -> int:
     times = [e.t for e in entries if e.t is not None]
     span = f" (last changes {_iso(min(times))} .. {_iso(max(times))})" if times else ""
     print(f"wrote {len(entries):,} distinct keys to {args.out}{span}")
+    if reader is not None:
+        # The keys file is written: only now may the checkpoint pass these records.
+        reader.commit(reader.progress())
+        saved = f"; checkpoint {args.checkpoint}" if args.checkpoint else ""
+        print(f"read {len(reader.stats.shards_read):,} shards of {reader.arn}{saved}")
     if malformed:
         print(
             f"ddbshard: {malformed} malformed records were skipped: the keys may be incomplete",
             file=sys.stderr,
         )
     return 1 if malformed or images else 0
-    return 0
 
 
 def _report(n: int, show: int, where: str, reason: str) -> None:

@@ -1,0 +1,235 @@
+"""`replicate`'s loop: tail the source table's stream and apply each change to the targets with
+sync's engine (SyncRun: routing, moves, deletes, retries, budget), one batch at a time.
+
+Why it converges and survives kill -9:
+
+- A batch is the records read (parents before children) up to `batch_records`. Each key's
+  records in it collapse into one keys-file entry, as KeyCollector merges them: the oldest
+  record's OldImage (where copies may sit) and the newest record's NewImage as the entry's
+  `new` (no NewImage, a REMOVE: deleted everywhere). Batches apply one after another, so each
+  key's changes land in stream order.
+- The checkpoint moves only after SyncRun has applied the batch's writes (or listed them as
+  failed in the failed-keys file). A kill between the two applies the batch again on restart;
+  puts and deletes of whole items are idempotent, so that changes nothing.
+- Streams without old images (KEYS_ONLY, NEW_IMAGE; OLD_IMAGE has no new one) make SyncRun read
+  each key's current item from the source table, as `sync --keys` does.
+
+The crash tests stop the process at the two steps of that commit path through
+ddbshard.crashpoints: "applied" (the batch is written, the checkpoint not yet moved) and
+"checkpointed".
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from ddbshard import crashpoints
+from ddbshard.catchup.changefiles import Malformed
+from ddbshard.catchup.changes import Change
+from ddbshard.catchup.dynamo import Dynamo
+from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, write_lines
+from ddbshard.catchup.routing import Router
+from ddbshard.catchup.streams import StreamReader
+from ddbshard.catchup.syncrun import SyncRun
+from ddbshard.catchup.wire import canonical
+from ddbshard.exceptions import ConfigError
+
+__all__ = [
+    "BATCH_RECORDS",
+    "Counters",
+    "Replicator",
+    "check_target_tables",
+    "unlocatable_note",
+    "with_images",
+]
+
+# Records per batch: big enough that SyncRun's rounds of 100 keys stay full, small enough that
+# a restart redoes little and the lag shown moves.
+BATCH_RECORDS = 2000
+SHOW_MALFORMED = 10
+
+
+def with_images(view_type: str | None) -> bool:
+    """Whether the stream's records carry both images, so no source read is needed."""
+    return view_type == "NEW_AND_OLD_IMAGES"
+
+
+def check_target_tables(router: Router, dynamo: Dynamo, config: str) -> None:
+    """Every target table has the key the config declares (a wrong one would fail every
+    write): ConfigError before the first write."""
+    for t in router.targets:
+        actual = dynamo.key_schema(t.table)
+        declared = tuple(zip(t.key, t.types, strict=True))
+        if actual != declared:
+            raise ConfigError(
+                f"{config}: target {t.name!r}: table {t.table} has the key {_schema(actual)}, "
+                f"the config declares {_schema(declared)}"
+            )
+
+
+def _schema(key: tuple[tuple[str, str], ...]) -> str:
+    return "(" + ", ".join(f"{name} {kind}" for name, kind in key) + ")"
+
+
+@dataclass
+class Counters:
+    records: int = 0  # change records applied (malformed ones not included)
+    malformed: int = 0
+    keys: int = 0  # key entries applied (a key's records of one batch are one entry)
+    moves: int = 0  # keys whose item left one target for another (seen from the images)
+    batches: int = 0
+    newest: int | None = None  # ApproximateCreationDateTime of the newest applied record, µs
+
+
+class Replicator:
+    def __init__(
+        self,
+        reader: StreamReader,
+        sync: SyncRun,
+        router: Router,
+        *,
+        failed_keys: str,
+        batch_records: int = BATCH_RECORDS,
+        clock: Callable[[], float] = time.time,
+        err: TextIO = sys.stderr,
+    ) -> None:
+        self.reader = reader
+        self.sync = sync
+        self.router = router
+        self.failed_keys = failed_keys
+        self.batch_records = batch_records
+        self.clock = clock
+        self.err = err
+        self.counts = Counters()
+        self.first_without_old: KeyEntry | None = None
+        self._failed_written = 0
+        self._pass_newest: int | None = None
+
+    def lag(self) -> float:
+        """Seconds between now and the newest applied record; 0 once the stream is drained."""
+        if self.reader.drained or self.counts.newest is None:
+            return 0.0
+        return max(0.0, self.clock() - self.counts.newest / 1e6)
+
+    def caught_up(self, seconds: float) -> bool:
+        """The last pass read every shard to its end or to now, and its newest record is at
+        most `seconds` old (none at all: caught up whatever `seconds` says)."""
+        if not self.reader.drained:
+            return False
+        if self._pass_newest is None:
+            return True
+        return self.clock() - self._pass_newest / 1e6 <= seconds
+
+    def run_pass(self, tick: Callable[[], None] = lambda: None) -> None:
+        """One pass over the stream: every batch applied, then the checkpoint committed."""
+        self._pass_newest = None
+        batch: list[Change] = []
+        for change in self.reader.read():
+            if isinstance(change, Malformed):
+                self._malformed(change)
+                continue
+            batch.append(change)
+            if len(batch) >= self.batch_records:
+                self._apply(batch)
+                batch = []
+                tick()
+        # The last batch, or none: finished shards and skipped malformed records move the
+        # checkpoint too.
+        self._apply(batch)
+        tick()
+
+    def _apply(self, batch: list[Change]) -> None:
+        progress = self.reader.progress()  # exactly the records yielded so far
+        if batch:
+            collector = KeyCollector()
+            for change in batch:
+                collector.add(change)
+            entries = collector.entries()
+            self._count_moves(entries)
+            # Target lines first: SyncRun runs them in rounds of their own, before the keys.
+            self.sync.run([*self._passed_copies(batch, entries), *entries])
+            crashpoints.reached("applied")
+            if len(self.sync.failed_lines) > self._failed_written:
+                # Before the checkpoint passes them: a failed key is in the file or redone.
+                write_lines(self.failed_keys, self.sync.failed_lines)
+                self._failed_written = len(self.sync.failed_lines)
+            self.counts.records += len(batch)
+            self.counts.keys += len(entries)
+            self.counts.batches += 1
+            times = [c.t for c in batch if c.t is not None]
+            if times:
+                newest = max(times)
+                self.counts.newest = max(newest, self.counts.newest or newest)
+                self._pass_newest = max(newest, self._pass_newest or newest)
+        self.reader.commit(progress)
+        if batch:
+            crashpoints.reached("checkpointed")
+
+    def _passed_copies(self, batch: list[Change], entries: list[KeyEntry]) -> list[KeyEntry]:
+        """`Target` lines for the copies a key's states inside the batch may have left.
+
+        Collapsing a key's records to (first OldImage, last NewImage) is exact when the targets
+        hold the first OldImage, which is so once every earlier batch is applied. But the
+        targets may hold one of the states in between: a replay from the trim horizon starts
+        before the export, whose items are some middle state of the batch. A copy of such a
+        state under a key the final state does not use would be found by neither image; a
+        Target line deletes it if it is there (one read when it is not).
+        """
+        final = {e.key_id: e.new for e in entries}
+        out: dict[tuple[int, str], KeyEntry] = {}
+        for change in batch:
+            if not isinstance(change.new, dict) or change.new is final.get(change.key_id):
+                continue
+            last = final.get(change.key_id)
+            keep = self.router.route(last).outputs if isinstance(last, dict) else {}
+            for t, item in self.router.route(change.new).outputs.items():
+                key = self.router.target_key(t, item)
+                ident = canonical(key)
+                if t in keep and canonical(self.router.target_key(t, keep[t])) == ident:
+                    continue  # the final state's own copy: it is put, not deleted
+                target = self.router.targets[t].name
+                out.setdefault((t, ident), KeyEntry(key, ident, change.t, target=target))
+        return list(out.values())
+
+    def _count_moves(self, entries: list[KeyEntry]) -> None:
+        for e in entries:
+            if not isinstance(e.old, dict):
+                if self.first_without_old is None and e.old is not None:
+                    self.first_without_old = e
+                continue
+            before = set(self.router.route(e.old).outputs)
+            after = set(self.router.route(e.new).outputs) if isinstance(e.new, dict) else set()
+            if before - after and after - before:
+                self.counts.moves += 1
+
+    def _malformed(self, m: Malformed) -> None:
+        self.counts.malformed += 1
+        if self.counts.malformed <= SHOW_MALFORMED:
+            print(f"ddbshard replicate: malformed record: {m.where}: {m.reason}", file=self.err)
+
+    def status(self, elapsed: float) -> str:
+        c, t = self.counts, self.sync.tally
+        rate = c.records / max(elapsed, 1e-9)
+        return (
+            f"lag {self.lag():.1f} s, {c.records:,} records ({rate:,.0f}/s), put {t.put:,}, "
+            f"moves {c.moves:,}, deleted {t.deleted:,}, failed {t.failed + c.malformed:,}"
+        )
+
+
+def unlocatable_note(router: Router, first: KeyEntry | None) -> str | None:
+    """What cannot be repaired without old images (the stream has none): targets whose key
+    comes from non-key attributes keep a copy under an old key. None when all is findable."""
+    if first is None:
+        return None
+    elsewhere = router.keyed_elsewhere(first.keys)
+    if not elsewhere:
+        return None
+    return (
+        f"note: the stream has no old images, and {', '.join(elsewhere)} build their keys from "
+        "non-key attributes: a copy left there under an old key cannot be found from the key "
+        "alone; run diff to find any (or enable NEW_AND_OLD_IMAGES)"
+    )

@@ -1,0 +1,554 @@
+"""Reading a table's DynamoDB stream directly, with a checkpoint: what `keys --from-stream` and
+`replicate` take their change records from.
+
+AWS's rules that shape the reader (AWS-FORMATS.md §5; DynamoDB Streams API reference):
+
+- A stream is a set of shards. A shard is split or closed every few hours; its children name it
+  as ParentShardId, and a key's records move from parent to child. Reading every parent to its
+  end before its children keeps each key's records in order, which is all that order needs.
+- DescribeStream pages its shards (ExclusiveStartShardId / LastEvaluatedShardId). A closed
+  shard has an EndingSequenceNumber; its GetRecords pages end with no NextShardIterator. An open
+  shard always returns a NextShardIterator: it is read up to the first empty page ("now").
+- Records live 24 hours. A shard whose records are all trimmed disappears from DescribeStream,
+  so a shard whose ParentShardId is not listed any more may have lost older records; reading a
+  trimmed position fails with TrimmedDataAccessException. Iterators expire after 15 minutes
+  (ExpiredIteratorException): a new one is taken after the last record read.
+- GetRecords returns at most 1000 records per call, and a shard allows about five calls a
+  second (LimitExceededException beyond that).
+
+Records are checked exactly as records read from a file are (`changes.parse_record`): botocore
+hands back B values as bytes and ApproximateCreationDateTime as a datetime, both turned back into
+their wire form first. A bad record comes out as a `Malformed` naming its shard and sequence
+number; it never stops a run.
+
+The checkpoint (`Checkpoint`, local or s3://) holds per shard the sequence number of the last
+record taken and which shards are finished. The reader never saves it on its own: the caller
+takes a `progress()` snapshot after the records it has dealt with and `commit`s it, so a
+consumer that applies records before committing reads each at least once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from ddbshard.catchup.changefiles import Malformed
+from ddbshard.catchup.changes import Change, RecordError, parse_record
+from ddbshard.catchup.dynamo import RetryPolicy
+from ddbshard.catchup.wire import item_from_client
+from ddbshard.exceptions import ConfigError, DdbShardError, InputError
+from ddbshard.io.storage import aws_setup_problem, describe_os_error, is_s3, url_to_fs
+
+__all__ = [
+    "Checkpoint",
+    "Progress",
+    "Shard",
+    "StreamReader",
+    "Trimmed",
+    "lineage_order",
+    "resolve_stream",
+    "streams_client",
+]
+
+GET_LIMIT: Final = 1000  # GetRecords' maximum per call
+RETENTION_MICROS: Final = 24 * 3600 * 1_000_000  # stream records are kept 24 hours
+_THROTTLED: Final = frozenset(
+    {
+        "LimitExceededException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+    }
+)
+_SERVER: Final = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+_CHECKPOINT_VERSION: Final = 1
+
+
+class Trimmed(DdbShardError):
+    """Records the run needs may already be gone from the stream (older than 24 hours): the
+    list or the replica cannot be claimed complete. Commands exit 1 with this line."""
+
+
+def streams_client(region: str | None = None) -> Any:
+    """A DynamoDB Streams client with botocore's retries off: every retry is the reader's,
+    counted and bounded like dynamo.client()'s."""
+    import boto3
+    from botocore.config import Config
+
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+    return boto3.session.Session().client("dynamodbstreams", region_name=region, config=config)
+
+
+def _call(client: Any, op: str, policy: RetryPolicy, **kwargs: Any) -> dict[str, Any]:
+    """One API call, retried on throttling, 5xx and dropped connections with full-jitter
+    backoff; any other ClientError is the caller's (expired iterators, trimmed data)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            answer: dict[str, Any] = getattr(client, op)(**kwargs)
+            return answer
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code not in _THROTTLED and code not in _SERVER and status < 500:
+                raise
+        except BotoCoreError as e:
+            if aws_setup_problem(e) is not None:
+                raise
+        if attempt < policy.max_attempts:
+            policy.backoff(attempt)
+    raise InputError(f"{op}: still throttled or failing after {policy.max_attempts} attempts")
+
+
+def _code(e: Exception) -> str:
+    response = getattr(e, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def resolve_stream(ddb: Any, table_or_arn: str, policy: RetryPolicy | None = None) -> str:
+    """The stream ARN: an ARN as given, or a table's LatestStreamArn (InputError when the
+    table is missing or has no stream enabled)."""
+    if table_or_arn.startswith("arn:"):
+        return table_or_arn
+    from botocore.exceptions import ClientError
+
+    try:
+        table = _call(ddb, "describe_table", policy or RetryPolicy(), TableName=table_or_arn)
+    except ClientError as e:
+        message = e.response.get("Error", {}).get("Message", "")
+        raise InputError(f"table {table_or_arn}: {_code(e)}: {message}") from e
+    described = table["Table"]
+    arn = described.get("LatestStreamArn")
+    if not arn or not described.get("StreamSpecification", {}).get("StreamEnabled", True):
+        raise InputError(
+            f"table {table_or_arn} has no stream enabled: enable one (NEW_AND_OLD_IMAGES) with "
+            "aws dynamodb update-table --stream-specification, or give the stream's ARN"
+        )
+    return str(arn)
+
+
+@dataclass(frozen=True)
+class Shard:
+    id: str
+    parent: str | None
+    start: str  # StartingSequenceNumber
+    end: str | None  # EndingSequenceNumber; None: the shard is open
+
+
+def lineage_order(shards: list[Shard]) -> list[Shard]:
+    """Shards with every listed parent before its children, oldest lineages first."""
+    by_id = {s.id: s for s in shards}
+    done: set[str] = set()
+    out: list[Shard] = []
+
+    def visit(s: Shard) -> None:
+        if s.id in done:
+            return
+        done.add(s.id)
+        if s.parent in by_id:
+            visit(by_id[s.parent])
+        out.append(s)
+
+    for s in sorted(shards, key=lambda s: (int(s.start) if s.start.isdigit() else 0, s.id)):
+        visit(s)
+    return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a reader stands: last sequence number taken per shard, and the shards done."""
+
+    positions: dict[str, str]
+    finished: frozenset[str]
+
+
+@dataclass
+class Checkpoint:
+    """The stream a run reads and how far it has been read; local or s3://."""
+
+    url: str
+    stream: str
+    positions: dict[str, str] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+    existed: bool = False  # loaded from a file (False: a new checkpoint)
+
+    @classmethod
+    def load(cls, url: str | None, stream: str) -> Checkpoint:
+        """The checkpoint at `url` (a new one if there is none); ConfigError when it belongs to
+        another stream, InputError when it cannot be read."""
+        if url is None:
+            return cls("", stream)
+        fs, path = url_to_fs(url)
+        try:
+            with fs.open(path, "rb") as f:
+                data = json.loads(f.read())
+        except FileNotFoundError:
+            return cls(url, stream)
+        except OSError as e:
+            raise InputError(f"{url}: cannot read the checkpoint: {describe_os_error(e)}") from e
+        except ValueError as e:
+            raise InputError(f"{url}: not a stream checkpoint (JSON): {e}") from e
+        if not isinstance(data, dict) or data.get("version") != _CHECKPOINT_VERSION:
+            raise InputError(f"{url}: not a stream checkpoint of this ddbshard version")
+        if data.get("stream") != stream:
+            raise ConfigError(
+                f"{url}: the checkpoint is of the stream {data.get('stream')}, not {stream}: "
+                "give another --checkpoint (a new stream is read from its start)"
+            )
+        positions = {str(k): str(v) for k, v in data.get("shards", {}).items()}
+        return cls(url, stream, positions, set(data.get("finished", [])), existed=True)
+
+    def apply(self, progress: Progress) -> None:
+        self.positions = dict(progress.positions)
+        self.finished = set(progress.finished)
+        # A finished shard's position says nothing more: only unfinished ones are kept.
+        for shard in self.finished:
+            self.positions.pop(shard, None)
+
+    def save(self) -> None:
+        if not self.url:
+            return
+        data = {
+            "version": _CHECKPOINT_VERSION,
+            "stream": self.stream,
+            "saved": datetime.now(UTC).isoformat(timespec="seconds"),
+            "shards": dict(sorted(self.positions.items())),
+            "finished": sorted(self.finished),
+        }
+        body = json.dumps(data, indent=1).encode() + b"\n"
+        try:
+            if is_s3(self.url):
+                fs, path = url_to_fs(self.url)
+                fs.pipe_file(path, body)  # an S3 PUT replaces the object whole
+            else:
+                _replace_atomically(Path(self.url), body)
+        except OSError as e:
+            why = describe_os_error(e)
+            raise InputError(f"{self.url}: cannot save the checkpoint: {why}") from e
+        self.existed = True
+
+
+def _replace_atomically(path: Path, body: bytes) -> None:
+    """Write, fsync, rename, fsync the folder: a reader (or a restart after kill -9 or a power
+    cut) sees the old checkpoint or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+@dataclass
+class ReadStats:
+    records: int = 0
+    malformed: int = 0
+    shards_read: set[str] = field(default_factory=set)
+    calls: int = 0
+    expired: int = 0  # iterators taken again after ExpiredIteratorException
+
+
+class StreamReader:
+    """Reads a stream's shards, parents before children, from a checkpoint.
+
+    `read()` is one pass: every shard readable now, closed ones to their end, open ones until a
+    GetRecords call returns nothing. Records at or after `until` are not taken (nor the shard's
+    children read). `drained` says whether the last pass left nothing behind: every shard read
+    to its end or to "now", none held back by `until`.
+    """
+
+    def __init__(
+        self,
+        streams: Any,
+        checkpoint: Checkpoint,
+        *,
+        policy: RetryPolicy | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        start: str = "trim-horizon",
+        clock: Any = time.time,
+    ) -> None:
+        self.streams = streams
+        self.arn = checkpoint.stream
+        self.checkpoint = checkpoint
+        self.policy = policy or RetryPolicy()
+        self.since = since
+        self.until = until
+        self.start = start
+        self.clock = clock
+        self.positions = dict(checkpoint.positions)
+        self.finished = set(checkpoint.finished)
+        self.iterators: dict[str, str] = {}  # open shards' next iterators, kept between passes
+        self.stats = ReadStats()
+        self.drained = False
+        self.view_type: str | None = None
+        self._started = checkpoint.existed
+
+    def describe(self) -> list[Shard]:
+        """Every shard DescribeStream lists (all pages), parents first."""
+        shards: list[Shard] = []
+        kwargs: dict[str, Any] = {"StreamArn": self.arn}
+        while True:
+            answer = self._call("describe_stream", **kwargs)["StreamDescription"]
+            self.view_type = answer.get("StreamViewType", self.view_type)
+            for s in answer.get("Shards", []):
+                seqs = s.get("SequenceNumberRange", {})
+                shards.append(
+                    Shard(
+                        s["ShardId"],
+                        s.get("ParentShardId"),
+                        str(seqs.get("StartingSequenceNumber", "")),
+                        seqs.get("EndingSequenceNumber"),
+                    )
+                )
+            last = answer.get("LastEvaluatedShardId")
+            if not last:
+                return lineage_order(shards)
+            kwargs["ExclusiveStartShardId"] = last
+
+    def progress(self) -> Progress:
+        """What has been taken so far (every record `read` has yielded)."""
+        return Progress(dict(self.positions), frozenset(self.finished))
+
+    def commit(self, progress: Progress) -> None:
+        """Records up to `progress` are dealt with: the checkpoint moves there."""
+        self.checkpoint.apply(progress)
+        self.checkpoint.save()
+
+    def read(self) -> Iterator[Change | Malformed]:
+        shards = self.describe()
+        listed = {s.id for s in shards}
+        if not self._started:
+            self._begin(shards, listed)
+        self._check_trimmed(shards, listed)
+        # A finished shard is remembered while it or a child of it is listed: a listed shard
+        # whose parent is neither listed nor finished lost records to trimming.
+        self.finished &= listed | {s.parent for s in shards if s.parent is not None}
+        self.drained = True
+        for shard in shards:
+            if shard.id in self.finished:
+                continue
+            if shard.parent in listed and shard.parent not in self.finished:
+                continue  # its parent stopped at --until in this pass: the child waits
+            complete = yield from self._shard(shard)
+            if not complete:
+                self.drained = False
+        self.iterators = {k: v for k, v in self.iterators.items() if k in listed}
+
+    def _begin(self, shards: list[Shard], listed: set[str]) -> None:
+        """A new checkpoint: shards whose parent is gone start the stream as far as this run
+        is concerned (the parents count as finished); --since says whether that loses
+        records; --from latest skips what the stream holds now."""
+        self._started = True
+        for s in shards:
+            if s.parent is not None and s.parent not in listed:
+                self.finished.add(s.parent)
+                if self.since is not None:
+                    self._check_first_record(s)
+        if self.start == "latest":
+            for s in shards:
+                if s.end is not None:
+                    self.finished.add(s.id)
+                else:
+                    self._skip_to_now(s)
+
+    def _check_first_record(self, shard: Shard) -> None:
+        """Refuses a window whose start may be trimmed: the shard's parent is gone, so
+        records older than its first one may have been lost."""
+        assert self.since is not None
+        page = self._get_records(shard, self._iterator(shard, "TRIM_HORIZON"), limit=1)
+        first = page.get("Records", [])
+        if first:
+            t = _micros(first[0].get("dynamodb", {}).get("ApproximateCreationDateTime"))
+            if t is None or t <= self.since:
+                return
+            when = _iso(t)
+        else:
+            if self.since >= int(self.clock() * 1_000_000) - RETENTION_MICROS:
+                return
+            when = "the last 24 hours"
+        raise Trimmed(
+            f"{self.arn}: shard {shard.id}'s parent {shard.parent} is gone and its oldest record "
+            f"is from {when}, after --since {_iso(self.since)}: records since then may already "
+            "be trimmed (kept 24 hours); cover the gap with an incremental export from --since"
+        )
+
+    def _skip_to_now(self, shard: Shard) -> None:
+        """Positions an open shard after its newest record, reading and dropping what it holds:
+        a LATEST iterator has no sequence number a checkpoint could keep."""
+        it: str | None = self._iterator(shard, "TRIM_HORIZON")
+        while it:
+            page = self._get_records(shard, it)
+            records = page.get("Records", [])
+            if not records:
+                self.iterators[shard.id] = page.get("NextShardIterator") or it
+                return
+            self.positions[shard.id] = records[-1]["dynamodb"]["SequenceNumber"]
+            it = page.get("NextShardIterator")
+
+    def _check_trimmed(self, shards: list[Shard], listed: set[str]) -> None:
+        for shard_id in sorted(self.positions):
+            if shard_id not in listed and shard_id not in self.finished:
+                raise Trimmed(
+                    f"{self.arn}: shard {shard_id} of the checkpoint is gone from the stream "
+                    "before it was read to its end: its newer records were trimmed (kept 24 "
+                    "hours); catch up with an incremental export, then start a new checkpoint"
+                )
+        for s in shards:
+            if s.parent is not None and s.parent not in listed and s.parent not in self.finished:
+                raise Trimmed(
+                    f"{self.arn}: shard {s.id}'s parent {s.parent} was never read and is gone "
+                    "from the stream: its records were trimmed (kept 24 hours); catch up with "
+                    "an incremental export, then start a new checkpoint"
+                )
+
+    def _shard(self, shard: Shard) -> Generator[Change | Malformed, None, bool]:
+        """One shard's records from its position; returns whether the shard was read to its
+        end (closed) or to now (open), rather than stopped at --until."""
+        self.stats.shards_read.add(shard.id)
+        it: str | None = self.iterators.pop(shard.id, None) or self._resume_iterator(shard)
+        while it:
+            page = self._get_records(shard, it)
+            records = page.get("Records", [])
+            for record in records:
+                seq = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+                t = _micros(record.get("dynamodb", {}).get("ApproximateCreationDateTime"))
+                if self.until is not None and t is not None and t >= self.until:
+                    return False
+                self.positions[shard.id] = seq
+                self.stats.records += 1
+                yield self._change(shard, seq, record)
+            following = page.get("NextShardIterator")
+            if following is None:
+                self.finished.add(shard.id)
+                self.positions.pop(shard.id, None)
+                return True
+            if not records:
+                self.iterators[shard.id] = following  # an open shard, read up to now
+                return True
+            it = following
+        return True
+
+    def _get_records(self, shard: Shard, it: str, limit: int = GET_LIMIT) -> dict[str, Any]:
+        """GetRecords with a new iterator when the old one expired (after the last record
+        taken); Trimmed when the position itself is gone."""
+        from botocore.exceptions import ClientError
+
+        while True:
+            try:
+                return self._call("get_records", ShardIterator=it, Limit=limit)
+            except ClientError as e:
+                code = _code(e)
+                if code == "ExpiredIteratorException":
+                    self.stats.expired += 1
+                    it = self._resume_iterator(shard)
+                elif code == "TrimmedDataAccessException":
+                    raise self._trimmed(shard) from e
+                else:
+                    raise self._failed("get_records", e) from e
+
+    def _resume_iterator(self, shard: Shard) -> str:
+        seq = self.positions.get(shard.id)
+        if seq is None:
+            return self._iterator(shard, "TRIM_HORIZON")
+        return self._iterator(shard, "AFTER_SEQUENCE_NUMBER", seq)
+
+    def _iterator(self, shard: Shard, kind: str, seq: str | None = None) -> str:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {
+            "StreamArn": self.arn,
+            "ShardId": shard.id,
+            "ShardIteratorType": kind,
+        }
+        if seq is not None:
+            kwargs["SequenceNumber"] = seq
+        try:
+            return str(self._call("get_shard_iterator", **kwargs)["ShardIterator"])
+        except ClientError as e:
+            if _code(e) in ("TrimmedDataAccessException", "ResourceNotFoundException") and seq:
+                raise self._trimmed(shard) from e
+            raise self._failed("get_shard_iterator", e) from e
+
+    def _trimmed(self, shard: Shard) -> Trimmed:
+        seq = self.positions.get(shard.id)
+        at = f"after sequence number {seq}" if seq else "from its start"
+        return Trimmed(
+            f"{self.arn}: shard {shard.id} cannot be read {at}: those records were trimmed "
+            "(kept 24 hours); catch up with an incremental export, then start a new checkpoint"
+        )
+
+    def _failed(self, op: str, e: Exception) -> InputError:
+        message = getattr(e, "response", {}).get("Error", {}).get("Message", "")
+        return InputError(f"{op} on {self.arn}: {_code(e)}: {message}")
+
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        self.stats.calls += 1
+        try:
+            return _call(self.streams, op, self.policy, **kwargs)
+        except ClientError as e:
+            if op == "describe_stream":
+                raise self._failed(op, e) from e
+            raise
+
+    def _change(self, shard: Shard, seq: str, record: dict[str, Any]) -> Change | Malformed:
+        where = f"{shard.id} #{seq}"
+        try:
+            return parse_record("streams", _wire(record), where)
+        except (RecordError, ValueError, TypeError, AttributeError) as e:
+            self.stats.malformed += 1
+            return Malformed(where, str(e))
+
+
+def _wire(record: dict[str, Any]) -> dict[str, Any]:
+    """A GetRecords record in the wire form a Lambda event carries (B as base64 text, the
+    time as epoch seconds), so that parse_record checks it as it checks a file's."""
+    body = record.get("dynamodb")
+    if not isinstance(body, dict):
+        return record
+    body = dict(body)
+    for name in ("Keys", "NewImage", "OldImage"):
+        if isinstance(body.get(name), dict):
+            body[name] = item_from_client(body[name])
+    when = body.get("ApproximateCreationDateTime")
+    if isinstance(when, datetime):
+        micros = _micros(when)
+        assert micros is not None
+        body["ApproximateCreationDateTime"] = Decimal(micros) / 1_000_000  # exact
+    return {**record, "dynamodb": body}
+
+
+def _micros(when: Any) -> int | None:
+    if isinstance(when, datetime):
+        moment: datetime = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(when, int | float | Decimal) and not isinstance(when, bool):
+        return int(Decimal(str(when)) * 1_000_000)
+    return None
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
