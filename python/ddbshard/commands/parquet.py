@@ -20,7 +20,7 @@ import posixpath
 import sys
 from typing import Any
 
-from ddbshard.commands import positive_int
+from ddbshard.commands import add_scan_arguments
 from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.locations import live_table
 from ddbshard.compare.parquetcopy import (
@@ -72,27 +72,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", help="local folder for --flatten's staging (default: temp)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_scan_arguments(p)
-
-
-def add_scan_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of a live table's Scan (also diff's)."""
-    p.add_argument(
-        "--segments",
-        type=positive_int,
-        help="a dynamodb:// table's parallel Scan segments (default: one per GB of the "
-        "table, at least one per worker)",
-    )
-    p.add_argument(
-        "--max-rcu",
-        type=float,
-        metavar="N",
-        help="read units per second a dynamodb:// scan may consume (default: no limit)",
-    )
-    p.add_argument(
-        "--consistent",
-        action="store_true",
-        help="strongly consistent Scan (twice the read units)",
-    )
 
 
 def parse_key_args(values: list[str]) -> Keys:
