@@ -464,3 +464,22 @@ def test_source_key_must_agree_with_a_live_source(
     assert main([*args, "--source-key", "uid"]) == 2
     err = capsys.readouterr().err
     assert "keyed by pk,sk" in err and err.count("\n") == 1
+
+
+def test_a_live_side_with_another_key_and_scan_options_without_a_live_side_are_refused(
+    endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ddb = _client(endpoint)
+    _table(ddb, "TwoPartKey", ("pk", "S"), ("sk", "S"))
+    cfg = str(_config(tmp_path))
+    src = str(tmp_path / "src")
+    (tmp_path / "src" / "a.json").write_text('{"Item": {"pk": {"S": "a"}}}\n')
+    live = "Tgt=dynamodb://TwoPartKey"
+    for side in (["--actual", live], ["--actual", f"Tgt={src}", "--expected", live]):
+        assert main(["diff", cfg, *side]) == 2, side
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "keyed by pk:S, sk:S, target Tgt by pk:S" in err, err
+    assert main(["diff", cfg, "--actual", f"Tgt={src}", "--max-rcu", "10"]) == 2
+    assert "for dynamodb:// sides" in capsys.readouterr().err
+    assert main(["parquet", src, str(tmp_path / "d"), "--segments", "2"]) == 2
+    assert "for SRC dynamodb://TABLE" in capsys.readouterr().err
