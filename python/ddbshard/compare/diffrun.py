@@ -259,6 +259,13 @@ def run_diff(config: SplitConfig, options: DiffOptions) -> DiffResult:
     out = options.out or posixpath.join(config.dest.rstrip("/"), "_diff")
     scans = _live_sides(config, actual_urls, expected_urls, options)
     options = _live_source_key(options, options.source or config.source, scans)
+    for t in targets:
+        for url in (actual_urls[t.name], expected_urls.get(t.name)):
+            if url in scans:
+                _check_live_keys(scans[url], t)
+    for scan in scans.values():
+        # Every table's cost, before the first is read (and a missing table found now).
+        print(scan.estimate_line(), file=sys.stderr)
     keep_work = options.work_dir is not None
     work = Path(options.work_dir or tempfile.mkdtemp(prefix="ddbshard-diff-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -302,8 +309,8 @@ def _precheck(
     for t in targets:
         url = urls[t.name]
         if url in scans:
-            _check_live_keys(scans[url], t)
-        elif is_parquet_copy(url):
+            continue  # checked with the other live sides, first
+        if is_parquet_copy(url):
             _check_copy(url, t, target_keys(t), expected=False)
         else:
             resolve_source(url)
@@ -419,13 +426,8 @@ def _live_source_key(options: DiffOptions, source: str, scans: dict[str, LiveSca
 
 
 def _readable(url: str, scans: dict[str, LiveScan]) -> str | LiveScan:
-    """What make_copies reads for a side: its scan for a live table (the estimate printed
-    first), else the URI itself."""
-    scan = scans.get(url)
-    if scan is None:
-        return url
-    print(scan.estimate_line(), file=sys.stderr)
-    return scan
+    """What make_copies reads for a side: its scan for a live table, else the URI itself."""
+    return scans.get(url, url)
 
 
 def _check_live_keys(scan: LiveScan, target: TargetConfig) -> None:
@@ -440,11 +442,11 @@ def _check_live_keys(scan: LiveScan, target: TargetConfig) -> None:
 
 
 def _live_copy(scan: LiveScan, target: TargetConfig, options: DiffOptions, folder: Path) -> _Side:
-    """A live table that holds T's items, scanned into a copy keyed by T's key."""
-    _check_live_keys(scan, target)
+    """A live table that holds T's items (its key checked first), scanned into a copy keyed
+    by T's key."""
     out = CopyOutput(str(folder / target.name), target_keys(target), target.name)
     make_copies(
-        _readable(scan.url, {scan.url: scan}),
+        scan,
         [out],
         overwrite=True,
         quiet=options.quiet,
