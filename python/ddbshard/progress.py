@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 BAR_WIDTH = 30
 
 
 class Progress:
-    def __init__(self, *, total_items: int | None, total_bytes: int, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        total_items: int | None,
+        total_bytes: int,
+        enabled: bool = True,
+        note: Callable[[], str] | None = None,
+    ) -> None:
         self.total_items = total_items
+        self.note = note  # more to show (a live scan's pages and read units)
         self.total_bytes = total_bytes
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
@@ -47,6 +56,8 @@ class Progress:
             parts[-1] += f" / {self.total_items:,} ({100 * self.items / self.total_items:.0f}%)"
         parts.append(f"{self.bytes / 2**20:,.0f} / {self.total_bytes / 2**20:,.0f} MiB")
         parts.append(f"{rate:,.0f} items/s")
+        if self.note is not None:
+            parts.append(self.note())
         if self.total_bytes and self.bytes:
             left = elapsed * (self.total_bytes - self.bytes) / self.bytes
             parts.append(f"ETA {left:,.0f} s")

@@ -45,3 +45,24 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n}: must be at least 1")
     return n
+
+
+def add_scan_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a live table's Scan, for parquet and diff alike."""
+    p.add_argument(
+        "--segments",
+        type=positive_int,
+        help="a dynamodb:// table's parallel Scan segments (default: one per GB of the "
+        "table, at least one per worker)",
+    )
+    p.add_argument(
+        "--max-rcu",
+        type=float,
+        metavar="N",
+        help="read units per second a dynamodb:// scan may consume (default: no limit)",
+    )
+    p.add_argument(
+        "--consistent",
+        action="store_true",
+        help="strongly consistent Scan (twice the read units)",
+    )

@@ -9,7 +9,9 @@ import argparse
 import posixpath
 from typing import Any
 
+from ddbshard.commands import add_scan_arguments
 from ddbshard.compare.diffrun import DiffOptions, DiffResult, run_diff
+from ddbshard.compare.locations import live_table
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError
 from ddbshard.io.storage import check_local_output
@@ -25,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="T=URI",
         required=True,
         help="what target T holds: an export of its table, its shards (dest/T/data/), line "
-        "files, or a Parquet copy of them (repeatable)",
+        "files, a Parquet copy of them, or the table itself, dynamodb://TABLE (repeatable)",
     )
     p.add_argument(
         "--expected",
@@ -36,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--source",
-        help="read this instead of the config's source (DynamoDB-JSON lines, an export, or a "
-        "Parquet copy of the source table)",
+        help="read this instead of the config's source (DynamoDB-JSON lines, an export, a "
+        "Parquet copy of the source table, or the live table, dynamodb://TABLE)",
     )
     p.add_argument("--out", help="where results go (default: <dest>/_diff/)")
     p.add_argument(
@@ -63,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="threads reading input files at once (default: one per CPU, at most 8)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_scan_arguments(p)
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -97,7 +100,12 @@ def run(args: Any) -> int:
         work_dir=args.work_dir,
         quiet=args.quiet,
         workers=args.workers,
+        segments=args.segments,
+        max_rcu=args.max_rcu,
+        consistent=args.consistent,
     )
+    if args.out and live_table(args.out, "--out") is not None:
+        raise ConfigError(f"--out {args.out}: results are files (a folder, local or s3://)")
     config = load_config(args.config)
     # Before any input is read: the results are written last, after the whole join.
     check_local_output(args.out or posixpath.join(config.dest.rstrip("/"), "_diff"), "--out")

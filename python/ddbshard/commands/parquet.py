@@ -6,6 +6,8 @@
                                                       routing and transforms, T's key columns
     parquet SRC DEST --config C --target T --no-route SRC already holds T's items (its shards,
                                                       an export of table T): T's key columns
+    parquet dynamodb://TABLE DEST [--max-rcu N]       a live table, by a parallel Scan; keyed
+                                                      by its key schema unless told otherwise
 
 The copy itself is parquetcopy.py; this module checks the arguments and reports.
 """
@@ -18,7 +20,17 @@ import posixpath
 import sys
 from typing import Any
 
-from ddbshard.compare.parquetcopy import CopyOutput, CopyResult, Keys, make_copies, target_keys
+from ddbshard.commands import add_scan_arguments
+from ddbshard.compare.livescan import LiveScan
+from ddbshard.compare.locations import live_table
+from ddbshard.compare.parquetcopy import (
+    CopyOutput,
+    CopyResult,
+    Keys,
+    default_workers,
+    make_copies,
+    target_keys,
+)
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.io.storage import check_local_output, describe_os_error, is_s3, url_to_fs
@@ -30,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "src",
         help="an export root, a target's shards (T/data/), line files or a folder of them, or "
-        "a Parquet copy of the source; local or s3://",
+        "a Parquet copy of the source; local or s3://; or a live table, dynamodb://TABLE",
     )
     p.add_argument("dest", help="the Parquet dataset folder to write (local or s3://)")
     p.add_argument("--config", help="a migration config: with --target, route SRC through it")
@@ -59,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--work-dir", help="local folder for --flatten's staging (default: temp)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_scan_arguments(p)
 
 
 def parse_key_args(values: list[str]) -> Keys:
@@ -99,7 +112,30 @@ def _config_target(args: Any) -> tuple[SplitConfig | None, str | None]:
     raise ConfigError(f"--target {args.target}: no such target in {args.config} ({names})")
 
 
+def live_scan(url: str, what: str, args: Any) -> LiveScan | None:
+    """The scan of `url` when it names a live table (dynamodb://TABLE), with the command's
+    scan options; None for files (refusing a scheme nothing reads)."""
+    table = live_table(url, what)
+    if table is None:
+        return None
+    return LiveScan(
+        table,
+        segments=args.segments,
+        workers=args.workers or default_workers(),
+        max_rcu=args.max_rcu,
+        consistent=args.consistent,
+    )
+
+
 def run(args: Any) -> int:
+    scan = live_scan(args.src, "SRC", args)
+    if live_table(args.dest, "DEST") is not None:
+        raise ConfigError(
+            f"DEST {args.dest}: a copy is written as Parquet files (a folder, local or s3://), "
+            "not into a table"
+        )
+    if scan is None and (args.segments or args.max_rcu is not None or args.consistent):
+        raise ConfigError("--segments, --max-rcu and --consistent are for SRC dynamodb://TABLE")
     config, target_name = _config_target(args)
     # Before any input is read: a copy that cannot be written would fail at its first file.
     check_local_output(args.dest, "DEST")
@@ -108,12 +144,16 @@ def run(args: Any) -> int:
     if config is not None and target_name is not None:
         target = next(t for t in config.targets if t.name == target_name)
         keys = target_keys(target)
-    else:
+    elif args.key or scan is None:
         keys = parse_key_args(args.key or [])
+    else:
+        keys = scan.describe().keys  # a live table knows its key
+    if scan is not None:
+        print(scan.estimate_line(), file=sys.stderr)
     out = CopyOutput(args.dest, keys, target_name, flatten=args.flatten)
     routing = None if args.no_route else config
     result = make_copies(
-        args.src,
+        scan or args.src,
         [out],
         config=routing,
         overwrite=args.overwrite,
@@ -122,6 +162,8 @@ def run(args: Any) -> int:
         workers=_workers(args.workers),
     )
     summary = _summary(args, out, result, routed=routing is not None)
+    if scan is not None:
+        summary["scan"] = scan.summary()
     _write_summary(args.dest, summary)
     _report(out, result, summary)
     return 1 if out.rejected else 0
@@ -172,6 +214,12 @@ def _report(out: CopyOutput, result: CopyResult, summary: dict[str, Any]) -> Non
         f"{result.bytes_in / 2**20 / max(result.seconds, 1e-9):,.0f} MB/s): "
         f"{out.rows:,} rows in {len(out.files)} files, {out.rejected:,} rejected"
     )
+    scan = summary.get("scan")
+    if scan:
+        print(
+            f"  scan of {scan['table']}: {scan['segments']:,} segments, {scan['pages']:,} pages, "
+            f"{scan['consumed_read_units']:,.1f} read units consumed"
+        )
     if out.flattened:
         print(f"  flattened {len(out.flattened)} attributes: {', '.join(out.flattened)}")
     if out.not_flattened:

@@ -22,10 +22,12 @@ the target key under `TargetKeys`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import posixpath
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,10 +39,13 @@ import polars as pl
 import pyarrow as pa
 
 from ddbshard._core import diff_pairs
+from ddbshard.compare.livescan import LiveScan
+from ddbshard.compare.locations import live_table
 from ddbshard.compare.parquetcopy import (
     CopyOutput,
     Keys,
     copy_meta,
+    default_workers,
     is_parquet_copy,
     make_copies,
     parquet_files,
@@ -71,6 +76,10 @@ class DiffOptions:
     work_dir: str | None = None  # keep the copies made here (default: a temporary folder)
     quiet: bool = True
     workers: int | None = None  # threads making copies from lines (default: CPUs, at most 8)
+    # dynamodb://TABLE sides: their parallel Scan (livescan.py)
+    segments: int | None = None  # default: one per GB, at least one per worker
+    max_rcu: float | None = None  # read units per second, per scan
+    consistent: bool = False
 
 
 @dataclass
@@ -248,13 +257,24 @@ def run_diff(config: SplitConfig, options: DiffOptions) -> DiffResult:
         if name not in actual_urls:
             raise ConfigError(f"--expected {name}=...: give its --actual too")
     out = options.out or posixpath.join(config.dest.rstrip("/"), "_diff")
+    scans = _live_sides(config, actual_urls, expected_urls, options)
+    options = _live_source_key(options, options.source or config.source, scans)
+    for t in targets:
+        for url in (actual_urls[t.name], expected_urls.get(t.name)):
+            if url in scans:
+                _check_live_keys(scans[url], t)
+    for scan in scans.values():
+        # Every table's cost, before the first is read (and a missing table found now).
+        print(scan.estimate_line(), file=sys.stderr)
     keep_work = options.work_dir is not None
     work = Path(options.work_dir or tempfile.mkdtemp(prefix="ddbshard-diff-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        _precheck(targets, actual_urls)
-        expected, source_info = _expected_sides(config, targets, expected_urls, options, work)
-        actual = _actual_sides(targets, actual_urls, options, work)
+        _precheck(targets, actual_urls, scans)
+        expected, source_info = _expected_sides(
+            config, targets, expected_urls, options, work, scans
+        )
+        actual = _actual_sides(targets, actual_urls, options, work, scans)
         results = {}
         for t in targets:
             results[t.name] = _diff_target(
@@ -273,17 +293,23 @@ def run_diff(config: SplitConfig, options: DiffOptions) -> DiffResult:
         "targets": results,
         "out": out,
         "work_dir": str(work) if keep_work else None,
+        "scans": {url: scan.summary() for url, scan in scans.items()},
         "seconds": round(time.monotonic() - start, 3),
     }
     _write_json(posixpath.join(out.rstrip("/"), "diff-summary.json"), summary)
     return DiffResult(summary, 0 if summary["identical"] else 1, out)
 
 
-def _precheck(targets: list[TargetConfig], urls: dict[str, str]) -> None:
-    """Every actual side can be read (a copy with the right keys, or files to read), checked
-    before the source is read: a typo should not cost a pass over the whole export."""
+def _precheck(
+    targets: list[TargetConfig], urls: dict[str, str], scans: dict[str, LiveScan]
+) -> None:
+    """Every actual side can be read (a copy with the right keys, files to read, a table with
+    T's key), checked before the source is read: a typo should not cost a pass over the whole
+    export."""
     for t in targets:
         url = urls[t.name]
+        if url in scans:
+            continue  # checked with the other live sides, first
         if is_parquet_copy(url):
             _check_copy(url, t, target_keys(t), expected=False)
         else:
@@ -296,10 +322,13 @@ def _expected_sides(
     given: dict[str, str],
     options: DiffOptions,
     work: Path,
+    scans: dict[str, LiveScan],
 ) -> tuple[dict[str, _Side], dict[str, Any] | None]:
     sides: dict[str, _Side] = {}
     for t in targets:
-        if t.name in given:
+        if given.get(t.name) in scans:
+            sides[t.name] = _live_copy(scans[given[t.name]], t, options, work / "expected")
+        elif t.name in given:
             _check_copy(given[t.name], t, target_keys(t), expected=True)
             sides[t.name] = _Side(given[t.name], False, given[t.name])
     todo = [t for t in targets if t.name not in sides]
@@ -308,7 +337,7 @@ def _expected_sides(
     source = options.source or config.source
     outputs = [CopyOutput(str(work / "expected" / t.name), target_keys(t), t.name) for t in todo]
     result = make_copies(
-        source,
+        _readable(source, scans),
         outputs,
         config=config,
         overwrite=True,
@@ -329,12 +358,19 @@ def _expected_sides(
 
 
 def _actual_sides(
-    targets: list[TargetConfig], urls: dict[str, str], options: DiffOptions, work: Path
+    targets: list[TargetConfig],
+    urls: dict[str, str],
+    options: DiffOptions,
+    work: Path,
+    scans: dict[str, LiveScan],
 ) -> dict[str, _Side]:
     sides = {}
     for t in targets:
         url = urls[t.name]
         keys = target_keys(t)
+        if url in scans:
+            sides[t.name] = _live_copy(scans[url], t, options, work / "actual")
+            continue
         if is_parquet_copy(url):
             sides[t.name] = _Side(url, False, url)  # checked by _precheck
             continue
@@ -342,6 +378,81 @@ def _actual_sides(
         make_copies(url, [out], overwrite=True, quiet=options.quiet, workers=options.workers)
         sides[t.name] = _Side(out.dest, True, url, out.rows, out.rejected, dict(out.reasons))
     return sides
+
+
+# --------------------------------------------------------------------------------------------
+# Live tables (dynamodb://TABLE): each side named so is scanned into a copy, as lines would be
+
+
+def _live_sides(
+    config: SplitConfig,
+    actual: dict[str, str],
+    expected: dict[str, str],
+    options: DiffOptions,
+) -> dict[str, LiveScan]:
+    """A scan per dynamodb:// side (one per table however often it is named); every other
+    URI's scheme checked, all before anything is read."""
+    named = [("--source", options.source or config.source)]
+    named += [(f"--actual {t}", u) for t, u in actual.items()]
+    named += [(f"--expected {t}", u) for t, u in expected.items()]
+    scans: dict[str, LiveScan] = {}
+    for what, url in named:
+        table = live_table(url, what)
+        if table is not None and url not in scans:
+            scans[url] = LiveScan(
+                table,
+                segments=options.segments,
+                workers=options.workers or default_workers(),
+                max_rcu=options.max_rcu,
+                consistent=options.consistent,
+            )
+    if not scans and (options.segments or options.max_rcu is not None or options.consistent):
+        raise ConfigError("--segments, --max-rcu and --consistent are for dynamodb:// sides")
+    return scans
+
+
+def _live_source_key(options: DiffOptions, source: str, scans: dict[str, LiveScan]) -> DiffOptions:
+    """A live source knows its key (DescribeTable): it is the source key, and a
+    --source-key that says otherwise is refused."""
+    if source not in scans:
+        return options
+    known = tuple(k for k, _ in scans[source].describe().keys)
+    if options.source_key is not None and tuple(options.source_key) != known:
+        raise ConfigError(
+            f"--source-key {','.join(options.source_key)}: the source table {source} is "
+            f"keyed by {','.join(known)}"
+        )
+    return dataclasses.replace(options, source_key=known)
+
+
+def _readable(url: str, scans: dict[str, LiveScan]) -> str | LiveScan:
+    """What make_copies reads for a side: its scan for a live table, else the URI itself."""
+    return scans.get(url, url)
+
+
+def _check_live_keys(scan: LiveScan, target: TargetConfig) -> None:
+    """A table named as target T's side holds T's items: its key is T's key."""
+    keys = scan.describe().keys
+    if keys != target_keys(target):
+        raise InputError(
+            f"{scan.url}: keyed by {', '.join(f'{a}:{t}' for a, t in keys)}, target "
+            f"{target.name} by {', '.join(f'{a}:{t}' for a, t in target_keys(target))}: "
+            "is it the right table?"
+        )
+
+
+def _live_copy(scan: LiveScan, target: TargetConfig, options: DiffOptions, folder: Path) -> _Side:
+    """A live table that holds T's items (its key checked first), scanned into a copy keyed
+    by T's key."""
+    out = CopyOutput(str(folder / target.name), target_keys(target), target.name)
+    make_copies(
+        scan,
+        [out],
+        overwrite=True,
+        quiet=options.quiet,
+        workers=options.workers,
+    )
+    return _Side(out.dest, True, scan.url, out.rows, out.rejected, dict(out.reasons))
 
 
 def _status() -> pl.Expr:

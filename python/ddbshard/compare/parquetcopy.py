@@ -46,6 +46,7 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from ddbshard._core import ColumnBuilder, Splitter, flatten_items
+from ddbshard.compare.livescan import LiveScan
 from ddbshard.config import CoreSpec, SplitConfig, TargetConfig, build_core_spec
 from ddbshard.exceptions import ConfigError, DecompressError, InputError
 from ddbshard.io.source import resolve_source
@@ -452,8 +453,16 @@ def _string_data(arr: pa.Array) -> bytes:
     return bytes(arr.buffers()[2][first:last].to_pybytes())
 
 
-def _inputs(url: str) -> tuple[list[_Input], int | None, int]:
-    """The source's files as inputs, its manifest item count, and its size in bytes."""
+def _inputs(url: str | LiveScan) -> tuple[list[_Input], int | None, int]:
+    """The source's files as inputs, its manifest item count, and its size in bytes; for a
+    live table, its scan segments, and DescribeTable's counts (hours old: no check)."""
+    if isinstance(url, LiveScan):
+        info = url.describe()
+        segments = [
+            _Input(name=url.segment_name(i), chunks=url.chunks(i), line_numbers=True)
+            for i in range(url.segments)
+        ]
+        return segments, info.item_count or None, info.size_bytes
     if is_parquet_copy(url):
         meta = copy_meta(url)
         if meta is not None and meta.routed:
@@ -559,7 +568,7 @@ def default_workers() -> int:
 
 
 def make_copies(
-    source: str,
+    source: str | LiveScan,
     outputs: Sequence[CopyOutput],
     *,
     config: SplitConfig | None = None,
@@ -568,7 +577,7 @@ def make_copies(
     work_dir: str | None = None,
     workers: int | None = None,
 ) -> CopyResult:
-    """Reads `source` once and writes each output's copy.
+    """Reads `source` (files, or a live table's scan) once and writes each output's copy.
 
     With `config`, the source goes through its routing and transforms and each output takes
     its `target`'s items; without, there is one output and it takes every item.
@@ -582,12 +591,18 @@ def make_copies(
         check_key_names(out.keys)
         prepare_dest(out.dest, overwrite=overwrite)
     inputs, item_count, total_bytes = _inputs(source)
-    progress = Progress(total_items=item_count, total_bytes=total_bytes, enabled=not quiet)
+    progress = Progress(
+        total_items=item_count,
+        total_bytes=total_bytes,
+        enabled=not quiet,
+        note=source.progress_note if isinstance(source, LiveScan) else None,
+    )
     tmp = None
     if any(o.flatten for o in outputs):
         tmp = Path(tempfile.mkdtemp(prefix="ddbshard-flatten-", dir=work_dir))
     names = [PartNames() for _ in outputs]
-    metas = [CopyMeta(o.keys, o.target, config is not None, source) for o in outputs]
+    name = source.url if isinstance(source, LiveScan) else source
+    metas = [CopyMeta(o.keys, o.target, config is not None, name) for o in outputs]
     stages = [
         str(tmp / f"out{i}") if o.flatten and tmp is not None else o.dest
         for i, o in enumerate(outputs)
