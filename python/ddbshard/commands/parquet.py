@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from ddbshard.compare.parquetcopy import CopyOutput, CopyResult, Keys, make_copies, target_keys
+from ddbshard.compare.sourcekey import parse_source_key, resolve_source_key
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.io.storage import check_local_output, describe_os_error, is_s3, url_to_fs
@@ -39,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-route",
         action="store_true",
         help="SRC already holds the target's items: take its key columns, do not route",
+    )
+    p.add_argument(
+        "--source-key",
+        metavar="HASH[,RANGE]",
+        help="with --config: the source table's key attributes, kept beside each row for diff "
+        "(default: the attributes the targets' keys are kept or renamed from)",
     )
     p.add_argument(
         "--key",
@@ -81,11 +88,13 @@ def _workers(n: int | None) -> int | None:
 
 def _config_target(args: Any) -> tuple[SplitConfig | None, str | None]:
     if args.config is None:
-        if args.target or args.no_route:
-            raise ConfigError("--target and --no-route need --config")
+        if args.target or args.no_route or args.source_key:
+            raise ConfigError("--target, --no-route and --source-key need --config")
         return None, None
     if args.key:
         raise ConfigError("--key and --config do not go together: the config names the keys")
+    if args.source_key and args.no_route:
+        raise ConfigError("--source-key is for routed copies: not with --no-route")
     config = load_config(args.config)
     if args.target is None:
         if len(config.targets) != 1:
@@ -112,6 +121,18 @@ def run(args: Any) -> int:
         keys = parse_key_args(args.key or [])
     out = CopyOutput(args.dest, keys, target_name, flatten=args.flatten)
     routing = None if args.no_route else config
+    source_key = None
+    if routing is not None:
+        given = parse_source_key(args.source_key) if args.source_key else None
+        found = resolve_source_key(routing, given)
+        source_key = found.names
+        if source_key is None:
+            # The copy is still what T should contain; only diff's keys files need the column.
+            print(
+                f"ddbshard: no source_key column: {found.note}; give --source-key for diff to "
+                "name the source items of missing and changed items",
+                file=sys.stderr,
+            )
     result = make_copies(
         args.src,
         [out],
@@ -120,8 +141,10 @@ def run(args: Any) -> int:
         quiet=args.quiet,
         work_dir=args.work_dir,
         workers=_workers(args.workers),
+        source_key=source_key,
     )
     summary = _summary(args, out, result, routed=routing is not None)
+    summary["source_key"] = list(source_key) if source_key else None
     _write_summary(args.dest, summary)
     _report(out, result, summary)
     return 1 if out.rejected else 0
