@@ -195,6 +195,9 @@ def _report(out: CopyOutput, result: CopyResult, summary: dict[str, Any]) -> Non
         f"{result.bytes_in / 2**20 / max(result.seconds, 1e-9):,.0f} MB/s): "
         f"{out.rows:,} rows in {len(out.files)} files, {out.rejected:,} rejected"
     )
+    if summary.get("source_key"):
+        names = ", ".join(summary["source_key"])
+        print(f"  source_key column: the key of each row's source item ({names})")
     if out.flattened:
         print(f"  flattened {len(out.flattened)} attributes: {', '.join(out.flattened)}")
     if out.not_flattened:
