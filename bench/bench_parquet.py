@@ -6,7 +6,9 @@
   its hash and the key columns);
 - copy: `make_copies`, the whole command (Arrow batches, zstd Parquet files on local disk),
   with one worker thread and with every CPU;
-- routed copy: the same through the split config's routing, target Posts (`--config/--target`).
+- routed copy: the same through the split config's routing, target Posts (`--config/--target`),
+  without and with the source key kept beside each row (what `diff` makes: `x_without_source_key`
+  is the ratio of the second's time to the first's).
 
 Each reports items/s, MB/s of uncompressed export JSON, and the ratio of its time to the
 baseline's in `extra_info`.
@@ -109,7 +111,14 @@ def test_copy(benchmark: Any, export: Path, raw_bytes: int, tmp_path: Path, work
     )
 
 
-def test_routed_copy(benchmark: Any, export: Path, raw_bytes: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("source_key", [None, ("pk", "sk")], ids=["plain", "source_key"])
+def test_routed_copy(
+    benchmark: Any,
+    export: Path,
+    raw_bytes: int,
+    tmp_path: Path,
+    source_key: tuple[str, ...] | None,
+) -> None:
     config = load_config(write_config(tmp_path / "split.toml", export, tmp_path / "out"))
     posts = next(t for t in config.targets if t.name == "Posts")
     dest = tmp_path / "posts"
@@ -117,7 +126,7 @@ def test_routed_copy(benchmark: Any, export: Path, raw_bytes: int, tmp_path: Pat
     def run() -> int:
         shutil.rmtree(dest, ignore_errors=True)
         out = CopyOutput(str(dest), target_keys(posts), "Posts")
-        result = make_copies(str(export), [out], config=config, workers=1)
+        result = make_copies(str(export), [out], config=config, workers=1, source_key=source_key)
         assert result.read == ITEMS
         return out.rows
 
@@ -125,3 +134,8 @@ def test_routed_copy(benchmark: Any, export: Path, raw_bytes: int, tmp_path: Pat
     assert 0 < rows < ITEMS
     report(benchmark, ITEMS, raw_bytes)
     benchmark.extra_info["rows"] = rows
+    if source_key is None:
+        _BASELINE["routed"] = benchmark.stats.stats.min
+    elif "routed" in _BASELINE:
+        ratio = benchmark.stats.stats.min / _BASELINE["routed"]
+        benchmark.extra_info["x_without_source_key"] = round(ratio, 3)

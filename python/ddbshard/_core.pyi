@@ -127,6 +127,14 @@ class Splitter:
     def drain(self) -> list[tuple[int, int, bytes]]:
         """Finished output blocks: (target index, shard index, bytes), each block a whole
         compressed frame (zstd) or member (gzip) of `{"Item":...}` lines."""
+    def keep_source_key(self, names: Sequence[str]) -> None:
+        """Keeps the source key (`names`: the source table's key attributes, hash key first) of
+        every line written, as wire DynamoDB JSON taken before transforms; an item without it
+        is refused (missing_key, wrong_key_type) by each target it matches. Raises ConfigError
+        unless every target has one shard (the lines' order must be kept)."""
+    def drain_source_keys(self) -> list[tuple[int, bytes]]:
+        """(target index, JSON lines): the source key of each line written since the last call,
+        in the lines' order. Drain them before `drain()`: a line's key is ready when it is."""
     def take_rejects(self) -> bytes:
         """Reject records so far, as JSON lines (file, line, reason, target, message, offset,
         raw); cleared by the call."""
@@ -141,8 +149,9 @@ class ColumnBuilder:
     """Parquet-copy columns in Arrow layout. `take_batch()` returns {"rows", "keys": [{"type",
     "offsets", "data"} (+ "float", "float_validity", "float_nulls" for N)], "item_offsets",
     "item_data", "hash" (u64 LE), "key_hash" (u64 LE; empty without keys), "file_index"
-    (i32 LE), "files", "line" (i64 LE), "line_validity", "line_nulls"}; validity is None when
-    there is no null."""
+    (i32 LE), "files", "line" (i64 LE), "line_validity", "line_nulls", "source_key_offsets",
+    "source_key_data" (each row's source key as JSON text; no rows without `source_keys`)};
+    validity is None when there is no null."""
 
     def __new__(
         cls,
@@ -150,7 +159,12 @@ class ColumnBuilder:
         target: str | None = None,
         track_types: bool = False,
         shape: str = "export",
+        source_keys: bool = False,
     ) -> Self: ...
+    def feed_source_keys(self, data: bytes) -> None:
+        """With `source_keys`: one JSON line per item line to come, in their order (from
+        `Splitter.drain_source_keys`), fed before those lines. A line read with no key left, or
+        keys left at `end_file`, raises ConfigError: keys and lines are out of step."""
     def begin_file(self, name: str, line_numbers: bool = True) -> None: ...
     def feed(self, data: bytes) -> None: ...
     def end_file(self) -> None: ...

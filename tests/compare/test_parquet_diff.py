@@ -20,10 +20,11 @@ import pytest
 import xxhash
 
 from ddbshard import _core
-from ddbshard.catchup.changefiles import Malformed
 from ddbshard.catchup.keysfile import KeyEntry, read_keys
+from support.configs import config_text
 from support.diff_scenario import (
     KEYS,
+    TARGET_BLOCKS,
     build_world,
     check_report,
     read_keys_file,
@@ -62,9 +63,13 @@ def test_sync_reads_the_key_files(world: dict[str, Any]) -> None:
     )
     deletes = list(read_keys(str(out / "Comments" / "unexpected.jsonl")))
     assert [e.target for e in deletes if isinstance(e, KeyEntry)] == ["Comments"]
-    # Without a source key, sync cannot use the line, and says so instead of guessing.
+    # Comments' key is a template over user_id (not a source key attribute) and sk: its
+    # lines still name the source items, read from the expected copy's source_key column.
     remapped = list(read_keys(str(out / "Comments" / "missing.jsonl")))
-    assert remapped and all(isinstance(e, Malformed) for e in remapped)
+    assert remapped and all(isinstance(e, KeyEntry) and e.target is None for e in remapped)
+    assert {
+        (e.keys["pk"]["S"], e.keys["sk"]["S"]) for e in remapped if isinstance(e, KeyEntry)
+    } == world["planted"]["Comments"].missing_source
 
 
 def test_diff_of_parquet_copies_gives_the_same_report(world: dict[str, Any]) -> None:
@@ -75,6 +80,18 @@ def test_diff_of_parquet_copies_gives_the_same_report(world: dict[str, Any]) -> 
         exp, act = tmp / "pq" / f"exp-{t}", tmp / "pq" / f"act-{t}"
         r = run("parquet", str(world["export"]), str(exp), "--config", cfg, "--target", t)
         assert r.returncode == 0, r.stderr
+        # The source key is read from the config (the keys Posts and Profiles keep).
+        assert json.loads((exp / "_summary.json").read_text())["source_key"] == ["pk", "sk"]
+        assert "source_key" in pq.read_schema(next(exp.glob("*.parquet"))).names
+        if t == "Posts":
+            # A copy written before copies had source_key: Posts keeps the source key, so
+            # diff reads it back from the target key, and the report is the same.
+            for part in exp.glob("*.parquet"):
+                table = pq.read_table(part).drop_columns(["source_key"])
+                meta = json.loads(table.schema.metadata[b"ddbshard"])
+                meta.update(format=2, source_key=None)
+                old = table.replace_schema_metadata({b"ddbshard": json.dumps(meta).encode()})
+                pq.write_table(old, part)
         r = run(
             "parquet", str(tmp / "actual" / t), str(act), "--config", cfg, "--target", t,
             "--no-route", "--quiet",
@@ -133,12 +150,50 @@ def test_source_key_option(world: dict[str, Any]) -> None:
         read_keys_file(out / "Profiles" / "missing.jsonl")
         == world["planted"]["Profiles"].missing_source
     )
+    # The source key is what --source-key says, even when the target key does not hold it.
     r = run(
         "diff", str(world["cfg"]), "--actual", act, "--source-key", "user_id", "--out", str(out)
     )
+    assert r.returncode == 1, r.stderr
     summary = json.loads((out / "diff-summary.json").read_text())
-    assert summary["targets"]["Profiles"]["source_keys"] is False
-    assert "user_id" in summary["targets"]["Profiles"]["source_key_note"]
+    assert summary["targets"]["Profiles"]["source_key"] == ["user_id"]
+    missing = text_lines((out / "Profiles" / "missing.jsonl").read_text())
+    keys = [json.loads(x)["Keys"] for x in missing]
+    assert keys and all(list(k) == ["user_id"] for k in keys)
+    # A source key some items lack (created_at is missing from ~10%): those items are refused
+    # by the expected copy, counted, and so reported in the target as unexpected.
+    r = run(
+        "diff", str(world["cfg"]), "--actual", act, "--source-key", "pk,created_at",
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    t = json.loads((out / "diff-summary.json").read_text())["targets"]["Profiles"]
+    assert t["expected"]["rejected_by_reason"]["missing_key"] == t["expected"]["rejected"] > 0
+    assert t["unexpected"] >= t["expected"]["rejected"]
+
+
+def test_a_templated_key_needs_the_source_key(world: dict[str, Any], tmp_path: Path) -> None:
+    """With Comments alone, nothing in the config says what the source key is: diff says so
+    before reading anything, and runs with --source-key."""
+    cfg = tmp_path / "comments.toml"
+    cfg.write_text(config_text(world["export"], tmp_path / "out", TARGET_BLOCKS[1], shards=2))
+    act = f"Comments={world['tmp'] / 'actual' / 'Comments'}"
+    r = run("diff", str(cfg), "--actual", act, "--out", str(tmp_path / "r"), "--quiet")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "give --source-key" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
+    r = run(
+        "diff", str(cfg), "--actual", act, "--out", str(tmp_path / "r"), "--source-key",
+        "pk,sk", "--quiet",
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    entries = list(read_keys(str(tmp_path / "r" / "Comments" / "changed.jsonl")))
+    assert entries and all(isinstance(e, KeyEntry) for e in entries)
+    # parquet makes the copy all the same, without the column, and says why.
+    r = run("parquet", str(world["export"]), str(tmp_path / "c"), "--config", str(cfg), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "no source_key column" in r.stderr
+    assert "source_key" not in pq.read_schema(next((tmp_path / "c").glob("*.parquet"))).names
 
 
 # --------------------------------------------------------------------------------------------

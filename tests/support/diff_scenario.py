@@ -58,6 +58,16 @@ def key_of(item: dict[str, Any], target: str) -> tuple[str, ...]:
     return tuple(item[k]["S"] for k in KEYS[target])
 
 
+def source_key_of(item: dict[str, Any]) -> tuple[str, str]:
+    """The (pk, sk) of the source item behind a target item: Posts keeps pk, Profiles renames
+    it to uid, Comments drops it (synth's pk is always USER#<user_id>)."""
+    if "pk" in item:
+        return item["pk"]["S"], item["sk"]["S"]
+    if "uid" in item:
+        return item["uid"]["S"], item["sk"]["S"]
+    return "USER#" + item["user_id"]["S"], item["sk"]["S"]
+
+
 # --------------------------------------------------------------------------------------------
 # Planting differences
 
@@ -69,6 +79,8 @@ class Planted:
         self.changed: dict[tuple[str, ...], str] = {}  # key -> the attribute changed
         self.harmless: set[tuple[str, ...]] = set()
         self.missing_source: set[tuple[str, ...]] = set()  # (pk, sk) of missing items
+        # target key -> (pk, sk) of its source item, for missing and changed items
+        self.source_of: dict[tuple[str, ...], tuple[str, str]] = {}
 
 
 def _equal_number(text: str) -> str:
@@ -89,16 +101,15 @@ def plant(lines: list[str], target: str, rng: random.Random) -> tuple[list[str],
     for _ in range(2):  # deleted
         i = next(picks)
         p.missing.add(key_of(items[i], target))
-        if "uid" in items[i]:
-            p.missing_source.add((items[i]["uid"]["S"], items[i]["sk"]["S"]))
-        elif "pk" in items[i]:
-            p.missing_source.add((items[i]["pk"]["S"], items[i]["sk"]["S"]))
+        p.missing_source.add(source_key_of(items[i]))
+        p.source_of[key_of(items[i], target)] = source_key_of(items[i])
         out[i] = None
     # One attribute changed: a string attribute the target does not key on.
     i = next(i for i in picks if "user_id" in items[i] and "user_id" not in KEYS[target])
     item = dict(items[i])
     item["user_id"] = {"S": item["user_id"]["S"] + "-changed"}
     p.changed[key_of(item, target)] = "user_id"
+    p.source_of[key_of(item, target)] = source_key_of(items[i])
     out[i] = item
     # A number in another spelling (must not count).
     i = next(i for i in picks if any("N" in v for v in items[i].values()))
@@ -158,18 +169,19 @@ def check_report(out: Path, planted: dict[str, Planted]) -> dict[str, Any]:
             key = tuple(v["S"] for v in s["key"].values())
             assert s["attributes"] == [p.changed[key]]
         assert t["changed_attributes"] == {"user_id": len(p.changed)}
-    # Source key space: Posts keeps (pk, sk), Profiles renames pk to uid, Comments has none.
-    posts, profiles = planted["Posts"], planted["Profiles"]
-    assert read_keys_file(out / "Posts" / "missing.jsonl") == posts.missing_source
-    assert read_keys_file(out / "Profiles" / "missing.jsonl") == profiles.missing_source
-    for line in text_lines((out / "Profiles" / "changed.jsonl").read_text()):
-        obj = json.loads(line)
-        assert list(obj["Keys"]) == ["pk", "sk"]
-        assert obj["Keys"]["pk"] == obj["TargetKeys"]["uid"]
-    assert summary["targets"]["Comments"]["source_keys"] is False
-    for kind in ("missing", "changed"):
-        for line in text_lines((out / "Comments" / f"{kind}.jsonl").read_text()):
-            assert list(json.loads(line)) == ["TargetKeys"]
+    # Source key space, whatever the target key is made of: Posts keeps (pk, sk), Profiles
+    # renames pk to uid, Comments makes cid with a template and drops pk.
+    for target, p in planted.items():
+        assert summary["targets"][target]["source_keys"] is True
+        assert summary["targets"][target]["source_key"] == ["pk", "sk"]
+        assert read_keys_file(out / target / "missing.jsonl") == p.missing_source
+        for kind in ("missing", "changed"):
+            for line in text_lines((out / target / f"{kind}.jsonl").read_text()):
+                obj = json.loads(line)
+                assert list(obj) == ["Keys", "TargetKeys"]
+                assert list(obj["Keys"]) == ["pk", "sk"]
+                target_key = tuple(v["S"] for v in obj["TargetKeys"].values())
+                assert (obj["Keys"]["pk"]["S"], obj["Keys"]["sk"]["S"]) == p.source_of[target_key]
     return summary
 
 

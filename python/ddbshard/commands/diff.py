@@ -12,6 +12,7 @@ from typing import Any
 from ddbshard.commands import add_scan_arguments
 from ddbshard.compare.diffrun import DiffOptions, DiffResult, run_diff
 from ddbshard.compare.locations import live_table
+from ddbshard.compare.sourcekey import parse_source_key
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError
 from ddbshard.io.storage import check_local_output
@@ -45,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source-key",
         metavar="HASH[,RANGE]",
-        help="the source table's key attributes, for keys written in its key space "
-        "(default: the attributes the target key is kept or renamed from)",
+        help="the source table's key attributes, which the keys files name source items by "
+        "(default: the attributes the targets' keys are kept or renamed from)",
     )
     p.add_argument(
         "--sample",
@@ -81,11 +82,7 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def run(args: Any) -> int:
-    source_key = None
-    if args.source_key:
-        source_key = tuple(s.strip() for s in args.source_key.split(",") if s.strip())
-        if not 1 <= len(source_key) <= 2:
-            raise ConfigError("--source-key: one or two attribute names, hash key first")
+    source_key = parse_source_key(args.source_key) if args.source_key else None
     if args.sample < 0:
         raise ConfigError("--sample: at least 0")
     if args.workers is not None and args.workers < 1:

@@ -31,6 +31,7 @@ from ddbshard.compare.parquetcopy import (
     make_copies,
     target_keys,
 )
+from ddbshard.compare.sourcekey import parse_source_key, resolve_source_key
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.io.storage import check_local_output, describe_os_error, is_s3, url_to_fs
@@ -51,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-route",
         action="store_true",
         help="SRC already holds the target's items: take its key columns, do not route",
+    )
+    p.add_argument(
+        "--source-key",
+        metavar="HASH[,RANGE]",
+        help="with --config: the source table's key attributes, kept beside each row for diff "
+        "(default: the attributes the targets' keys are kept or renamed from)",
     )
     p.add_argument(
         "--key",
@@ -94,11 +101,13 @@ def _workers(n: int | None) -> int | None:
 
 def _config_target(args: Any) -> tuple[SplitConfig | None, str | None]:
     if args.config is None:
-        if args.target or args.no_route:
-            raise ConfigError("--target and --no-route need --config")
+        if args.target or args.no_route or args.source_key:
+            raise ConfigError("--target, --no-route and --source-key need --config")
         return None, None
     if args.key:
         raise ConfigError("--key and --config do not go together: the config names the keys")
+    if args.source_key and args.no_route:
+        raise ConfigError("--source-key is for routed copies: not with --no-route")
     config = load_config(args.config)
     if args.target is None:
         if len(config.targets) != 1:
@@ -152,6 +161,18 @@ def run(args: Any) -> int:
         print(scan.estimate_line(), file=sys.stderr)
     out = CopyOutput(args.dest, keys, target_name, flatten=args.flatten)
     routing = None if args.no_route else config
+    source_key = None
+    if routing is not None:
+        given = parse_source_key(args.source_key) if args.source_key else None
+        found = resolve_source_key(routing, given)
+        source_key = found.names
+        if source_key is None:
+            # The copy is still what T should contain; only diff's keys files need the column.
+            print(
+                f"ddbshard: no source_key column: {found.note}; give --source-key for diff to "
+                "name the source items of missing and changed items",
+                file=sys.stderr,
+            )
     result = make_copies(
         scan or args.src,
         [out],
@@ -160,10 +181,12 @@ def run(args: Any) -> int:
         quiet=args.quiet,
         work_dir=args.work_dir,
         workers=_workers(args.workers),
+        source_key=source_key,
     )
     summary = _summary(args, out, result, routed=routing is not None)
     if scan is not None:
         summary["scan"] = scan.summary()
+    summary["source_key"] = list(source_key) if source_key else None
     _write_summary(args.dest, summary)
     _report(out, result, summary)
     return 1 if out.rejected else 0
@@ -220,6 +243,9 @@ def _report(out: CopyOutput, result: CopyResult, summary: dict[str, Any]) -> Non
             f"  scan of {scan['table']}: {scan['segments']:,} segments, {scan['pages']:,} pages, "
             f"{scan['consumed_read_units']:,.1f} read units consumed"
         )
+    if summary.get("source_key"):
+        names = ", ".join(summary["source_key"])
+        print(f"  source_key column: the key of each row's source item ({names})")
     if out.flattened:
         print(f"  flattened {len(out.flattened)} attributes: {', '.join(out.flattened)}")
     if out.not_flattened:

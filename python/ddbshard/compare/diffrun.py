@@ -15,9 +15,9 @@ machine's memory (about 32 bytes per row of each side during the join):
 
 The keys of the differences are written as keys-file lines (keysfile.py) that `sync` reads:
 missing and changed items by their *source* key (sync reads the source item and writes what it
-should be) when the target's key is made of source attributes kept or renamed, and unexpected
-items as `{"Target": T, "Keys": <target key>}` lines (sync deletes them). Every line also holds
-the target key under `TargetKeys`.
+should be), taken from the expected copy's `source_key` column (sourcekey.py), whatever the
+target's key is made of; unexpected items as `{"Target": T, "Keys": <target key>}` lines (sync
+deletes them). Missing and changed lines also hold the target key under `TargetKeys`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ddbshard._core import diff_pairs
 from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.locations import live_table
 from ddbshard.compare.parquetcopy import (
+    CopyMeta,
     CopyOutput,
     Keys,
     copy_meta,
@@ -51,12 +52,13 @@ from ddbshard.compare.parquetcopy import (
     parquet_files,
     target_keys,
 )
+from ddbshard.compare.sourcekey import resolve_source_key, source_key_map
 from ddbshard.config import SplitConfig, TargetConfig
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.io.source import resolve_source
 from ddbshard.io.storage import describe_os_error, is_s3, url_to_fs
 
-__all__ = ["DiffOptions", "DiffResult", "run_diff", "source_key_map"]
+__all__ = ["DiffOptions", "DiffResult", "run_diff"]
 
 KINDS = ("missing", "changed", "unexpected")
 MISSING, UNEXPECTED, CHANGED = 0, 1, 2  # the Rust core's kinds of differing rows (pairdiff.rs)
@@ -71,7 +73,8 @@ class DiffOptions:
     expected: dict[str, str] = field(default_factory=dict)  # target -> a routed Parquet copy
     source: str | None = None  # instead of the config's source (lines or a Parquet copy)
     out: str | None = None  # default <dest>/_diff/
-    source_key: tuple[str, ...] | None = None  # the source table's key attributes
+    # The source table's key attributes (default: read from the config, sourcekey.py).
+    source_key: tuple[str, ...] | None = None
     sample: int = 20
     work_dir: str | None = None  # keep the copies made here (default: a temporary folder)
     quiet: bool = True
@@ -91,64 +94,6 @@ class DiffResult:
 
 # --------------------------------------------------------------------------------------------
 # Key spaces
-
-
-def _origin(target: TargetConfig, attr: str) -> str | None:
-    """The source attribute whose value the output attribute `attr` carries unchanged (kept
-    or renamed), or None when a template makes it or it is not in the output."""
-    if attr in target.set:
-        return None  # `set` wins over rename and over an original attribute
-    renamed_from = [old for old, new in target.rename.items() if new == attr]
-    if renamed_from:
-        src = renamed_from[0]
-    elif attr in target.rename:
-        return None  # the original attribute left under another name
-    else:
-        src = attr
-    if target.keep is not None and src not in target.keep:
-        return None
-    if src in target.drop:
-        return None
-    return src
-
-
-def source_key_map(
-    target: TargetConfig, source_key: tuple[str, ...] | None
-) -> tuple[dict[str, tuple[str, str]] | None, str]:
-    """How to write a target key in the source table's key space: source attribute ->
-    (target key column, type), and a note saying why (or why not).
-
-    With `source_key` given, each of its attributes must reach a target key attribute by
-    keep or rename. Without it, the source key is taken to be the attributes the target's
-    key attributes come from, when every one of them is kept or renamed (true of a copy and
-    of a split that keeps the keys); say `--source-key` when it is not.
-    """
-    keys = target_keys(target)
-    origins = {k: _origin(target, k) for k, _ in keys}
-    types = dict(keys)
-    if source_key:
-        mapping: dict[str, tuple[str, str]] = {}
-        for s in source_key:
-            hits = [k for k, o in origins.items() if o == s]
-            if not hits:
-                return None, (
-                    f"source key attribute {s!r} is not kept or renamed into a key attribute of "
-                    f"{target.name}: its missing and changed items are listed by target key only"
-                )
-            mapping[s] = (hits[0], types[hits[0]])
-        return mapping, "source key from --source-key"
-    if any(o is None for o in origins.values()):
-        made = [k for k, o in origins.items() if o is None]
-        return None, (
-            f"key attribute(s) {', '.join(made)} of {target.name} are made by templates, so "
-            "the source key cannot be read from the target key: its missing and changed items "
-            "are listed by target key only"
-        )
-    mapping = {str(o): (k, types[k]) for k, o in origins.items()}
-    return mapping, (
-        "source key assumed to be the attributes the target key comes from "
-        f"({', '.join(mapping)}); give --source-key if the source table's key differs"
-    )
 
 
 def _value_expr(column: str, t: str) -> pl.Expr:
@@ -175,6 +120,7 @@ class _Side:
     items: int = 0
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    source_key: tuple[str, ...] | None = None  # expected copies with a source_key column
 
 
 def _scan_source(url: str) -> str:
@@ -214,7 +160,7 @@ def _scan(url: str, *, parts: bool = False) -> pl.LazyFrame:
     )
 
 
-def _check_copy(url: str, target: TargetConfig, keys: Keys, *, expected: bool) -> None:
+def _check_copy(url: str, target: TargetConfig, keys: Keys, *, expected: bool) -> CopyMeta:
     meta = copy_meta(url)
     if meta is None:
         raise InputError(f"{url}: a Parquet dataset that ddbshard parquet did not write")
@@ -232,6 +178,7 @@ def _check_copy(url: str, target: TargetConfig, keys: Keys, *, expected: bool) -
         )
     if expected and meta.target != target.name:
         raise InputError(f"{url}: a copy for target {meta.target}, not {target.name}")
+    return meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,11 +276,14 @@ def _expected_sides(
         if given.get(t.name) in scans:
             sides[t.name] = _live_copy(scans[given[t.name]], t, options, work / "expected")
         elif t.name in given:
-            _check_copy(given[t.name], t, target_keys(t), expected=True)
-            sides[t.name] = _Side(given[t.name], False, given[t.name])
+            meta = _check_copy(given[t.name], t, target_keys(t), expected=True)
+            sides[t.name] = _Side(given[t.name], False, given[t.name], source_key=meta.source_key)
     todo = [t for t in targets if t.name not in sides]
     if not todo:
         return sides, None
+    # Known before the source is read: without it the keys files could not name source items.
+    found = resolve_source_key(config, options.source_key)
+    source_key = found.required()
     source = options.source or config.source
     outputs = [CopyOutput(str(work / "expected" / t.name), target_keys(t), t.name) for t in todo]
     result = make_copies(
@@ -343,10 +293,14 @@ def _expected_sides(
         overwrite=True,
         quiet=options.quiet,
         workers=options.workers,
+        source_key=source_key,
     )
     for t, o in zip(todo, outputs, strict=True):
-        sides[t.name] = _Side(o.dest, True, source, o.rows, o.rejected, dict(o.reasons))
+        side = _Side(o.dest, True, source, o.rows, o.rejected, dict(o.reasons), source_key)
+        sides[t.name] = side
     info = {
+        "source_key": list(source_key),
+        "source_key_from": found.note,
         "source": source,
         "read": result.read,
         "rejected": result.source_rejected,
@@ -509,6 +463,10 @@ def _diff_target(
     key_cols = [k for k, _ in keys]
     e_scan, a_scan = _scan(expected.url), _scan(actual.url)
     stored = _has_key_hash(e_scan) and _has_key_hash(a_scan)
+    # The expected side's source keys, for the keys files (copies made before the column
+    # existed have none: the source key is then read back from the target key, when it can).
+    with_source = expected.source_key is not None and "source_key" in e_scan.collect_schema()
+    source_col = ["source_key"] if with_source else []
     kh = _key_hash(key_cols, stored)
     try:
         rows, n_e, n_a = _differing_pairs(e_scan, a_scan, kh)
@@ -525,6 +483,7 @@ def _diff_target(
                 _scan(url, parts=True)
                 .select(
                     *key_cols,
+                    *(source_col if side == "e" else []),
                     kh,
                     pl.col("item_hash").alias(f"_h_{side}"),
                     "_part",
@@ -535,7 +494,7 @@ def _diff_target(
             )
             sides[side] = pl.scan_parquet(path)
         collisions = _collisions(sides["e"], sides["a"], key_cols)
-        exact = _exact(e_scan, a_scan, key_cols, kh, collisions) if collisions else None
+        exact = _exact(e_scan, a_scan, key_cols, source_col, kh, collisions) if collisions else None
     except (pl.exceptions.PolarsError, OSError) as ex:
         raise InputError(f"{target.name}: the join failed: {ex}") from ex
 
@@ -563,8 +522,15 @@ def _diff_target(
     expected.items = n_e
     actual.items = n_a
 
-    mapping, note = source_key_map(target, options.source_key)
-    files = _write_key_files(target, keys, mapping, clean, exact, folder)
+    names: list[str] | None
+    if with_source:
+        mapping = None
+        names = list(expected.source_key or ())
+        note = "source key from the expected copy's source_key column"
+    else:
+        mapping, note = source_key_map(target, options.source_key)
+        names = list(mapping) if mapping else None
+    files = _write_key_files(target, keys, with_source, mapping, clean, exact, folder)
     sample, tally = _changed_sample(keys, expected, actual, clean, exact, options.sample)
     return {
         "table": target.table.table_name,
@@ -584,8 +550,8 @@ def _diff_target(
         },
         **counts,
         "key_hash_collisions": len(collisions),
-        "source_keys": mapping is not None,
-        "source_key": list(mapping) if mapping else None,
+        "source_keys": with_source or mapping is not None,
+        "source_key": names,
         "source_key_note": note,
         "files": files,
         "changed_attributes": dict(tally.most_common()),
@@ -684,14 +650,16 @@ def _exact(
     e_scan: pl.LazyFrame,
     a_scan: pl.LazyFrame,
     key_cols: list[str],
+    source_col: list[str],
     kh: pl.Expr,
     hashes: list[int],
 ) -> pl.DataFrame:
     """Every row of both sides under the colliding key hashes, compared by their keys: the
-    same columns as the differing rows, plus `_in_e` (the row has an expected side)."""
+    same columns as the differing rows (the expected side's source key too, when it has one),
+    plus `_in_e` (the row has an expected side)."""
     cols = ["item_hash", "file", "line"]
     e = (
-        e_scan.select(*key_cols, kh, *cols)
+        e_scan.select(*key_cols, *source_col, kh, *cols)
         .filter(pl.col("_k").is_in(hashes))
         .rename({"item_hash": "_h_e", "file": "_file", "line": "_line"})
     )
@@ -713,22 +681,43 @@ def _exact(
 def _write_key_files(
     target: TargetConfig,
     keys: Keys,
+    with_source: bool,
     mapping: dict[str, tuple[str, str]] | None,
     rows: dict[str, pl.LazyFrame],
     exact: pl.DataFrame | None,
     folder: Path,
 ) -> dict[str, str]:
-    """missing.jsonl, changed.jsonl, unexpected.jsonl in the folder (sink_ndjson: one JSON
-    object per row, written by polars without a Python object per key)."""
+    """missing.jsonl, changed.jsonl, unexpected.jsonl in the folder, written by polars
+    without a Python object per key (sink_ndjson, or sink_csv of whole lines).
+
+    Missing and changed lines take `Keys` from the expected copy's `source_key` column when
+    it has one (already JSON text: the line is made by joining strings), else from the target
+    key through `mapping`, else they hold `TargetKeys` only."""
     key_cols = [k for k, _ in keys]
     target_key = _key_struct([(k, k, t) for k, t in keys]).alias("TargetKeys")
     files = {}
     for kind in KINDS:
         side = rows["a" if kind == "unexpected" else "e"]
-        found = side.filter(pl.col("_status") == kind).select(key_cols)
+        wanted = [*key_cols, "source_key"] if with_source and kind != "unexpected" else key_cols
+        found = side.filter(pl.col("_status") == kind).select(wanted)
         if exact is not None:
-            extra = exact.lazy().filter(pl.col("_status") == kind).select(key_cols)
+            extra = exact.lazy().filter(pl.col("_status") == kind).select(wanted)
             found = pl.concat([found, extra])
+        path = folder / f"{kind}.jsonl"
+        files[kind] = f"{target.name}/{kind}.jsonl"
+        if kind != "unexpected" and with_source:
+            line = pl.concat_str(
+                pl.lit('{"Keys":'),
+                pl.col("source_key"),
+                pl.lit(',"TargetKeys":'),
+                target_key.struct.json_encode(),
+                pl.lit("}"),
+            )
+            # Never quoted: each value is one JSON object, whose text has no raw newline.
+            found.select(line.alias("line")).sink_csv(
+                path, include_header=False, quote_style="never", engine="streaming"
+            )
+            continue
         if kind == "unexpected":
             cols = [pl.lit(target.name).alias("Target"), target_key.alias("Keys")]
         elif mapping is not None:
@@ -736,9 +725,7 @@ def _write_key_files(
             cols = [source_key.alias("Keys"), target_key]
         else:
             cols = [target_key]
-        path = folder / f"{kind}.jsonl"
         found.select(cols).sink_ndjson(path, engine="streaming")
-        files[kind] = f"{target.name}/{kind}.jsonl"
     return files
 
 

@@ -9,18 +9,21 @@ A copy is a folder of `part-NNNNN.parquet` files (local or s3://) with one row p
 | `item` | string | the item in canonical DynamoDB JSON (ddbshard_core::canonical) |
 | `item_hash` | int64 | XXH3-64 (seed 0) of `item`'s UTF-8 bytes, as the int64 with the same bits |
 | `key_hash` (with keys) | int64 | XXH3-64 of the key's encoding (columns.rs `key_encoding`) |
+| `source_key` (routed) | string | the source item's key as wire DynamoDB JSON, when known |
 | `file`, `line` | string, int64 | where the item was read (line is null for routed copies) |
 
 plus, with `--flatten`, one column per top-level attribute of a single type. Every file carries
-the copy's description (keys, target, routed or not) in its Parquet key-value metadata under
-`ddbshard`, which `diff` reads to know what it is given. `_summary.json` and
+the copy's description (keys, target, routed or not, source key) in its Parquet key-value
+metadata under `ddbshard`, which `diff` reads to know what it is given. `_summary.json` and
 `_rejects/rejects.jsonl` sit beside the parts (readers skip `_` files).
 
 The Rust core does all per-item work: `_core.ColumnBuilder` reads compressed chunks and hands
 back Arrow-layout buffers, which become pyarrow arrays with `Array.from_buffers` (no copy, no
 Python object per item). With a config and a target, the source first goes through the same
 native `Splitter` that `split` runs (no compression, one shard per target), and the target's
-output lines are what the builder reads: a routed copy is "what T should contain".
+output lines are what the builder reads: a routed copy is "what T should contain". When the
+source table's key is known, the Splitter also hands out each output line's source key, which
+the builder takes into the `source_key` column (`diff` writes it into its keys files).
 """
 
 from __future__ import annotations
@@ -65,9 +68,9 @@ __all__ = [
     "target_keys",
 ]
 
-FORMAT = 2  # 2: key_hash column
+FORMAT = 3  # 2: key_hash column; 3: source_key column (routed copies)
 META_KEY = b"ddbshard"
-FIXED_COLUMNS = ("item", "item_hash", "key_hash", "file", "line")
+FIXED_COLUMNS = ("item", "item_hash", "key_hash", "source_key", "file", "line")
 CHUNK = 8 << 20  # bytes per call into Rust (the GIL is released once per chunk)
 # A row group per batch: at most this many rows or this much item text, so a scan reads
 # tens of MB per column chunk (scanners like ~128 MB groups; items are ~0.3-1 KB).
@@ -88,6 +91,8 @@ class CopyMeta:
     routed: bool  # the source went through the target's routing and transforms
     source: str
     flattened: dict[str, str] = field(default_factory=dict)
+    # The source table's key attributes, when the copy has the `source_key` column.
+    source_key: tuple[str, ...] | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -98,6 +103,7 @@ class CopyMeta:
                 "routed": self.routed,
                 "source": self.source,
                 "flattened": self.flattened,
+                "source_key": list(self.source_key) if self.source_key else None,
                 "hash": "xxh3_64 seed 0 of item (UTF-8), stored as int64 bits",
             }
         ).encode()
@@ -105,12 +111,14 @@ class CopyMeta:
     @staticmethod
     def from_json(data: bytes) -> CopyMeta:
         d = json.loads(data)
+        source_key = d.get("source_key")
         return CopyMeta(
             keys=tuple((str(a), str(t)) for a, t in d.get("keys", [])),
             target=d.get("target"),
             routed=bool(d.get("routed")),
             source=str(d.get("source", "")),
             flattened=dict(d.get("flattened") or {}),
+            source_key=tuple(str(a) for a in source_key) if source_key else None,
         )
 
 
@@ -169,6 +177,8 @@ def schema(keys: Keys, meta: CopyMeta) -> pa.Schema:
     ]
     if keys:
         fields.append(pa.field("key_hash", pa.int64(), False))
+    if meta.source_key:
+        fields.append(pa.field("source_key", pa.large_string(), False))
     fields += [
         pa.field("file", pa.large_string(), False),
         pa.field("line", pa.int64()),
@@ -220,6 +230,9 @@ def record_batch(batch: dict[str, Any], sch: pa.Schema) -> pa.RecordBatch:
     if batch["keys"]:
         key_hash = _buf(batch["key_hash"])
         arrays.append(pa.Array.from_buffers(pa.int64(), n, [None, key_hash], null_count=0))
+    if "source_key" in sch.names:
+        source_key = [None, _buf(batch["source_key_offsets"]), _buf(batch["source_key_data"])]
+        arrays.append(pa.Array.from_buffers(pa.large_string(), n, source_key, null_count=0))
     index = pa.Array.from_buffers(pa.int32(), n, [None, _buf(batch["file_index"])], null_count=0)
     arrays.append(pa.array(batch["files"], pa.large_string()).take(index))
     arrays.append(
@@ -526,7 +539,9 @@ class _Sink:
         self.out = out
         self.meta = meta
         self.schema = schema(out.keys, meta)
-        self.builder = ColumnBuilder(list(out.keys), out.target, out.flatten, "export")
+        self.builder = ColumnBuilder(
+            list(out.keys), out.target, out.flatten, "export", meta.source_key is not None
+        )
         self.writer = DatasetWriter(stage, self.schema, names)
         # Reject records can be as many as the input lines: kept on disk, not in memory.
         self.rejects = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _finish_output
@@ -576,11 +591,15 @@ def make_copies(
     quiet: bool = True,
     work_dir: str | None = None,
     workers: int | None = None,
+    source_key: tuple[str, ...] | None = None,
 ) -> CopyResult:
     """Reads `source` (files, or a live table's scan) once and writes each output's copy.
 
     With `config`, the source goes through its routing and transforms and each output takes
-    its `target`'s items; without, there is one output and it takes every item.
+    its `target`'s items; without, there is one output and it takes every item. With
+    `source_key` (the source table's key attributes; routed copies only), each row also holds
+    its source item's key (`source_key` column); a source item without it is refused
+    (missing_key) by the copies it would be in.
     """
     start = time.monotonic()
     if config is None and len(outputs) != 1:
@@ -601,8 +620,13 @@ def make_copies(
     if any(o.flatten for o in outputs):
         tmp = Path(tempfile.mkdtemp(prefix="ddbshard-flatten-", dir=work_dir))
     names = [PartNames() for _ in outputs]
+    if source_key is not None and config is None:
+        raise ValueError("a source key is kept by routed copies only")
     name = source.url if isinstance(source, LiveScan) else source
-    metas = [CopyMeta(o.keys, o.target, config is not None, name) for o in outputs]
+    metas = [
+        CopyMeta(o.keys, o.target, config is not None, name, source_key=source_key)
+        for o in outputs
+    ]
     stages = [
         str(tmp / f"out{i}") if o.flatten and tmp is not None else o.dest
         for i, o in enumerate(outputs)
@@ -629,7 +653,7 @@ def make_copies(
                     _copy_plain(inp, sinks[0], tally, progress, stop)
                 else:
                     assert kept is not None
-                    _copy_routed(inp, sinks, spec, kept, tally, progress, stop)
+                    _copy_routed(inp, sinks, spec, kept, source_key, tally, progress, stop)
             for s in sinks:
                 s.flush()
                 s.writer.close()
@@ -727,18 +751,26 @@ def _copy_routed(
     sinks: list[_Sink],
     spec: CoreSpec,
     kept: list[str],
+    source_key: tuple[str, ...] | None,
     tally: _Tally,
     progress: Progress,
     stop: threading.Event,
 ) -> None:
     # A Splitter per file: its counts are then the file's (for the manifest check).
     splitter = Splitter(spec)
+    if source_key is not None:
+        splitter.keep_source_key(list(source_key))
     by_index = {kept.index(str(s.out.target)): s for s in sinks}
     by_name = {str(s.out.target): s for s in sinks}
     source_reasons: dict[str, int] = {}
     seen = 0
 
     def pump() -> None:
+        # Keys first: a line's key is made with it, so it is always there before the line.
+        for t, keys in splitter.drain_source_keys():
+            sink = by_index.get(t)
+            if sink is not None:
+                sink.builder.feed_source_keys(keys)
         for t, _shard, data in splitter.drain():
             sink = by_index.get(t)
             if sink is not None:
@@ -938,7 +970,9 @@ def _flatten(out: CopyOutput, sinks: list[_Sink], tmp: Path) -> None:
     out.flattened = {column: t for _, t, column in plan}
     out.not_flattened = skipped
     first = sinks[0].meta
-    meta = CopyMeta(first.keys, first.target, first.routed, first.source, out.flattened)
+    meta = CopyMeta(
+        first.keys, first.target, first.routed, first.source, out.flattened, first.source_key
+    )
     base = schema(out.keys, meta)
     fields = list(base) + [pa.field(col, _FLAT_TYPES[t]()) for _, t, col in plan]
     full = pa.schema(fields, metadata=base.metadata)

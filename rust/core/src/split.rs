@@ -11,6 +11,7 @@ use crate::model::value::{Map, Value};
 use crate::output::rejects::RejectRecord;
 use crate::output::shard::{Codec, Compressor, ShardSet};
 use crate::parse::{RawLine, Shape};
+use crate::route::source_key;
 use crate::route::target::{Refusal, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,13 @@ pub struct Splitter {
     rejects: Vec<u8>,
     sets: Vec<Value<'static>>,
     stop: Option<String>,
+    /// The source table's key attributes, when each written line's source key is kept.
+    source_key: Option<Vec<String>>,
+    /// Per target: the source key of each line written to it since the last drain, one per
+    /// line and in the same order (`drain_source_keys`).
+    source_keys: Vec<Vec<u8>>,
+    /// The current item's source key (or why it has none), made once for all its targets.
+    key_scratch: Vec<u8>,
 }
 
 /// Total uncompressed bytes held in shard blocks at once: 64 MiB split over all shards,
@@ -99,7 +107,43 @@ impl Splitter {
             rejects: Vec::new(),
             sets: Vec::new(),
             stop: None,
+            source_key: None,
+            source_keys: vec![Vec::new(); n],
+            key_scratch: Vec::new(),
         })
+    }
+
+    /// Keeps the source key (`source_key::write`, attributes `names`, hash key first) of every
+    /// line written, for `drain_source_keys`; an item without it is refused by each target it
+    /// matches. For routed Parquet copies, which read a target's lines in the order they were
+    /// written: so every target must have one shard (with several, lines are dealt round-robin
+    /// and drained shard by shard, and the order is lost).
+    pub fn keep_source_key(&mut self, names: Vec<String>) -> Result<(), Error> {
+        if names.is_empty() || names.len() > 2 {
+            return Err(Error::Config(
+                "a source key is one or two attribute names, hash key first".into(),
+            ));
+        }
+        if let Some(t) = self.targets.iter().find(|t| t.shards != 1) {
+            return Err(Error::Config(format!(
+                "target {}: source keys are kept only with one shard per target",
+                t.name
+            )));
+        }
+        self.source_key = Some(names);
+        Ok(())
+    }
+
+    /// Hands out and clears, per target, the source keys of the lines written since the last
+    /// call: one `{...}` JSON line per written line, in the order of the lines. Every key is
+    /// made when its line is, so the keys drained are never behind the lines drained.
+    pub fn drain_source_keys(&mut self, mut f: impl FnMut(usize, &[u8])) {
+        for (t, keys) in self.source_keys.iter_mut().enumerate() {
+            if !keys.is_empty() {
+                f(t, keys);
+                keys.clear();
+            }
+        }
     }
 
     pub fn targets(&self) -> &[Target] {
@@ -199,6 +243,8 @@ impl Splitter {
     fn route(&mut self, line_no: u64, raw: &[u8], item: &Map<'_>, copyable: Option<RawLine<'_>>) {
         let mut matched = false;
         let mut written = false;
+        // Made at the first target the item matches, then reused for the others.
+        let mut source_key: Option<Result<(), Refusal>> = None;
         for t in 0..self.targets.len() {
             if !self.targets[t].matches(item) {
                 continue;
@@ -206,9 +252,31 @@ impl Splitter {
             matched = true;
             let target = &self.targets[t];
             let sets = &mut self.sets;
-            let pushed = self.shards[t].push_with(&mut self.compressor, |block| {
-                target.write_line(item, copyable, sets, block)
-            });
+            let pushed = match &self.source_key {
+                None => self.shards[t].push_with(&mut self.compressor, |block| {
+                    target.write_line(item, copyable, sets, block)
+                }),
+                Some(names) => {
+                    let made = source_key.get_or_insert_with(|| {
+                        self.key_scratch.clear();
+                        source_key::write(&mut self.key_scratch, item, names)
+                    });
+                    match made {
+                        Err(refusal) => Ok(Err(refusal.clone())),
+                        Ok(()) => {
+                            let pushed = self.shards[t].push_with(&mut self.compressor, |block| {
+                                target.write_line(item, copyable, sets, block)
+                            });
+                            if matches!(pushed, Ok(Ok(()))) {
+                                let keys = &mut self.source_keys[t];
+                                keys.extend_from_slice(&self.key_scratch);
+                                keys.push(b'\n');
+                            }
+                            pushed
+                        }
+                    }
+                }
+            };
             match pushed {
                 Ok(Ok(())) => {
                     self.counts.target_written[t] += 1;

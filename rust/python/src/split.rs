@@ -189,6 +189,25 @@ impl Splitter {
         out
     }
 
+    /// Keeps the source key (attributes `names`, hash key first) of every line written, for
+    /// `drain_source_keys`; an item without it is refused (missing_key) by every target it
+    /// matches. Needs one shard per target.
+    fn keep_source_key(&mut self, py: Python<'_>, names: Vec<String>) -> PyResult<()> {
+        self.inner
+            .keep_source_key(names)
+            .map_err(|e| errors::to_py(py, e))
+    }
+
+    /// The source keys of the lines written since the last call: [(target index, bytes)],
+    /// one JSON line per line written to the target, in the same order. Drain them before the
+    /// shards: a line's key is ready when the line is.
+    fn drain_source_keys<'py>(&mut self, py: Python<'py>) -> Vec<(usize, Bound<'py, PyBytes>)> {
+        let mut out = Vec::new();
+        self.inner
+            .drain_source_keys(|t, b| out.push((t, PyBytes::new(py, b))));
+        out
+    }
+
     /// Reject records (JSON lines) produced since the last call.
     fn take_rejects<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.take_rejects())

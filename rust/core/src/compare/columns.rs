@@ -8,6 +8,10 @@
 //! Lines come through `reader::LineReader`, so decompression, line splitting, line numbers and
 //! refusals are the ones `split` sees; a line that is refused, or whose key attributes are
 //! missing or of another type, becomes a reject record in split's format, never a silent drop.
+//!
+//! A routed copy also keeps each row's source key (`source_key` column): the routing engine
+//! (`split::Splitter::keep_source_key`) makes one per line it writes, and they are fed here
+//! beside the lines (`feed_source_keys`), taken one per line read, in order.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -133,6 +137,9 @@ pub struct Batch {
     /// are not the source's own (items that came out of the routing engine).
     pub line: Vec<u8>,
     pub line_valid: Validity,
+    /// The source key of each row (wire DynamoDB JSON, UTF-8), when built with source keys;
+    /// else no rows.
+    pub source_key: VarColumn,
 }
 
 /// What happened to the lines fed so far.
@@ -167,16 +174,54 @@ pub struct ColumnBuilder {
     rejects: Vec<u8>,
     counts: ColumnCounts,
     types: Option<AttributeTypes>,
+    /// Source keys fed and not yet taken (one per line), when built with source keys.
+    pending_keys: Option<PendingKeys>,
+    /// A line came with no source key to take: the two inputs are out of step.
+    keys_short: bool,
+}
+
+/// Source-key lines waiting for their item lines: `data[at..]` holds the ones not taken.
+#[derive(Debug, Default)]
+struct PendingKeys {
+    data: Vec<u8>,
+    at: usize,
+}
+
+impl PendingKeys {
+    fn feed(&mut self, data: &[u8]) {
+        // Drop what was taken before growing the buffer, so it holds only what is pending.
+        if self.at > 0 {
+            self.data.drain(..self.at);
+            self.at = 0;
+        }
+        self.data.extend_from_slice(data);
+    }
+
+    /// The next key (without its newline), if one is fed.
+    fn take(&mut self) -> Option<(usize, usize)> {
+        let rest = &self.data[self.at..];
+        let end = memchr::memchr(b'\n', rest)?;
+        let span = (self.at, self.at + end);
+        self.at += end + 1;
+        Some(span)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at == self.data.len()
+    }
 }
 
 impl ColumnBuilder {
     /// `keys`: the key attributes and their types (S, N or B), hash key first. With
     /// `track_types`, the types of every top-level attribute are recorded (`attribute_types`).
+    /// With `source_keys`, every line read takes the next source key fed
+    /// (`feed_source_keys`) into the `source_key` column.
     pub fn new(
         keys: Vec<(String, TypeTag)>,
         target: Option<String>,
         shape: Shape,
         track_types: bool,
+        source_keys: bool,
     ) -> Result<Self, Error> {
         for (name, tag) in &keys {
             if !matches!(tag, TypeTag::S | TypeTag::N | TypeTag::B) {
@@ -204,7 +249,35 @@ impl ColumnBuilder {
             rejects: Vec::new(),
             counts: ColumnCounts::default(),
             types: track_types.then(HashMap::new),
+            pending_keys: source_keys.then(PendingKeys::default),
+            keys_short: false,
         })
+    }
+
+    /// Source keys, one JSON line per item line to come, in the order of the lines (the
+    /// routing engine's `drain_source_keys`). Feed them before the lines they belong to.
+    pub fn feed_source_keys(&mut self, data: &[u8]) -> Result<(), Error> {
+        match self.pending_keys.as_mut() {
+            Some(p) => {
+                p.feed(data);
+                Ok(())
+            }
+            None => Err(Error::Config(
+                "source keys fed to a builder made without them".into(),
+            )),
+        }
+    }
+
+    /// Refuses to go on once a line had no source key: every key after it would be another
+    /// item's.
+    fn check_keys_in_step(&self) -> Result<(), Error> {
+        if self.keys_short {
+            return Err(Error::Config(format!(
+                "{}: a line came before its source key (source keys out of step with lines)",
+                self.file
+            )));
+        }
+        Ok(())
     }
 
     /// Starts a new input file. `line_numbers`: whether its lines are the source's own (false
@@ -223,7 +296,8 @@ impl ColumnBuilder {
             .ok_or_else(|| Error::Config("feed before begin_file".into()))?;
         let result = reader.feed(data, &mut |e| self.on_line(e));
         self.reader = Some(reader);
-        result
+        result?;
+        self.check_keys_in_step()
     }
 
     /// Ends the current file: its last line, and the check for a truncated stream.
@@ -234,7 +308,15 @@ impl ColumnBuilder {
             .ok_or_else(|| Error::Config("end_file before begin_file".into()))?;
         let result = reader.finish(&mut |e| self.on_line(e));
         self.reader = Some(reader);
-        result
+        result?;
+        self.check_keys_in_step()?;
+        if self.pending_keys.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(Error::Config(format!(
+                "{}: source keys left over at the end of the file (out of step with lines)",
+                self.file
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes read of the current file: (compressed, decompressed).
@@ -260,7 +342,7 @@ impl ColumnBuilder {
                 KeyColumn::N { text, .. } => text.data.len(),
             })
             .sum();
-        self.batch.item.data.len() + keys + self.batch.rows * 40
+        self.batch.item.data.len() + self.batch.source_key.data.len() + keys + self.batch.rows * 40
     }
 
     /// Hands out the rows built so far and starts an empty batch, its buffers sized like the
@@ -305,6 +387,7 @@ impl ColumnBuilder {
                 bits: like(&old.line_valid.bits),
                 ..Validity::default()
             },
+            source_key: like_var(&old.source_key),
         };
         self.file_slot = None;
         std::mem::replace(&mut self.batch, fresh)
@@ -327,6 +410,21 @@ impl ColumnBuilder {
 
     fn on_line(&mut self, e: LineEvent<'_, '_>) {
         self.counts.read += 1;
+        // Every line takes its key, refused or not, so the next line gets its own.
+        let key = match self.pending_keys.as_mut() {
+            None => None,
+            Some(p) => match p.take() {
+                Some(span) => Some(span),
+                None => {
+                    self.keys_short = true;
+                    return;
+                }
+            },
+        };
+        if self.keys_short {
+            return;
+        }
+        let rows = self.batch.rows;
         match e.item {
             Err(err) => self.reject(
                 e.line_no,
@@ -337,6 +435,13 @@ impl ColumnBuilder {
                 err.offset,
             ),
             Ok(item) => self.push_item(e.line_no, e.raw, &item),
+        }
+        if let (Some((from, to)), Some(p)) = (key, self.pending_keys.as_ref()) {
+            if self.batch.rows > rows {
+                let col = &mut self.batch.source_key;
+                col.data.extend_from_slice(&p.data[from..to]);
+                col.end_row();
+            }
         }
     }
 
@@ -484,7 +589,8 @@ mod tests {
 
     fn build(keys: &[(&str, TypeTag)], input: &[u8], chunk: usize) -> (ColumnBuilder, Batch) {
         let keys = keys.iter().map(|(n, t)| (n.to_string(), *t)).collect();
-        let mut b = ColumnBuilder::new(keys, Some("T".into()), Shape::ExportLine, true).unwrap();
+        let mut b =
+            ColumnBuilder::new(keys, Some("T".into()), Shape::ExportLine, true, false).unwrap();
         b.begin_file("data/a.json", true);
         for c in input.chunks(chunk) {
             b.feed(c).unwrap();
@@ -594,7 +700,7 @@ mod tests {
     #[test]
     fn batches_track_their_own_files() {
         let keys = vec![("k".to_string(), TypeTag::S)];
-        let mut b = ColumnBuilder::new(keys, None, Shape::ExportLine, false).unwrap();
+        let mut b = ColumnBuilder::new(keys, None, Shape::ExportLine, false, false).unwrap();
         b.begin_file("one", true);
         b.feed(b"{\"Item\":{\"k\":{\"S\":\"1\"}}}\n").unwrap();
         b.end_file().unwrap();
@@ -618,6 +724,194 @@ mod tests {
     #[test]
     fn refuses_non_scalar_key_types() {
         let keys = vec![("k".to_string(), TypeTag::Ss)];
-        assert!(ColumnBuilder::new(keys, None, Shape::ExportLine, false).is_err());
+        assert!(ColumnBuilder::new(keys, None, Shape::ExportLine, false, false).is_err());
+    }
+
+    mod source_keys {
+        use super::*;
+        use crate::output::shard::Codec;
+        use crate::route::expr::Condition;
+        use crate::route::target::Target;
+        use crate::route::transform::{Template, Transform};
+        use crate::split::{Route, Splitter, Unmatched};
+
+        fn target(name: &str, kind: &str, key: &[(&str, TypeTag)], set: &[(&str, &str)]) -> Target {
+            let values = vec![(":k".to_string(), Value::S(kind.to_string().into()))];
+            let set = set
+                .iter()
+                .map(|(a, t)| (a.to_string(), Template::parse(t, &[]).unwrap()))
+                .collect();
+            Target {
+                name: name.into(),
+                condition: Some(Condition::parse("begins_with(kind, :k)", &[], &values).unwrap()),
+                transform: Transform {
+                    keep: None,
+                    drop: vec!["pk".into()],
+                    rename: vec![],
+                    set,
+                },
+                hash_key: (key[0].0.into(), key[0].1),
+                range_key: key.get(1).map(|(n, t)| (n.to_string(), *t)),
+                index_keys: vec![],
+                shards: 1,
+            }
+        }
+
+        /// Routes `input` through two targets keeping the source key (pk, sk) and builds each
+        /// target's columns from the lines and keys drained, in chunks of `chunk` bytes.
+        fn routed(route: Route, input: &str, chunk: usize) -> (Splitter, Vec<Batch>, Vec<u64>) {
+            // A: keyed by a template over a non-key attribute and the range key.
+            let a = target(
+                "A",
+                "a",
+                &[("cid", TypeTag::S)],
+                &[("cid", "C#{user}#{sk}")],
+            );
+            // B: keyed by the source's range key and a copy of the (binary) user attribute.
+            let b = target("B", "", &[("user", TypeTag::B), ("sk", TypeTag::N)], &[]);
+            let mut sp = Splitter::new(vec![a, b], route, Unmatched::Drop, Codec::None, 1).unwrap();
+            sp.keep_source_key(vec!["pk".into(), "sk".into()]).unwrap();
+            let keys = [
+                vec![("cid".to_string(), TypeTag::S)],
+                vec![
+                    ("user".to_string(), TypeTag::B),
+                    ("sk".to_string(), TypeTag::N),
+                ],
+            ];
+            let mut builders: Vec<ColumnBuilder> = keys
+                .iter()
+                .map(|k| {
+                    let mut b = ColumnBuilder::new(k.clone(), None, Shape::ExportLine, false, true)
+                        .unwrap();
+                    b.begin_file("f", false);
+                    b
+                })
+                .collect();
+            let pump = |sp: &mut Splitter, builders: &mut Vec<ColumnBuilder>| {
+                let mut keys = vec![Vec::new(); 2];
+                sp.drain_source_keys(|t, k| keys[t].extend_from_slice(k));
+                let mut lines = vec![Vec::new(); 2];
+                sp.drain_shards(|t, _, l| lines[t].extend_from_slice(l));
+                for t in 0..2 {
+                    builders[t].feed_source_keys(&keys[t]).unwrap();
+                    builders[t].feed(&lines[t]).unwrap();
+                }
+            };
+            sp.begin_file("src");
+            for c in input.as_bytes().chunks(chunk) {
+                sp.feed(c).unwrap();
+                pump(&mut sp, &mut builders);
+            }
+            sp.end_file().unwrap();
+            pump(&mut sp, &mut builders);
+            let mut batches = Vec::new();
+            let mut rows = Vec::new();
+            for b in &mut builders {
+                b.end_file().unwrap();
+                rows.push(b.counts().items);
+                batches.push(b.take_batch());
+            }
+            (sp, batches, rows)
+        }
+
+        fn keys_of(batch: &Batch) -> Vec<String> {
+            (0..batch.rows)
+                .map(|i| String::from_utf8(batch.source_key.get(i).to_vec()).unwrap())
+                .collect()
+        }
+
+        const INPUT: &str = concat!(
+            // To A only (its kind starts with "a", B takes every kind: with "all" also B).
+            r#"{"Item":{"pk":{"S":"p1"},"sk":{"N":"1.50"},"kind":{"S":"a"},"user":{"B":"AAE="}}}"#,
+            "\n",
+            // B only, with route first (A's condition fails): a binary pk.
+            r#"{"Item":{"pk":{"B":"/+8="},"sk":{"N":"-0.00012E+5"},"kind":{"S":"b"},"user":{"B":"Ag=="}}}"#,
+            "\n",
+            // Without sk: refused by every target it matches, with no row and no key taken.
+            r#"{"Item":{"pk":{"S":"p3"},"kind":{"S":"a"},"user":{"B":"AAE="}}}"#,
+            "\n",
+            // A takes it; with route all B refuses it (its `user` key is declared B): the
+            // key goes to A's rows only, and B's keys stay in step with B's lines.
+            r#"{"Item":{"pk":{"S":"p4"},"sk":{"N":"7"},"kind":{"S":"a"},"user":{"S":"u"}}}"#,
+            "\n",
+        );
+
+        #[test]
+        fn route_first_keys_each_row_by_its_source_item_with_numbers_and_binaries_as_read() {
+            for chunk in [1, 13, 1 << 20] {
+                let (sp, batches, rows) = routed(Route::First, INPUT, chunk);
+                assert_eq!(rows, vec![2, 1]);
+                assert_eq!(
+                    keys_of(&batches[0]),
+                    vec![
+                        r#"{"pk":{"S":"p1"},"sk":{"N":"1.50"}}"#,
+                        r#"{"pk":{"S":"p4"},"sk":{"N":"7"}}"#
+                    ]
+                );
+                let KeyColumn::S(cid) = &batches[0].keys[0] else {
+                    panic!()
+                };
+                assert_eq!(cid.get(0), b"C#AAE=#1.50");
+                assert_eq!(
+                    keys_of(&batches[1]),
+                    vec![r#"{"pk":{"B":"/+8="},"sk":{"N":"-0.00012E+5"}}"#]
+                );
+                let c = sp.counts();
+                assert_eq!((c.read, c.written, c.rejected), (4, 3, 1));
+                assert_eq!(c.target_rejected[0]["missing_key"], 1);
+            }
+        }
+
+        #[test]
+        fn route_all_gives_an_item_routed_to_two_targets_its_key_in_both() {
+            let (sp, batches, rows) = routed(Route::All, INPUT, 7);
+            assert_eq!(rows, vec![2, 2]);
+            let a = keys_of(&batches[0]);
+            let b = keys_of(&batches[1]);
+            assert_eq!(a[0], b[0]); // p1 went to both
+            assert_eq!(a[1], r#"{"pk":{"S":"p4"},"sk":{"N":"7"}}"#);
+            let c = sp.counts();
+            // p3 is refused by both targets it matches: one item, two records.
+            assert_eq!(c.target_rejected[0]["missing_key"], 1);
+            assert_eq!(c.target_rejected[1]["missing_key"], 1);
+            assert_eq!(c.target_rejected[1]["wrong_key_type"], 1);
+            assert_eq!((c.written, c.rejected), (3, 1));
+            // The key goes with the row: p1's cid and user in the same rows as its key.
+            let KeyColumn::B(user) = &batches[1].keys[0] else {
+                panic!()
+            };
+            assert_eq!(user.get(1), &[2]);
+            assert_eq!(b[1], r#"{"pk":{"B":"/+8="},"sk":{"N":"-0.00012E+5"}}"#);
+        }
+
+        #[test]
+        fn keys_out_of_step_with_lines_are_an_error_not_a_shift() {
+            let keys = vec![("k".to_string(), TypeTag::S)];
+            let mut b =
+                ColumnBuilder::new(keys.clone(), None, Shape::ExportLine, false, true).unwrap();
+            b.begin_file("f", false);
+            b.feed_source_keys(b"{\"pk\":{\"S\":\"1\"}}\n").unwrap();
+            let two = b"{\"Item\":{\"k\":{\"S\":\"1\"}}}\n{\"Item\":{\"k\":{\"S\":\"2\"}}}\n";
+            assert!(b.feed(two).is_err());
+            let mut b =
+                ColumnBuilder::new(keys.clone(), None, Shape::ExportLine, false, true).unwrap();
+            b.begin_file("f", false);
+            b.feed_source_keys(b"{\"pk\":{\"S\":\"1\"}}\n{\"pk\":{\"S\":\"2\"}}\n")
+                .unwrap();
+            b.feed(&two[..25]).unwrap();
+            assert!(b.end_file().is_err()); // one key left over
+            let mut plain =
+                ColumnBuilder::new(keys, None, Shape::ExportLine, false, false).unwrap();
+            assert!(plain.feed_source_keys(b"{}\n").is_err());
+        }
+
+        #[test]
+        fn several_shards_cannot_keep_source_keys() {
+            let mut t = target("A", "a", &[("cid", TypeTag::S)], &[]);
+            t.shards = 2;
+            let mut sp =
+                Splitter::new(vec![t], Route::First, Unmatched::Drop, Codec::None, 1).unwrap();
+            assert!(sp.keep_source_key(vec!["pk".into()]).is_err());
+        }
     }
 }

@@ -35,15 +35,17 @@ pub struct ColumnBuilder {
 impl ColumnBuilder {
     /// `keys`: [(attribute, "S" | "N" | "B")], hash key first. `target` is named in reject
     /// records for items whose key is missing or mistyped. `track_types` records the types of
-    /// every top-level attribute (for `--flatten`).
+    /// every top-level attribute (for `--flatten`). `source_keys`: every line takes the next
+    /// key fed with `feed_source_keys` into the batch's `source_key` column.
     #[new]
-    #[pyo3(signature = (keys = Vec::new(), target = None, track_types = false, shape = "export"))]
+    #[pyo3(signature = (keys = Vec::new(), target = None, track_types = false, shape = "export", source_keys = false))]
     fn new(
         py: Python<'_>,
         keys: Vec<(String, String)>,
         target: Option<String>,
         track_types: bool,
         shape: &str,
+        source_keys: bool,
     ) -> PyResult<Self> {
         let mut typed = Vec::with_capacity(keys.len());
         for (name, t) in keys {
@@ -62,7 +64,7 @@ impl ColumnBuilder {
             };
             typed.push((name, tag));
         }
-        let inner = CoreBuilder::new(typed, target, shape_of(shape)?, track_types)
+        let inner = CoreBuilder::new(typed, target, shape_of(shape)?, track_types, source_keys)
             .map_err(|e| errors::to_py(py, e))?;
         Ok(ColumnBuilder { inner })
     }
@@ -71,6 +73,14 @@ impl ColumnBuilder {
     #[pyo3(signature = (name, line_numbers = true))]
     fn begin_file(&mut self, name: &str, line_numbers: bool) {
         self.inner.begin_file(name, line_numbers);
+    }
+
+    /// Source keys (JSON lines, one per item line to come, from `Splitter.drain_source_keys`);
+    /// fed before the lines they belong to.
+    fn feed_source_keys(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        self.inner
+            .feed_source_keys(data)
+            .map_err(|e| errors::to_py(py, e))
     }
 
     /// Feeds one chunk of the current file (compressed or not); the GIL is released meanwhile.
@@ -199,6 +209,8 @@ fn batch_dict<'py>(py: Python<'py>, b: &Batch) -> PyResult<Bound<'py, PyDict>> {
     let (bits, nulls) = validity(py, &b.line_valid);
     d.set_item("line_validity", bits)?;
     d.set_item("line_nulls", nulls)?;
+    d.set_item("source_key_offsets", bytes(py, &b.source_key.offsets))?;
+    d.set_item("source_key_data", bytes(py, &b.source_key.data))?;
     Ok(d)
 }
 
