@@ -28,6 +28,7 @@ from ddbshard.catchup.wire import canonical, item_to_client
 from support.ddb_faults import Fault, FaultyDynamo
 from support.ddb_tables import (
     create_table,
+    load,
     multiset,
     run_cli,
     scan,
@@ -708,3 +709,37 @@ def test_counts_are_the_same_with_1_and_16_rounds_in_flight(
         results.append((re.sub(r" in [\d.]+ s", "", "\n".join(summary)), counts(r.stdout)))
     assert results[0][1]["keys"] > 400, results
     assert results[1] == results[0]
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_unmatched_error_stops_and_says_which_keys_were_synced(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
+    """Key 150 of 250 matches no target under unmatched = "error": the keys before it are
+    synced (its own round's too), and with rounds in flight the message counts the keys after
+    it that a round already under way synced: what Posts holds is what the message says."""
+    config = _tables(fresh, tmp_path)
+    strict = tmp_path / "strict.toml"
+    strict.write_text(config.read_text().replace('unmatched = "drop"', 'unmatched = "error"'))
+    client = fresh.client()
+    kinds = ["profile" if i == 150 else "post" for i in range(250)]
+    items = [
+        {"pk": {"S": f"P#{i:03d}"}, "sk": {"S": "S"}, "kind": {"S": kind}}
+        for i, kind in enumerate(kinds)
+    ]
+    load(client, "Source", items)
+    keys_file = tmp_path / "keys.jsonl"
+    lines = [json.dumps({"Keys": {"pk": it["pk"], "sk": it["sk"]}}) + "\n" for it in items]
+    keys_file.write_text("".join(lines))
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(strict), *args, "--concurrency", str(concurrency))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{keys_file}: line 151: the item matches no target" in r.stderr, r.stderr
+    assert "keys before it have been synced" in r.stderr
+    after = re.search(r"and ([\d,]+) keys after it", r.stderr)
+    if concurrency == 1:
+        assert after is None
+    synced = sorted(x["pk"]["S"] for x in scan(client, "Posts"))
+    assert synced[:150] == [f"P#{i:03d}" for i in range(150)]
+    assert len(synced) == 150 + (int(after.group(1)) if after else 0), r.stderr
