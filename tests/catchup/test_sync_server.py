@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -743,3 +746,39 @@ def test_unmatched_error_stops_and_says_which_keys_were_synced(
     synced = sorted(x["pk"]["S"] for x in scan(client, "Posts"))
     assert synced[:150] == [f"P#{i:03d}" for i in range(150)]
     assert len(synced) == 150 + (int(after.group(1)) if after else 0), r.stderr
+
+
+def test_ctrl_c_stops_the_rounds_and_prints_the_tally_so_far(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config = _tables(fresh, tmp_path)
+    client = fresh.client()
+    items = [
+        {"pk": {"S": f"P#{i:04d}"}, "sk": {"S": "S"}, "kind": {"S": "post"}} for i in range(3000)
+    ]
+    load(client, "Source", items)
+    keys_file = tmp_path / "keys.jsonl"
+    lines = [json.dumps({"Keys": {"pk": it["pk"], "sk": it["sk"]}}) + "\n" for it in items]
+    keys_file.write_text("".join(lines))
+    fresh.clear_faults()
+    fresh.slow(0.05)
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet", "--concurrency", "4"]
+    cmd = [sys.executable, "-m", "ddbshard", "sync", str(config), *args]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, env=fresh.env(), stdout=pipe, stderr=pipe, cwd=tmp_path, text=True)
+    deadline = time.monotonic() + 60
+    while len(fresh.calls("BatchWriteItem")) < 8 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    fresh.clear_faults()
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("ddbshard sync: interrupted after "), err
+    assert out.startswith("sync (interrupted): "), out
+    got = counts(out)
+    assert 0 < got["keys"] < len(items)
+    assert got["keys"] == got["put"] + got["failed"]  # every key a new post: put or cut short
+    assert len(scan(client, "Posts")) >= got["put"]
+    assert not (tmp_path / "sync-failed-keys.jsonl").exists()
