@@ -350,3 +350,33 @@ def test_the_gate_runs_rounds_touching_one_item_in_input_order() -> None:
     gate.leave(3)
     assert not gate.enter(4, {b})
     gate.leave(4)
+
+
+def test_a_round_backing_off_holds_no_slot_for_its_wait() -> None:
+    """One slot for two threads: while A waits out the backoff of its throttled call, B's call
+    goes through. A's wait ends when B has been answered, so were A to keep the slot through
+    its wait, B could not call and A's wait would time out."""
+    b_answered = threading.Event()
+    waits: list[bool] = []
+
+    class Client:
+        def batch_write_item(self, **kw: Any) -> dict[str, Any]:
+            if sent(kw) == ["a"] and not waits:
+                raise error("ThrottlingException")
+            if sent(kw) == ["b"]:
+                b_answered.set()
+            return {}
+
+    ddb = Client()
+    policy = RetryPolicy(sleep=lambda s: waits.append(b_answered.wait(10)), random=lambda: 1.0)
+    dynamo = Dynamo(ddb, policy, slots=1)
+    a = [Write("T", {"pk": {"S": "a"}}, {"pk": {"S": "a"}}, 1)]
+    b = [Write("T", {"pk": {"S": "b"}}, {"pk": {"S": "b"}}, 1)]
+    first = threading.Thread(target=lambda: dynamo.write(a))
+    first.start()
+    while not dynamo.stats.calls:  # A's call (throttled) has been made: now B
+        threading.Event().wait(0.001)
+    assert dynamo.write(b) == []
+    first.join()
+    assert waits == [True]
+    assert dynamo.stats.most_in_flight == 1
