@@ -8,6 +8,7 @@ when the test says; tests/catchup/test_sync_server.py does the same through HTTP
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncrun import _Gate
 from ddbshard.catchup.wire import canonical, item_from_client, item_size, item_to_client
 from ddbshard.config import parse_config
+from support.ddb_tables import run_cli
 
 
 def error(code: str, status: int = 400) -> ClientError:
@@ -380,3 +382,13 @@ def test_a_round_backing_off_holds_no_slot_for_its_wait() -> None:
     first.join()
     assert waits == [True]
     assert dynamo.stats.most_in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", "0: must be at least 1"), ("257", "257: at most 256")]
+)
+def test_concurrency_out_of_range_is_one_line_and_exit_2(value: str, message: str) -> None:
+    args = ["--keys", "k.jsonl", "--source-table", "A", "--concurrency", value]
+    r = run_cli(dict(os.environ), "sync", "nowhere.toml", *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
