@@ -6,6 +6,13 @@ puts and deletes (BatchWriteItem, 25 at most per call). Target lines (`Target` i
 come in rounds of their own before any source key, so a copy that `diff` found unexpected is
 deleted first and an item the source does produce is put after it.
 
+Rounds run `concurrency` at a time on a thread pool (one after another when it is 1). A round
+holds the target items it reads in a `_Gate` until its writes are applied, and rounds take
+their items in input order, so two rounds touching one item (a move into another key's old
+copy, a key given twice) run as one after another would; the caller's thread settles the
+rounds' tallies, failed keys and dry-run listing in input order, so the output does not
+depend on `concurrency`.
+
 Every key ends in exactly one tally: unchanged (nothing to write), synced (its writes applied),
 failed (a read or a write still failing after the retries; the key goes to the failed-keys
 file with the reason), and besides any of those in at most one of: unmatched (it matched no
@@ -208,7 +215,9 @@ class SyncRun:
                 gate.leave(seq)
 
     def _touches(self, plans: list[EntryPlan]) -> set[tuple[str, str]]:
-        touched = {(self.source_table or "", p.entry.key_id) for p in plans}
+        # The source key too: two rounds of one key read the source at different times.
+        source = self.source_table or ""
+        touched = {(source, p.entry.key_id) for p in plans if p.entry.target is None}
         for p in plans:
             if p.problem is None:
                 touched.update((table, canonical(key)) for table, key in reads(self.router, p))
