@@ -782,3 +782,20 @@ def test_ctrl_c_stops_the_rounds_and_prints_the_tally_so_far(
     assert got["keys"] == got["put"] + got["failed"]  # every key a new post: put or cut short
     assert len(scan(client, "Posts")) >= got["put"]
     assert not (tmp_path / "sync-failed-keys.jsonl").exists()
+
+
+def test_a_dry_run_lists_the_same_lines_in_the_same_order_at_any_concurrency(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config, events, changed = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--dry-run", "--quiet"]
+    outputs = []
+    for concurrency in ("1", "16"):
+        r = run_cli(fresh.env(), "sync", str(config), *args, "--concurrency", concurrency)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines = [x for x in r.stdout.splitlines() if not x.strip().endswith("retried")]
+        outputs.append([re.sub(r" in [\d.]+ s:", ":", x) for x in lines])
+    assert changed > 100 and len(outputs[0]) > 100  # more than one round, listed
+    assert outputs[1] == outputs[0]
