@@ -8,6 +8,8 @@
 #   make bench  the benchmarks in bench/ (not part of the tests)
 #   make bench-compare  split vs codec limit, boto3 script, jq on a 1M-item export
 #               (bench/compare_split.py; pass options as BENCH_ARGS="--items 200000")
+#   make bench-sync  sync's keys/s with 16 rounds in flight against one after another, on a
+#               local endpoint adding 10 ms to every call (bench/compare_sync.py; SYNC_ARGS)
 #   make lock   re-resolve pyproject.toml's ranges and rewrite requirements.lock (see below)
 #
 # pyproject.toml declares the ranges ddbshard works with (what a user's pip resolves against);
@@ -22,7 +24,7 @@ PY     := $(VENV)/bin/python
 LOCK   := requirements.lock
 RUST_SRC := $(shell find rust -name '*.rs' -o -name 'Cargo.toml') Cargo.toml Cargo.lock
 
-.PHONY: demo test test-fast test-rust test-python lint bench bench-compare build lock clean
+.PHONY: demo test test-fast test-rust test-python lint bench bench-compare bench-sync build lock clean
 
 # The locked runtime, test, lint and bench dependencies and maturin, at their exact versions.
 $(VENV)/.deps: $(LOCK)
@@ -75,6 +77,11 @@ BENCH_ARGS ?= --repeat 3
 
 bench-compare: build
 	$(PY) bench/compare_split.py $(BENCH_ARGS)
+
+SYNC_ARGS ?= --keys 20000
+
+bench-sync: build
+	$(PY) bench/compare_sync.py $(SYNC_ARGS)
 
 # A fresh resolve of pyproject.toml's ranges (build-system requires, dependencies, and the test,
 # lint and bench extras; not ddbshard itself, so nothing is compiled) in a throwaway venv under

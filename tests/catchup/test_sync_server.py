@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +31,7 @@ from ddbshard.catchup.wire import canonical, item_to_client
 from support.ddb_faults import Fault, FaultyDynamo
 from support.ddb_tables import (
     create_table,
+    load,
     multiset,
     run_cli,
     scan,
@@ -38,6 +42,7 @@ from support.sync_scenario import (
     TARGETS,
     assert_targets_match_source,
     catch_up_ready,
+    change_at_random,
     config_for,
     counts,
     keys,
@@ -177,21 +182,29 @@ def test_keys_that_keep_failing_are_written_out_and_exit_1(
     assert_targets_match_source(fresh, tmp_path)
 
 
-def test_refused_credentials_stop_sync_with_one_line(fresh: FaultyDynamo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_refused_credentials_stop_sync_with_one_line(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
     """An expired token would refuse every key alike: stop at once (exit 2), not fail them all
     one by one into the failed-keys file."""
-    config, events, _ = catch_up_ready(fresh, tmp_path, count=200)
+    config, events, changed = catch_up_ready(fresh, tmp_path, count=200)
     keys_file = keys(fresh, tmp_path, events)
     fresh.clear_faults()
     fresh.fail(Fault.EXPIRED_TOKEN, op="BatchGetItem", nth=1, times=10_000)
     failed = tmp_path / "failed.jsonl"
     args = ["--source-table", "Source", "--quiet", "--failed-keys", str(failed)]
+    args += ["--concurrency", str(concurrency)]
     r = run_cli(fresh.env(), "sync", str(config), "--keys", str(keys_file), *args)
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "ExpiredTokenException" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    assert len([c for c in fresh.calls("BatchGetItem")]) == 1, "no retries of refused credentials"
+    # No retries of refused credentials: one call, or at most one per round already under way.
+    rounds = -(-changed // 100)
+    assert rounds > 1
+    assert 1 <= len(fresh.calls("BatchGetItem")) <= (1 if concurrency == 1 else rounds)
+    assert not fresh.calls("BatchWriteItem")
 
 
 def test_dry_run_lists_the_writes_and_writes_nothing(fresh: FaultyDynamo, tmp_path: Path) -> None:
@@ -570,3 +583,219 @@ def test_missing_aws_configuration_is_one_line_and_exit_2(
     assert elapsed < 8, elapsed  # no backoff: the first call says it (Python starts in ~1 s)
     assert not fresh.calls()  # nothing reached DynamoDB
     assert list(tmp_path.glob("*failed*")) == []
+
+
+# --- issue 20: rounds in flight ------------------------------------------------------------
+
+
+def _comment(pk: str, sk: str, user: str, body: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}, "kind": {"S": "comment"}, "user_id": {"S": user},
+            "body": {"S": body}}  # fmt: skip
+
+
+def _copy(item: dict[str, Any]) -> dict[str, Any]:
+    """What the scenario's config puts in Comments for a comment."""
+    keep = {k: v for k, v in item.items() if k != "pk"}
+    return {**keep, "cid": {"S": f"C#{item['user_id']['S']}#{item['sk']['S']}"}}
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_a_key_moving_into_the_copy_another_key_leaves_is_written_after_it(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
+    """A leaves Comments key C#U1#S1 (its user changed) and B moves into it, A in the first
+    round, B in the second. B's round must wait for A's to delete the old copy: the other way
+    round A's delete would remove B's new item. A's delete is the last of 101 writes in its
+    round, B's round has two: in flight together, B's would come first."""
+    config = _tables(fresh, tmp_path)
+    client = fresh.client()
+    fillers = [
+        {"pk": {"S": f"F#{i:03d}"}, "sk": {"S": "S"}, "kind": {"S": "post"}} for i in range(99)
+    ]
+    a_old, a_new = _comment("U#a", "S1", "U1", "a"), _comment("U#a", "S1", "U2", "a")
+    b_old, b_new = _comment("U#b", "S1", "U9", "b"), _comment("U#b", "S1", "U1", "b")
+    for it in [*fillers, a_new, b_new]:
+        client.put_item(TableName="Source", Item=item_to_client(it))
+    for it in (a_old, b_old):  # what the targets hold from before
+        client.put_item(TableName="Comments", Item=item_to_client(_copy(it)))
+    lines = [{"Keys": {"pk": it["pk"], "sk": it["sk"]}, "OldImage": None} for it in fillers]
+    lines += [{"Keys": {"pk": it["pk"], "sk": it["sk"]}, "OldImage": it} for it in (a_old, b_old)]
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(config), *args, "--concurrency", str(concurrency))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts(r.stdout) == {
+        "keys": 101, "read": 101, "put": 101, "deleted": 2, "unchanged": 0, "failed": 0
+    }  # fmt: skip
+    have = sorted(x["cid"]["S"] for x in scan(client, "Comments"))
+    assert have == ["C#U1#S1", "C#U2#S1"]
+    assert_targets_match_source(fresh, tmp_path)
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_a_keys_file_given_twice_syncs_each_key_once(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
+    """The second copy of a key waits for the first: it finds the targets up to date (all
+    unchanged), where rounds racing would both read the old state and write twice."""
+    config, events, changed = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    args = ["--source-table", "Source", "--quiet", "--concurrency", str(concurrency)]
+    dry = run_cli(fresh.env(), "sync", str(config), "--keys", str(keys_file), *args, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    once = counts(dry.stdout)
+    twice = ["--keys", str(keys_file), "--keys", str(keys_file)]
+    r = run_cli(fresh.env(), "sync", str(config), *twice, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts(r.stdout) == {
+        "keys": 2 * changed,
+        "read": 2 * once["read"],
+        "put": once["put"],
+        "deleted": once["deleted"],
+        "unchanged": once["unchanged"] + changed,
+        "failed": 0,
+    }
+    assert_targets_match_source(fresh, tmp_path)
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_rounds_in_flight_lose_nothing_to_unprocessed_items_and_throttling(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
+    config, events, changed = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    # Every other call of each kind partly or wholly refused, for the first 30 of each.
+    for n in range(1, 30, 2):
+        fault = Fault.THROTTLE if n % 4 == 1 else Fault.UNPROCESSED
+        fresh.fail(fault, op="BatchWriteItem", nth=n)
+        fresh.fail(fault, op="BatchGetItem", nth=n)
+    args = ["--keys", str(keys_file), "--keys", str(keys_file), "--source-table", "Source"]
+    r = run_cli(
+        fresh.env(), "sync", str(config), *args, "--quiet", "--concurrency", str(concurrency)
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts(r.stdout)["keys"] == 2 * changed and counts(r.stdout)["failed"] == 0
+    assert any(c.outcome == Fault.THROTTLE.value for c in fresh.calls("BatchWriteItem"))
+    assert any(c.outcome == Fault.UNPROCESSED.value for c in fresh.calls("BatchGetItem"))
+    fresh.clear_faults()
+    assert_targets_match_source(fresh, tmp_path)
+
+
+def test_counts_are_the_same_with_1_and_16_rounds_in_flight(
+    ddb: FaultyDynamo, tmp_path: Path
+) -> None:
+    """The same random writes (800 of them on 500 items: 400-odd keys, 5 rounds) replayed on
+    a fresh migration twice: the summary and the targets must not depend on concurrency."""
+    results = []
+    for concurrency in (1, 16):
+        ddb.reset()
+        tmp = tmp_path / f"c{concurrency}"
+        tmp.mkdir()
+        items, config = migrate(ddb, tmp, 500)
+        time.sleep(0.05)  # the load's records are before --since, the changes after
+        since = datetime.now(UTC)
+        time.sleep(0.05)
+        change_at_random(ddb, items, seed=20, writes=800)
+        records = stream_records(ddb.client(), ddb.client("dynamodbstreams"), "Source")
+        events = tmp / "events.jsonl"
+        events.write_text("".join(json.dumps(x) + "\n" for x in records))
+        (tmp / "since").write_text(since.isoformat())
+        keys_file = keys(ddb, tmp, events)
+        args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+        r = run_cli(ddb.env(), "sync", str(config), *args, "--concurrency", str(concurrency))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert_targets_match_source(ddb, tmp)
+        summary = [x for x in r.stdout.splitlines() if not x.strip().endswith("retried")]
+        results.append((re.sub(r" in [\d.]+ s", "", "\n".join(summary)), counts(r.stdout)))
+    assert results[0][1]["keys"] > 400, results
+    assert results[1] == results[0]
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_unmatched_error_stops_and_says_which_keys_were_synced(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
+    """Key 150 of 250 matches no target under unmatched = "error": the keys before it are
+    synced (its own round's too), and with rounds in flight the message counts the keys after
+    it that a round already under way synced: what Posts holds is what the message says."""
+    config = _tables(fresh, tmp_path)
+    strict = tmp_path / "strict.toml"
+    strict.write_text(config.read_text().replace('unmatched = "drop"', 'unmatched = "error"'))
+    client = fresh.client()
+    kinds = ["profile" if i == 150 else "post" for i in range(250)]
+    items = [
+        {"pk": {"S": f"P#{i:03d}"}, "sk": {"S": "S"}, "kind": {"S": kind}}
+        for i, kind in enumerate(kinds)
+    ]
+    load(client, "Source", items)
+    keys_file = tmp_path / "keys.jsonl"
+    lines = [json.dumps({"Keys": {"pk": it["pk"], "sk": it["sk"]}}) + "\n" for it in items]
+    keys_file.write_text("".join(lines))
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet"]
+    r = run_cli(fresh.env(), "sync", str(strict), *args, "--concurrency", str(concurrency))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{keys_file}: line 151: the item matches no target" in r.stderr, r.stderr
+    assert "keys before it have been synced" in r.stderr
+    after = re.search(r"and ([\d,]+) keys after it", r.stderr)
+    if concurrency == 1:
+        assert after is None
+    synced = sorted(x["pk"]["S"] for x in scan(client, "Posts"))
+    assert synced[:150] == [f"P#{i:03d}" for i in range(150)]
+    assert len(synced) == 150 + (int(after.group(1)) if after else 0), r.stderr
+
+
+def test_ctrl_c_stops_the_rounds_and_prints_the_tally_so_far(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config = _tables(fresh, tmp_path)
+    client = fresh.client()
+    items = [
+        {"pk": {"S": f"P#{i:04d}"}, "sk": {"S": "S"}, "kind": {"S": "post"}} for i in range(3000)
+    ]
+    load(client, "Source", items)
+    keys_file = tmp_path / "keys.jsonl"
+    lines = [json.dumps({"Keys": {"pk": it["pk"], "sk": it["sk"]}}) + "\n" for it in items]
+    keys_file.write_text("".join(lines))
+    fresh.clear_faults()
+    fresh.slow(0.05)
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--quiet", "--concurrency", "4"]
+    cmd = [sys.executable, "-m", "ddbshard", "sync", str(config), *args]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, env=fresh.env(), stdout=pipe, stderr=pipe, cwd=tmp_path, text=True)
+    deadline = time.monotonic() + 60
+    while len(fresh.calls("BatchWriteItem")) < 8 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    fresh.clear_faults()
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("ddbshard sync: interrupted after "), err
+    assert out.startswith("sync (interrupted): "), out
+    got = counts(out)
+    assert 0 < got["keys"] < len(items)
+    assert got["keys"] == got["put"] + got["failed"]  # every key a new post: put or cut short
+    assert len(scan(client, "Posts")) >= got["put"]
+    assert not (tmp_path / "sync-failed-keys.jsonl").exists()
+
+
+def test_a_dry_run_lists_the_same_lines_in_the_same_order_at_any_concurrency(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    config, events, changed = catch_up_ready(fresh, tmp_path)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    args = ["--keys", str(keys_file), "--source-table", "Source", "--dry-run", "--quiet"]
+    outputs = []
+    for concurrency in ("1", "16"):
+        r = run_cli(fresh.env(), "sync", str(config), *args, "--concurrency", concurrency)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines = [x for x in r.stdout.splitlines() if not x.strip().endswith("retried")]
+        outputs.append([re.sub(r" in [\d.]+ s:", ":", x) for x in lines])
+    assert changed > 100 and len(outputs[0]) > 100  # more than one round, listed
+    assert outputs[1] == outputs[0]

@@ -8,6 +8,9 @@ when the test says; tests/catchup/test_sync_server.py does the same through HTTP
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +24,10 @@ from botocore.exceptions import (
 
 from ddbshard.catchup.dynamo import MAX_WRITE, Budget, Dynamo, RetryPolicy, Write
 from ddbshard.catchup.routing import Router
+from ddbshard.catchup.syncrun import _Gate
 from ddbshard.catchup.wire import canonical, item_from_client, item_size, item_to_client
 from ddbshard.config import parse_config
+from support.ddb_tables import run_cli
 
 
 def error(code: str, status: int = 400) -> ClientError:
@@ -274,3 +279,116 @@ def test_missing_credentials_or_region_are_not_retried_as_throttling(missing: Ex
     with pytest.raises(type(missing)):
         dynamo.write(writes(3))
     assert len(ddb.calls) == 2 and sleeps == []  # one call each, no backoff
+
+
+class SharedClock:
+    """A clock standing at 0 for threads taking from one budget together."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return 0.0
+
+    def sleep(self, s: float) -> None:
+        with self._lock:
+            self.slept.append(s)
+
+
+def test_the_budget_holds_the_rate_across_threads() -> None:
+    """8 threads take 5 units 1,000 times each at 10 units/s, all at the same instant: each take
+    reserves its place, so the waits are 0, 0 (the first second's worth), then 0.5 s more for
+    every take after, the last 3,999 s out: 40,000 units in 4,000 s, whatever the interleaving."""
+    clock = SharedClock()
+    budget = Budget(10, clock=clock, sleep=clock.sleep)
+    start = threading.Barrier(8)
+
+    def writer() -> None:
+        start.wait()
+        for _ in range(1000):
+            budget.take(5)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    # Threads switch every microsecond instead of every 5 ms: without the budget's lock two
+    # takes read the same bucket and one reservation is lost.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sorted(clock.slept) == pytest.approx([0.5 * k for k in range(1, 7999)])
+    assert budget.waited == pytest.approx(3999.0)  # wall time held back, not the sum of sleeps
+
+
+def test_the_gate_runs_rounds_touching_one_item_in_input_order() -> None:
+    gate = _Gate()
+    a, b = ("T", "a"), ("T", "b")
+    order: list[str] = []
+    assert gate.enter(0, {a})
+
+    def second() -> None:
+        assert gate.enter(1, {a, b})  # holds b at once, waits for a
+        order.append("1 writes")
+        gate.leave(1)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    # Round 2 may only take its items after round 1 has taken its own: when this returns,
+    # round 1 holds b and waits for round 0 to leave a.
+    assert gate.enter(2, {("T", "c")})
+    gate.leave(2)
+    assert order == []  # round 0 still holds a
+    order.append("0 writes")
+    gate.leave(0)
+    thread.join()
+    assert order == ["0 writes", "1 writes"]
+    gate.stop(3)  # rounds after 3 stop before they write; 3 itself goes on
+    assert gate.enter(3, {a})
+    gate.leave(3)
+    assert not gate.enter(4, {b})
+    gate.leave(4)
+
+
+def test_a_round_backing_off_holds_no_slot_for_its_wait() -> None:
+    """One slot for two threads: while A waits out the backoff of its throttled call, B's call
+    goes through. A's wait ends when B has been answered, so were A to keep the slot through
+    its wait, B could not call and A's wait would time out."""
+    b_answered = threading.Event()
+    waits: list[bool] = []
+
+    class Client:
+        def batch_write_item(self, **kw: Any) -> dict[str, Any]:
+            if sent(kw) == ["a"] and not waits:
+                raise error("ThrottlingException")
+            if sent(kw) == ["b"]:
+                b_answered.set()
+            return {}
+
+    ddb = Client()
+    policy = RetryPolicy(sleep=lambda s: waits.append(b_answered.wait(10)), random=lambda: 1.0)
+    dynamo = Dynamo(ddb, policy, slots=1)
+    a = [Write("T", {"pk": {"S": "a"}}, {"pk": {"S": "a"}}, 1)]
+    b = [Write("T", {"pk": {"S": "b"}}, {"pk": {"S": "b"}}, 1)]
+    first = threading.Thread(target=lambda: dynamo.write(a))
+    first.start()
+    while not dynamo.stats.calls:  # A's call (throttled) has been made: now B
+        threading.Event().wait(0.001)
+    assert dynamo.write(b) == []
+    first.join()
+    assert waits == [True]
+    assert dynamo.stats.most_in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", "0: must be at least 1"), ("257", "257: at most 256")]
+)
+def test_concurrency_out_of_range_is_one_line_and_exit_2(value: str, message: str) -> None:
+    args = ["--keys", "k.jsonl", "--source-table", "A", "--concurrency", value]
+    r = run_cli(dict(os.environ), "sync", "nowhere.toml", *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr

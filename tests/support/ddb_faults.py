@@ -11,6 +11,9 @@ on 127.0.0.1 through a middleware that, by rule:
   keys) to moto and returns the other half as UnprocessedItems (UnprocessedKeys), as AWS does
   when part of a batch is throttled.
 
+`slow(seconds)` adds that much to every DynamoDB call, as the way to AWS does: the server is
+threaded, so calls made at once wait at once.
+
 A rewritten response body loses moto's `x-amz-crc32` header (botocore checks that checksum) and
 gets a new Content-Length. Every call is logged with its operation, the number of requests or
 keys it carried, and what the layer did, so a test can assert on both the faults and the calls.
@@ -28,6 +31,7 @@ import io
 import json
 import os
 import threading
+import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,12 +72,15 @@ class FaultMiddleware:
         self.lock = threading.Lock()
         self.rules: list[Rule] = []
         self.log: list[Call] = []
+        self.delay = 0.0
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith("DynamoDB_"):
             return self.app(environ, start_response)  # moto-api, S3, streams: untouched
         op = target.split(".", 1)[1]
+        if self.delay:
+            time.sleep(self.delay)  # the round trip to AWS, not a wait for something
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         request = json.loads(body or b"{}")
         count = _count(op, request)
@@ -233,6 +240,12 @@ class FaultyDynamo(ThreadedMoto):
         with self._mw.lock:
             self._mw.rules.clear()
             self._mw.log.clear()
+            self._mw.delay = 0.0
+
+    def slow(self, seconds: float) -> None:
+        """Adds `seconds` to every DynamoDB call from now on (until `clear_faults`)."""
+        with self._mw.lock:
+            self._mw.delay = seconds
 
     def fail(self, fault: Fault, *, op: str, nth: int = 1, times: int = 1) -> Rule:
         rule = Rule(fault, op, nth, times)

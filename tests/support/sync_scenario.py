@@ -178,3 +178,43 @@ def counts(stdout: str) -> dict[str, int]:
     out = {k: int(v.replace(",", "")) for k, v, _ in found if k}
     out["keys"] = int(next(n for _, _, n in found if n).replace(",", ""))
     return out
+
+
+def change_at_random(ddb: FaultyDynamo, items: list[Wire], seed: int, writes: int) -> None:
+    """`writes` writes to Source drawn with `seed` (the same ones for the same seed and items):
+    moves between targets and out of every one, new user ids (new Comments keys), edits,
+    deletes, re-inserts of deleted items, rewrites of the same item, new items. An item may be
+    written many times, so old images and final states are far apart. User ids are never
+    shared, so no two source items meet at one Comments key (that would depend on write order,
+    as in split)."""
+    import random
+
+    rng = random.Random(seed)
+    c = ddb.client()
+    live = {json.dumps([it["pk"], it["sk"]]): dict(it) for it in items}
+    deleted: dict[str, Wire] = {}
+    for n in range(writes):
+        roll = rng.random()
+        if roll < 0.05 or not live:
+            k = f"USER#R{seed}#{n:06d}"
+            it = {**items[rng.randrange(len(items))], "pk": {"S": k}, "user_id": {"S": k}}
+        elif roll < 0.12 and deleted:
+            it = deleted.pop(rng.choice(sorted(deleted)))  # deleted, then written again
+        else:
+            it = dict(live[rng.choice(sorted(live))])
+            if roll < 0.22:
+                del live[json.dumps([it["pk"], it["sk"]])]
+                deleted[json.dumps([it["pk"], it["sk"]])] = it
+                c.delete_item(
+                    TableName="Source", Key=item_to_client({"pk": it["pk"], "sk": it["sk"]})
+                )
+                continue
+            if roll < 0.50:
+                it["kind"] = {"S": rng.choice(["post", "comment", "profile"])}
+            elif roll < 0.70:
+                it["user_id"] = {"S": f"R{seed}#{n:06d}"}
+            elif roll < 0.90:
+                it["title"] = {"S": f"edit {n}"}
+            # else: the same item written again
+        live[json.dumps([it["pk"], it["sk"]])] = it
+        c.put_item(TableName="Source", Item=item_to_client(it))

@@ -16,12 +16,18 @@ against nothing); every call goes through `Dynamo._call`, which retries throttli
 dropped connections with full-jitter backoff. A request that is still unprocessed after
 `RetryPolicy.max_attempts` comes back to the caller as failed, never dropped. Puts and deletes
 are idempotent, so resending one whose answer was lost is safe.
+
+One `Dynamo` serves many threads at once (sync's rounds in flight): boto3 clients are
+thread-safe, the counters and the write budget take a lock, `slots` bounds the calls in flight
+(a thread waits for a slot only around the call itself, never through a backoff or a budget
+wait), and `stopping` makes every loop give back what it has not sent yet instead of calling.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,13 +61,25 @@ _REFUSED_CREDENTIALS = {
 }
 
 
-def client(region: str | None = None) -> Any:
-    """A low-level DynamoDB client with botocore's retries off (see the module docstring)."""
+def client(region: str | None = None, connections: int = 10) -> Any:
+    """A low-level DynamoDB client with botocore's retries off (see the module docstring),
+    keeping up to `connections` connections open (one per thread that calls at once).
+
+    botocore's check of every request against the API model is off too: it took about a sixth
+    of sync's CPU time, which bounds how fast rounds in flight go, and the requests are built
+    here in one shape; a request DynamoDB refuses comes back as ValidationException, which
+    `Dynamo.write` isolates to the request at fault."""
     import boto3
     from botocore.config import Config
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+    config = Config(
+        retries={"total_max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max(10, connections),
+        parameter_validation=False,
+    )
     return boto3.session.Session().client("dynamodb", region_name=region, config=config)
 
 
@@ -81,11 +99,15 @@ class RetryPolicy:
 
 
 class Budget:
-    """A token bucket of write capacity units per second (`--max-wcu`).
+    """A token bucket of write capacity units per second (`--max-wcu`), shared by every thread.
 
-    Starts with one second's worth. A batch larger than the bucket waits until the bucket could
-    have filled that far, so the long-run rate holds whatever the batch size. `charge` takes more
-    when DynamoDB reports more consumed capacity than was estimated (GSI writes, for instance).
+    Starts with one second's worth. `take` reserves the units at once (the bucket may go into
+    debt) and then sleeps, outside the lock, until the debt it is part of is paid: threads that
+    take at the same moment are served one after another, each waiting for the units reserved
+    before it, so the long-run rate holds however many threads write and whatever the batch
+    size. `charge` takes more when DynamoDB reports more consumed capacity than was estimated
+    (GSI writes, for instance). `waited` is wall time the bucket held writers back (how far
+    the debt reached beyond the moment it was taken), not the sum of every thread's sleeps.
     """
 
     def __init__(
@@ -102,22 +124,28 @@ class Budget:
         self.sleep = sleep
         self.last = clock()
         self.waited = 0.0
+        self._lock = threading.Lock()
 
     def take(self, units: float) -> None:
+        with self._lock:
+            wait = self._spend(units)
+        if wait > 0:
+            self.sleep(wait)
+
+    def charge(self, units: float) -> None:
+        with self._lock:
+            self._spend(units)
+
+    def _spend(self, units: float) -> float:
+        """Takes `units` now; returns how long until the bucket is out of debt again."""
         now = self.clock()
         self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        if self.tokens < units:
-            wait = (units - self.tokens) / self.rate
-            self.sleep(wait)
-            self.waited += wait
-            self.last = now + wait
-            self.tokens = 0.0
-        else:
-            self.tokens -= units
-
-    def charge(self, units: float) -> None:
+        owed = max(0.0, -self.tokens / self.rate)
         self.tokens -= units
+        wait = max(0.0, -self.tokens / self.rate)
+        self.waited += wait - owed
+        return wait
 
 
 @dataclass
@@ -148,14 +176,39 @@ class Stats:
     retried: int = 0  # requests sent again (unprocessed, throttled, failed connection)
     largest_write_call: int = 0
     units_reported: float = 0.0
+    in_flight: int = 0  # calls under way now
+    most_in_flight: int = 0  # the most calls that were ever under way at once
+
+
+INTERRUPTED = "interrupted before it was sent (the run was stopped)"
 
 
 class Dynamo:
-    def __init__(self, ddb: Any, policy: RetryPolicy | None = None, budget: Budget | None = None):
+    def __init__(
+        self,
+        ddb: Any,
+        policy: RetryPolicy | None = None,
+        budget: Budget | None = None,
+        slots: int | None = None,
+    ):
         self.ddb = ddb
         self.policy = policy or RetryPolicy()
         self.budget = budget
         self.stats = Stats()
+        self._lock = threading.Lock()  # the stats
+        self.slots: threading.Semaphore | None = None
+        self.limit(slots)
+        self.stopping = threading.Event()
+
+    def limit(self, slots: int | None) -> None:
+        """At most `slots` calls under way at once, from all threads (None: no bound)."""
+        self.slots = threading.BoundedSemaphore(slots) if slots is not None else None
+
+    def _count(self, retried: int = 0, write_call: int = 0, units: float = 0.0) -> None:
+        with self._lock:
+            self.stats.retried += retried
+            self.stats.largest_write_call = max(self.stats.largest_write_call, write_call)
+            self.stats.units_reported += units
 
     def key_schema(self, table: str) -> tuple[tuple[str, str], ...]:
         """((name, type) of the hash key[, of the range key]) of a table, from DescribeTable;
@@ -176,6 +229,9 @@ class Dynamo:
         found: dict[tuple[str, str], dict[str, Any]] = {}
         failed: list[tuple[str, dict[str, Any], str]] = []
         while pending:
+            if self.stopping.is_set():
+                failed.extend((table, key, INTERRUPTED) for table, key, _ in pending.values())
+                break
             batch = list(pending.items())[:MAX_GET]
             tables: dict[str, list[dict[str, Any]]] = {}
             for (table, _), (_, key, _) in batch:
@@ -210,7 +266,7 @@ class Dynamo:
                 entry = pending[ident]
                 entry[2] += 1
                 attempts = max(attempts, entry[2])
-                self.stats.retried += 1
+                self._count(retried=1)
                 if entry[2] >= self.policy.max_attempts:
                     del pending[ident]
                     failed.append((entry[0], entry[1], f"unread after {entry[2]} attempts"))
@@ -227,13 +283,16 @@ class Dynamo:
             # A batch may not ask for more than a second's budget at once (but one write always).
             limit = max(1, min(MAX_WRITE, int(self.budget.rate)))
         while queue:
+            if self.stopping.is_set():
+                failed.extend((w, INTERRUPTED) for w in queue)
+                break
             batch, queue = _take_batch(queue, limit)
             if self.budget is not None:
                 self.budget.take(sum(w.units for w in batch))
             items: dict[str, list[dict[str, Any]]] = {}
             for w in batch:
                 items.setdefault(w.table, []).append(w.request())
-            self.stats.largest_write_call = max(self.stats.largest_write_call, len(batch))
+            self._count(write_call=len(batch))
             answer = self._try(
                 "batch_write_item", RequestItems=items, ReturnConsumedCapacity="TOTAL"
             )
@@ -248,9 +307,9 @@ class Dynamo:
             retry = batch if answer is None else _unprocessed(batch, answer)
             if answer is not None:
                 self._charge(batch, answer, retry)
+            self._count(retried=len(retry))
             for w in retry:
                 w.attempts += 1
-                self.stats.retried += 1
                 if w.attempts >= self.policy.max_attempts:
                     failed.append((w, f"unprocessed after {w.attempts} attempts (throttled)"))
                 else:
@@ -263,7 +322,7 @@ class Dynamo:
 
     def _charge(self, batch: list[Write], answer: dict[str, Any], retry: list[Write]) -> None:
         reported = sum(c.get("CapacityUnits", 0.0) for c in answer.get("ConsumedCapacity", []))
-        self.stats.units_reported += reported
+        self._count(units=reported)
         if self.budget is not None:
             # The estimate was taken before the call; only ever take more (a GSI write costs
             # extra), never hand back: an estimate too low must not let the rate creep up.
@@ -277,9 +336,8 @@ class Dynamo:
         the error text when no retry can help. A missing table or no access stops the run."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        self.stats.calls += 1
         try:
-            answer: dict[str, Any] = getattr(self.ddb, op)(**kwargs)
+            answer: dict[str, Any] = self._send(op, kwargs)
             return answer
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
@@ -299,6 +357,22 @@ class Dynamo:
             if aws_setup_problem(e) is not None:
                 raise  # no retry supplies missing configuration: the command says what to set
             return None  # dropped connection, timeout: the request may be sent again
+
+    def _send(self, op: str, kwargs: dict[str, Any]) -> Any:
+        """The call itself, in one of the slots."""
+        if self.slots is not None:
+            self.slots.acquire()
+        with self._lock:
+            self.stats.calls += 1
+            self.stats.in_flight += 1
+            self.stats.most_in_flight = max(self.stats.most_in_flight, self.stats.in_flight)
+        try:
+            return getattr(self.ddb, op)(**kwargs)
+        finally:
+            with self._lock:
+                self.stats.in_flight -= 1
+            if self.slots is not None:
+                self.slots.release()
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
         """A single-item call (DescribeTable) with the same retries; InputError if it fails."""

@@ -16,11 +16,15 @@ source key attributes only, it yields each target's key for targets whose key is
 those attributes alone (kept, renamed, or set by a template over them); a target whose key needs
 any other attribute rejects that item (missing key, or a template naming a missing attribute).
 That is how `sync` finds an old copy without knowing the item's old state.
+
+A Splitter is one stateful stream (a cycle must not interleave with another), so each has a
+lock: sync's rounds route from several threads, one item at a time per Splitter.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,18 +74,22 @@ class Router:
                 config, shards, compression="none", unmatched="drop", route="all", every_item=True
             )
         )
+        self._route_lock = threading.Lock()
+        self._by_key_lock = threading.Lock()
         self.targets = tuple(_info(t) for t in config.targets)
         self.policy = config.output.unmatched
 
     def route(self, item: dict[str, Any]) -> Routed:
         """The item's output in every target it goes to, and why it goes nowhere else."""
-        outputs, rejects = _cycle(self._route, item)
+        with self._route_lock:
+            outputs, rejects = _cycle(self._route, item)
         return Routed(outputs, rejects)
 
     def keys_from_source_key(self, keys: dict[str, Any]) -> dict[int, dict[str, Any]]:
         """Target index -> target key, for targets whose key is made from the source key
         attributes alone, given the source key."""
-        outputs, _ = _cycle(self._by_key, keys)
+        with self._by_key_lock:
+            outputs, _ = _cycle(self._by_key, keys)
         return {t: key_of(item, self.targets[t].key) for t, item in outputs.items()}
 
     def target_key(self, target: int, item: dict[str, Any]) -> dict[str, Any]:

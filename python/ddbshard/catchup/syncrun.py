@@ -6,6 +6,13 @@ puts and deletes (BatchWriteItem, 25 at most per call). Target lines (`Target` i
 come in rounds of their own before any source key, so a copy that `diff` found unexpected is
 deleted first and an item the source does produce is put after it.
 
+Rounds run `concurrency` at a time on a thread pool (one after another when it is 1). A round
+holds the target items it reads in a `_Gate` until its writes are applied, and rounds take
+their items in input order, so two rounds touching one item (a move into another key's old
+copy, a key given twice) run as one after another would; the caller's thread settles the
+rounds' tallies, failed keys and dry-run listing in input order, so the output does not
+depend on `concurrency`.
+
 Every key ends in exactly one tally: unchanged (nothing to write), synced (its writes applied),
 failed (a read or a write still failing after the retries; the key goes to the failed-keys
 file with the reason), and besides any of those in at most one of: unmatched (it matched no
@@ -17,8 +24,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
+import threading
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -58,6 +67,17 @@ class Tally:
 
 
 @dataclass
+class _Done:
+    """What one round did, for the caller's thread to settle."""
+
+    seq: int  # the round's place in the input
+    plans: list[EntryPlan] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # plan index -> write failure
+    unmatched: UnmatchedError | None = None  # planning stopped at this key (unmatched = "error")
+    skipped: bool = False  # stopped before it wrote anything: nothing to settle
+
+
+@dataclass
 class SyncRun:
     router: Router
     dynamo: Dynamo
@@ -67,14 +87,144 @@ class SyncRun:
     out: TextIO = sys.stdout
     tally: Tally = field(default_factory=Tally)
     failed_lines: list[dict[str, Any]] = field(default_factory=list)
+    concurrency: int = 16  # batch calls in flight at once; 1: one round after another
 
     def run(self, entries: Iterable[KeyEntry]) -> Tally:
-        for batch in _chunks(entries, MAX_GET):
-            self._round(batch)
+        """Syncs the entries; the tally is settled in input order on this thread.
+
+        With `concurrency` > 1 up to that many rounds run at once on a thread pool (so that
+        many calls are in flight: a round's own calls go one after another), and as many
+        again wait their turn, so a slow round does not leave the others idle. On an
+        exception here (Ctrl-C) or from a round, nothing new starts, the rounds under way
+        finish (their unsent calls given back as failed), the finished ones are settled, and
+        the exception goes on.
+        """
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.concurrency == 1:
+            self._one_by_one(entries)
+        else:
+            self._concurrently(entries)
         return self.tally
 
-    def _round(self, batch: list[KeyEntry]) -> None:
-        plans = [self._plan(i, e, current) for i, (e, current) in enumerate(self._current(batch))]
+    def _one_by_one(self, entries: Iterable[KeyEntry]) -> None:
+        gate = _Gate()
+        for seq, batch in enumerate(_chunks(entries, MAX_GET)):
+            done = self._round(gate, seq, batch)
+            self._settle_round(done)
+            if done.unmatched is not None:
+                raise UnmatchedError(f"{done.unmatched}; keys before it have been synced")
+
+    def _concurrently(self, entries: Iterable[KeyEntry]) -> None:
+        if self.dynamo.slots is None:
+            self.dynamo.limit(self.concurrency)
+        gate = _Gate()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ddbshard-sync")
+        waiting: deque[Future[_Done]] = deque()
+        window = 2 * self.concurrency
+        unmatched: UnmatchedError | None = None
+        after = 0  # keys after the unmatched one that rounds already under way synced
+        try:
+            targets = True
+            for seq, batch in enumerate(_chunks(entries, MAX_GET)):
+                if targets and batch[0].target is None:
+                    # `Target` lines are all applied before any source key is read.
+                    targets = False
+                    while waiting and unmatched is None:
+                        unmatched = self._settle_next(waiting, gate)
+                while len(waiting) >= window and unmatched is None:
+                    unmatched = self._settle_next(waiting, gate)
+                if unmatched is not None:
+                    break
+                waiting.append(pool.submit(self._round, gate, seq, batch))
+            while waiting:
+                if unmatched is None:
+                    unmatched = self._settle_next(waiting, gate)
+                else:
+                    done = waiting.popleft().result()
+                    if not done.skipped:
+                        after += len(done.plans)
+                        self._settle_round(done)
+        except BaseException:
+            gate.stop(-1)
+            self.dynamo.stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._settle_finished(waiting)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if unmatched is not None:
+            but = f", and {after:,} keys after it, in rounds already under way" if after else ""
+            raise UnmatchedError(f"{unmatched}; keys before it have been synced{but}")
+
+    def _settle_next(self, waiting: deque[Future[_Done]], gate: _Gate) -> UnmatchedError | None:
+        done = waiting.popleft().result()
+        self._settle_round(done)
+        if done.unmatched is not None:
+            gate.stop(done.seq)
+        return done.unmatched
+
+    def _settle_finished(self, waiting: deque[Future[_Done]]) -> None:
+        """After a stop: settles, in order, the rounds that ran to their end."""
+        for f in waiting:
+            if f.cancelled() or f.exception() is not None:
+                continue
+            done = f.result()
+            if not done.skipped:
+                self._settle_round(done)
+
+    def _settle_round(self, done: _Done) -> None:
+        if self.dry_run:
+            self._list(done.plans)
+        for p in done.plans:
+            self._settle(p, done.failed.get(p.index))
+
+    def _round(self, gate: _Gate, seq: int, batch: list[KeyEntry]) -> _Done:
+        """Reads, plans and writes one round (on a pool thread: it settles nothing itself).
+
+        The round holds the target items it reads (and its source keys) in `gate` from before
+        it reads them until its writes are applied, so what it read is still there when it
+        writes; of two rounds that touch one item the earlier one in the input goes first.
+        """
+        done = _Done(seq=seq)
+        entered = False
+        try:
+            for i, (e, current) in enumerate(self._current(batch)):
+                try:
+                    done.plans.append(self._plan(i, e, current))
+                except UnmatchedError as err:
+                    done.unmatched = err
+                    break
+            if done.unmatched is not None:
+                gate.stop(seq)  # the rounds after this one write nothing more
+            entered = True
+            if not gate.enter(seq, self._touches(done.plans)):
+                return _Done(seq=seq, skipped=True)
+            self._apply(done)
+            return done
+        except BaseException:
+            # The run ends with this error (the caller meets it in its turn): stop now.
+            gate.stop(-1)
+            self.dynamo.stopping.set()
+            raise
+        finally:
+            if entered:
+                gate.leave(seq)
+            else:
+                gate.enter(seq, set())  # the next round's turn must come all the same
+                gate.leave(seq)
+
+    def _touches(self, plans: list[EntryPlan]) -> set[tuple[str, str]]:
+        # The source key too: two rounds of one key read the source at different times.
+        source = self.source_table or ""
+        touched = {(source, p.entry.key_id) for p in plans if p.entry.target is None}
+        for p in plans:
+            if p.problem is None:
+                touched.update((table, canonical(key)) for table, key in reads(self.router, p))
+        return touched
+
+    def _apply(self, done: _Done) -> None:
+        plans = done.plans
         wanted = [r for p in plans if p.problem is None for r in reads(self.router, p)]
         actual, unread = self.dynamo.get(wanted)
         unread_ids = {(table, canonical(key)) for table, key, _ in unread}
@@ -88,14 +238,9 @@ class SyncRun:
                 writes.append(Write(self.router.targets[t].table, item, key, units, p.index))
             for t, key, units in p.deletes:
                 writes.append(Write(self.router.targets[t].table, None, key, units, p.index))
-        failed: dict[int, str] = {}
-        if self.dry_run:
-            self._list(plans)
-        else:
+        if not self.dry_run:
             for w, reason in self.dynamo.write(writes):
-                failed.setdefault(w.tag, f"{w.table}: {reason}")
-        for p in plans:
-            self._settle(p, failed.get(p.index))
+                done.failed.setdefault(w.tag, f"{w.table}: {reason}")
 
     def _current(self, batch: list[KeyEntry]) -> Iterator[tuple[KeyEntry, Any]]:
         """Each entry with its source item now: a dict, None (gone), or a str (cannot say)."""
@@ -134,7 +279,7 @@ class SyncRun:
             if r.reason == "unmatched" and self.router.policy == "error":
                 raise UnmatchedError(
                     f"{entry.where or json.dumps(entry.keys)}: the item matches no target "
-                    '(unmatched = "error"); keys before it have been synced'
+                    '(unmatched = "error")'
                 )
         return plan
 
@@ -187,6 +332,48 @@ class SyncRun:
                 f"{r.target}: {r.reason}" if r.target else "matches no target" for r in listed
             )
             self.failed_lines.append(entry_json(p.entry, reason=f"rejected: {reason}"))
+
+
+class _Gate:
+    """Which items the rounds under way hold, and whose turn it is to take some.
+
+    Rounds take their items in input order (`enter` waits for the round before to have taken
+    its own), all at once, and then wait only for earlier rounds holding one of the same items
+    to `leave`: the earliest round never waits for anything, so there is no deadlock, and two
+    rounds that touch one item run in input order, as one after another would.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._turn = 0
+        self._held: dict[int, set[tuple[str, str]]] = {}
+        self._stop_after = float("inf")
+
+    def enter(self, seq: int, items: set[tuple[str, str]]) -> bool:
+        """Waits until round `seq` may touch `items`; False: the run stopped before it."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._turn >= seq)
+            self._turn = seq + 1
+            self._cond.notify_all()
+            if seq > self._stop_after:
+                return False
+            before = [s for s, held in self._held.items() if not held.isdisjoint(items)]
+            self._held[seq] = items
+            self._cond.wait_for(
+                lambda: seq > self._stop_after or all(s not in self._held for s in before)
+            )
+            return seq <= self._stop_after
+
+    def leave(self, seq: int) -> None:
+        with self._cond:
+            self._held.pop(seq, None)
+            self._cond.notify_all()
+
+    def stop(self, after: int) -> None:
+        """Rounds after `after` that have not begun to write stop (-1: every round)."""
+        with self._cond:
+            self._stop_after = min(self._stop_after, after)
+            self._cond.notify_all()
 
 
 def _units(item: dict[str, Any]) -> int:

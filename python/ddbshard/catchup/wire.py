@@ -108,12 +108,12 @@ def canonical(item: dict[str, Any]) -> str:
     Numbers by value, sets in sorted order, binaries in standard base64, attributes sorted:
     two maps DynamoDB would store identically get the same text, and no others do.
     """
-    return json.dumps(
-        {k: _canonical_value(v) for k, v in item.items()},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return _CANONICAL_JSON({k: _canonical_value(v) for k, v in item.items()})
+
+
+# One encoder for every call: json.dumps with options builds a new one each time, about a
+# quarter of canonical's time (sync computes about ten canonical texts per key).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def key_of(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -134,7 +134,7 @@ def _canonical_value(value: dict[str, Any]) -> Any:
         return {"M": {k: _canonical_value(x) for k, x in v.items()}}
     if kind == "L":
         return {"L": [_canonical_value(x) for x in v]}
-    return {kind: v}
+    return value  # S, BOOL, NULL: already one text per value
 
 
 def _number(text: str) -> str:

@@ -122,8 +122,8 @@ def run(args: Any) -> int:
     config = load_config(args.config)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
-    ddb = client(args.region)
-    dynamo = Dynamo(ddb, RetryPolicy(), budget)
+    ddb = client(args.region, args.concurrency)
+    dynamo = Dynamo(ddb, RetryPolicy(), budget, args.concurrency)
     check_target_tables(router, dynamo, args.config)
     source_key = tuple(name for name, _ in dynamo.key_schema(args.source_table))
     arn = resolve_stream(ddb, args.source_table)
@@ -137,9 +137,13 @@ def run(args: Any) -> int:
     reader.describe()  # the view type, and a wrong ARN found before anything runs
     images = with_images(reader.view_type)
     # With both images the records say everything; otherwise each key's item is read from A.
-    sync = SyncRun(router, dynamo, None if images else args.source_table, source_key)
-    # TODO(concurrency): once SyncRun has its `concurrency` field, pass concurrency=args.concurrency
-    # to the SyncRun(...) call above.
+    sync = SyncRun(
+        router,
+        dynamo,
+        None if images else args.source_table,
+        source_key,
+        concurrency=args.concurrency,
+    )
     replicator = Replicator(
         reader, sync, router, failed_keys=args.failed_keys, batch_records=args.batch_records
     )

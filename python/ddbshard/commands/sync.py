@@ -24,6 +24,7 @@ from ddbshard.catchup.dynamo import Budget, Dynamo, RetryPolicy, client
 from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, read_keys, write_lines
 from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncrun import SyncRun, Tally
+from ddbshard.commands import positive_int
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError
 
@@ -31,6 +32,7 @@ __all__ = ["add_arguments", "run"]
 
 DEFAULT_FAILED = "sync-failed-keys.jsonl"
 SHOW_MALFORMED = 10  # malformed input lines named on stderr; the rest are counted
+MAX_CONCURRENCY = 256  # threads, each with its connection: more only queues in the pool
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,6 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="tries per request before its key counts as failed (default "
         f"{RetryPolicy.max_attempts}: about a minute of backoff)",
     )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=SyncRun.concurrency,
+        metavar="N",
+        help=f"batch calls in flight at once, 1 to {MAX_CONCURRENCY} (default "
+        f"{SyncRun.concurrency}); 1: one round of 100 keys after another",
+    )
     p.add_argument("--region", help="AWS region (default: from the environment)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -76,7 +86,8 @@ def run(args: Any) -> int:
     config = load_config(args.config)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
-    dynamo = Dynamo(client(args.region), RetryPolicy(max_attempts=args.max_attempts), budget)
+    policy = RetryPolicy(max_attempts=args.max_attempts)
+    dynamo = Dynamo(client(args.region, args.concurrency), policy, budget, args.concurrency)
     for t in router.targets:
         # A key the table does not have would fail every write: say so before the first.
         actual = dynamo.key_schema(t.table)
@@ -94,10 +105,30 @@ def run(args: Any) -> int:
         entries: Iterable[KeyEntry] = _from_export(args.inputs, malformed)
     else:
         entries = _from_keys(args.keys, malformed)
-    run = SyncRun(router, dynamo, args.source_table, source_key, dry_run=args.dry_run)
+    run = SyncRun(
+        router,
+        dynamo,
+        args.source_table,
+        source_key,
+        dry_run=args.dry_run,
+        concurrency=args.concurrency,
+    )
     progress = _Progress(run.tally, enabled=not args.quiet)
     started = time.monotonic()
-    run.run(progress.follow(entries))
+    try:
+        run.run(progress.follow(entries))
+    except KeyboardInterrupt:
+        # The rounds under way have finished and are counted: say what was done. The
+        # failed-keys file is left alone: it may be the very keys file being read.
+        progress.close()
+        seconds = time.monotonic() - started
+        _summary(run.tally, router, dynamo, seconds, args, len(malformed), 0, interrupted=True)
+        print(
+            f"ddbshard sync: interrupted after {run.tally.keys:,} keys (counted above); "
+            "run it again with the same keys to finish",
+            file=sys.stderr,
+        )
+        return 130
     progress.close()
     for m in malformed[:SHOW_MALFORMED]:
         print(f"ddbshard sync: malformed: {m.where}: {m.reason}", file=sys.stderr)
@@ -135,6 +166,8 @@ def _check_usage(args: Any) -> None:
         raise _Usage("--max-wcu must be positive")
     if args.max_attempts < 1:
         raise _Usage("--max-attempts must be at least 1")
+    if args.concurrency > MAX_CONCURRENCY:
+        raise _Usage(f"--concurrency: {args.concurrency}: at most {MAX_CONCURRENCY}")
 
 
 class _Usage(ConfigError):
@@ -176,10 +209,14 @@ def _summary(
     args: Any,
     malformed: int,
     not_synced: int,
+    *,
+    interrupted: bool = False,
 ) -> None:
     verb = "would put" if args.dry_run else "put"
+    how = " (dry run: nothing written)" if args.dry_run else ""
+    how += " (interrupted)" if interrupted else ""
     print(
-        f"sync{' (dry run: nothing written)' if args.dry_run else ''}: {tally.keys:,} keys in "
+        f"sync{how}: {tally.keys:,} keys in "
         f"{seconds:.1f} s: read {tally.read:,} (gone from the source {tally.gone:,}), "
         f"{verb} {tally.put:,}, deleted {tally.deleted:,}, unchanged {tally.unchanged:,}, "
         f"failed {tally.failed:,}"

@@ -624,8 +624,7 @@ def make_copies(
         raise ValueError("a source key is kept by routed copies only")
     name = source.url if isinstance(source, LiveScan) else source
     metas = [
-        CopyMeta(o.keys, o.target, config is not None, name, source_key=source_key)
-        for o in outputs
+        CopyMeta(o.keys, o.target, config is not None, name, source_key=source_key) for o in outputs
     ]
     stages = [
         str(tmp / f"out{i}") if o.flatten and tmp is not None else o.dest
