@@ -205,8 +205,20 @@ class Checkpoint:
                 f"{url}: the checkpoint is of the stream {data.get('stream')}, not {stream}: "
                 "give another --checkpoint (a new stream is read from its start)"
             )
-        positions = {str(k): str(v) for k, v in data.get("shards", {}).items()}
-        return cls(url, stream, positions, set(data.get("finished", [])), existed=True)
+        shards, finished = data.get("shards", {}), data.get("finished", [])
+        # Checked, not coerced: a position that is not a sequence number would fail every
+        # GetShardIterator later, and a string taken for a list of shards would be its letters.
+        if (
+            not isinstance(shards, dict)
+            or not all(isinstance(v, str) and v.isdigit() for v in shards.values())
+            or not isinstance(finished, list)
+            or not all(isinstance(s, str) for s in finished)
+        ):
+            raise InputError(
+                f"{url}: not a stream checkpoint: 'shards' must map shard ids to sequence "
+                "numbers and 'finished' list shard ids"
+            )
+        return cls(url, stream, dict(shards), set(finished), existed=True)
 
     def apply(self, progress: Progress) -> None:
         self.positions = dict(progress.positions)
@@ -344,16 +356,18 @@ class StreamReader:
         # A finished shard is remembered while it or a child of it is listed: a listed shard
         # whose parent is neither listed nor finished lost records to trimming.
         self.finished &= listed | {s.parent for s in shards if s.parent is not None}
-        self.drained = True
+        # Not drained while the pass runs: a caller looking in the middle of it (replicate's
+        # status line) is behind by whatever is still unread, not caught up.
+        self.drained = False
+        complete = True
         for shard in shards:
             if shard.id in self.finished:
                 continue
             if shard.parent in listed and shard.parent not in self.finished:
                 continue  # its parent stopped at --until in this pass: the child waits
-            complete = yield from self._shard(shard)
-            if not complete:
-                self.drained = False
+            complete = (yield from self._shard(shard)) and complete
         self.iterators = {k: v for k, v in self.iterators.items() if k in listed}
+        self.drained = complete
 
     def _begin(self, shards: list[Shard], listed: set[str]) -> None:
         """A new checkpoint: shards whose parent is gone start the stream as far as this run
@@ -379,7 +393,7 @@ class StreamReader:
         page = self._get_records(shard, self._iterator(shard, "TRIM_HORIZON"), limit=1)
         first = page.get("Records", [])
         if first:
-            t = _micros(first[0].get("dynamodb", {}).get("ApproximateCreationDateTime"))
+            t = _micros(_body(first[0]).get("ApproximateCreationDateTime"))
             if t is None or t <= self.since:
                 return
             when = _iso(t)
@@ -403,7 +417,10 @@ class StreamReader:
             if not records:
                 self.iterators[shard.id] = page.get("NextShardIterator") or it
                 return
-            self.positions[shard.id] = records[-1]["dynamodb"]["SequenceNumber"]
+            found = (_body(r).get("SequenceNumber") for r in records)
+            seqs = [q for q in found if isinstance(q, str) and q.isdigit()]
+            if seqs:
+                self.positions[shard.id] = seqs[-1]
             it = page.get("NextShardIterator")
 
     def _check_trimmed(self, shards: list[Shard], listed: set[str]) -> None:
@@ -431,12 +448,20 @@ class StreamReader:
             page = self._get_records(shard, it)
             records = page.get("Records", [])
             for record in records:
-                seq = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
-                t = _micros(record.get("dynamodb", {}).get("ApproximateCreationDateTime"))
+                body = _body(record)
+                seq = body.get("SequenceNumber")
+                t = _micros(body.get("ApproximateCreationDateTime"))
                 if self.until is not None and t is not None and t >= self.until:
                     return False
-                self.positions[shard.id] = seq
                 self.stats.records += 1
+                if not (isinstance(seq, str) and seq.isdigit()):
+                    # No position to keep: the checkpoint stays at the record before (a
+                    # restart reads this one again, and it is malformed again).
+                    self.stats.malformed += 1
+                    where = f"{shard.id} #{_after(self.positions.get(shard.id))}"
+                    yield Malformed(where, "no SequenceNumber: not a stream record")
+                    continue
+                self.positions[shard.id] = seq
                 yield self._change(shard, seq, record)
             following = page.get("NextShardIterator")
             if following is None:
@@ -513,7 +538,7 @@ class StreamReader:
                 raise self._failed(op, e) from e
             raise
 
-    def _change(self, shard: Shard, seq: str, record: dict[str, Any]) -> Change | Malformed:
+    def _change(self, shard: Shard, seq: str, record: Any) -> Change | Malformed:
         where = f"{shard.id} #{seq}"
         try:
             return parse_record("streams", _wire(record), where)
@@ -522,9 +547,22 @@ class StreamReader:
             return Malformed(where, str(e))
 
 
-def _wire(record: dict[str, Any]) -> dict[str, Any]:
+def _body(record: Any) -> dict[str, Any]:
+    """A record's `dynamodb` object, or {} for a record too broken to have one (it is reported
+    as malformed by parse_record, never a traceback here)."""
+    body = record.get("dynamodb") if isinstance(record, dict) else None
+    return body if isinstance(body, dict) else {}
+
+
+def _after(seq: str | None) -> str:
+    return f"after {seq}" if seq else "at the start"
+
+
+def _wire(record: Any) -> Any:
     """A GetRecords record in the wire form a Lambda event carries (B as base64 text, the
     time as epoch seconds), so that parse_record checks it as it checks a file's."""
+    if not isinstance(record, dict):
+        return record
     body = record.get("dynamodb")
     if not isinstance(body, dict):
         return record
