@@ -1,0 +1,138 @@
+"""A hostile look at `replicate`'s loop and the stream reader under it: the status it shows, the
+order a key's records apply in, what a later run does to an earlier run's failed keys, records
+and checkpoints that are not what they should be.
+
+The stream is tests/support/fake_streams.py (shapes moto cannot give: out-of-order times,
+broken records); the targets are real tables on moto's server, written by sync's engine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddbshard.catchup.dynamo import Dynamo, RetryPolicy
+from ddbshard.catchup.replicator import Replicator
+from ddbshard.catchup.routing import Router
+from ddbshard.catchup.streams import Checkpoint, StreamReader
+from ddbshard.catchup.syncrun import SyncRun
+from ddbshard.config import load_config
+from support.configs import config_text, target_block
+from support.ddb_faults import FaultyDynamo
+from support.ddb_tables import create_table, scan
+from support.fake_streams import ARN, FakeShard, FakeStreams, record
+
+pytestmark = [pytest.mark.server]
+
+NOW = time.time()
+FAST = RetryPolicy(max_attempts=3, sleep=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def ddb() -> Iterator[FaultyDynamo]:
+    with FaultyDynamo() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(ddb: FaultyDynamo) -> FaultyDynamo:
+    ddb.reset()
+    create_table(ddb.client(), "Items", "pk")
+    return ddb
+
+
+def make(
+    ddb: FaultyDynamo,
+    tmp: Path,
+    fake: FakeStreams,
+    *,
+    batch: int = 100,
+    clock: Any = time.time,
+) -> Replicator:
+    """A replicator of `fake` into Items (every item, keyed by pk), checkpoint in `tmp`."""
+    config = tmp / "replicate.toml"
+    config.write_text(config_text(tmp / "src", tmp / "out", target_block("Items", None, ("pk",))))
+    router = Router(load_config(config))
+    sync = SyncRun(router, Dynamo(ddb.client(), FAST), None, ("pk",))
+    checkpoint = Checkpoint.load(str(tmp / "cp.json"), ARN)
+    reader = StreamReader(fake, checkpoint, policy=FAST)
+    failed = str(tmp / "failed.jsonl")
+    return Replicator(
+        reader,
+        sync,
+        router,
+        failed_keys=failed,
+        batch_records=batch,
+        clock=clock,
+        err=io.StringIO(),
+    )
+
+
+def items(ddb: FaultyDynamo) -> dict[str, str]:
+    return {it["pk"]["S"]: it["v"]["N"] for it in scan(ddb.client(), "Items")}
+
+
+def test_the_lag_shown_during_a_pass_is_the_backlog_not_zero(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """Ten-minute-old records applied two per batch: the status line in between must show a
+    lag of about ten minutes, and 0 only once the pass has drained the stream."""
+    old = [record(n, f"k{n}", "INSERT", at=NOW - 600 + n) for n in range(1, 9)]
+    fake = FakeStreams([FakeShard("s", None, old, closed=False)])
+    rep = make(fresh, tmp_path, fake, batch=2)
+    seen: list[float] = []
+    rep.run_pass(lambda: seen.append(rep.lag()))
+    assert len(seen) == 5  # after each of the four full batches, and at the end
+    assert all(lag > 500 for lag in seen[:3]), seen
+    assert seen[-1] == 0.0 and rep.lag() == 0.0  # drained: nothing left to read
+    assert rep.caught_up(0.0) is False  # the pass applied records: not yet "nothing new"
+
+
+@pytest.mark.parametrize("times", ["later-record-earlier-time", "later-record-no-time"])
+def test_a_keys_records_apply_in_stream_order_whatever_their_times(
+    fresh: FaultyDynamo, tmp_path: Path, times: str
+) -> None:
+    """ApproximateCreationDateTime is approximate (and optional in a record): within a key the
+    stream's order is the truth, so the last record's image is what the target must hold."""
+    first = record(1, "k", "INSERT", at=NOW - 10, v="1")
+    second = record(2, "k", at=NOW - 20, v="2")
+    if times == "later-record-no-time":
+        del second["dynamodb"]["ApproximateCreationDateTime"]
+    fake = FakeStreams([FakeShard("s", None, [first, second])])
+    rep = make(fresh, tmp_path, fake)
+    rep.run_pass()
+    assert items(fresh) == {"k": "2"}
+
+
+def test_a_later_run_keeps_the_failed_keys_an_earlier_run_wrote(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """The checkpoint passes a failed key once it is in the failed-keys file: a restart that
+    fails another key must not replace the file, or the first key is lost for good."""
+    bad1 = record(1, "AAAA", "INSERT", at=NOW - 5, binary=True)  # Items' pk is S: refused
+    fake = FakeStreams([FakeShard("s", None, [bad1, record(2, "ok", "INSERT", at=NOW - 4)])])
+    fake.shards[0].closed = False
+    rep = make(fresh, tmp_path, fake)
+    rep.run_pass()
+    failed = tmp_path / "failed.jsonl"
+    assert len(failed.read_text().splitlines()) == 1
+    fake.shards[0].records.append(record(3, "BBBB", "INSERT", at=NOW - 3, binary=True))
+    again = make(fresh, tmp_path, fake)
+    again.run_pass()
+    keys = [json.loads(line)["Keys"]["pk"]["B"] for line in failed.read_text().splitlines()]
+    assert keys == ["AAAA", "BBBB"]
+
+
+def test_the_status_counts_refused_keys_as_failed(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    bad = record(1, "AAAA", "INSERT", at=NOW - 5, binary=True)
+    fake = FakeStreams([FakeShard("s", None, [bad, record(2, "ok", "INSERT", at=NOW - 4)])])
+    rep = make(fresh, tmp_path, fake)
+    rep.run_pass()
+    assert len(rep.sync.failed_lines) == 1
+    assert rep.status(1.0).endswith("failed 1"), rep.status(1.0)
