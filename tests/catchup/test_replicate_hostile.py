@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,12 @@ import pytest
 from ddbshard.catchup.dynamo import Dynamo, RetryPolicy
 from ddbshard.catchup.replicator import Replicator
 from ddbshard.catchup.routing import Router
-from ddbshard.catchup.streams import Checkpoint, StreamReader
+from ddbshard.catchup.streams import Checkpoint, StreamReader, lock_checkpoint
 from ddbshard.catchup.syncrun import SyncRun
 from ddbshard.config import load_config
 from support.configs import config_text, target_block
 from support.ddb_faults import FaultyDynamo
-from support.ddb_tables import create_table, scan
+from support.ddb_tables import create_table, run_cli, scan
 from support.fake_streams import ARN, FakeShard, FakeStreams, record
 
 pytestmark = [pytest.mark.server]
@@ -136,3 +139,124 @@ def test_the_status_counts_refused_keys_as_failed(fresh: FaultyDynamo, tmp_path:
     rep.run_pass()
     assert len(rep.sync.failed_lines) == 1
     assert rep.status(1.0).endswith("failed 1"), rep.status(1.0)
+
+
+def cli(
+    ddb: FaultyDynamo, tmp: Path, *args: str, table: str = "Source"
+) -> subprocess.CompletedProcess[str]:
+    config = tmp / "replicate.toml"
+    config.write_text(config_text(tmp / "src", tmp / "out", target_block("Items", None, ("pk",))))
+    return run_cli(ddb.env(), "replicate", str(config), "--source-table", table, *args, cwd=tmp)
+
+
+@pytest.fixture
+def source(fresh: FaultyDynamo) -> FaultyDynamo:
+    """Source (with a NEW_AND_OLD_IMAGES stream) holding five items, and Items empty."""
+    client = fresh.client()
+    create_table(client, "Source", "pk", stream=True)
+    for n in range(5):
+        client.put_item(TableName="Source", Item={"pk": {"S": f"k{n}"}, "v": {"N": "1"}})
+    return fresh
+
+
+def test_a_second_run_on_a_checkpoint_in_use_is_refused_in_one_line(
+    source: FaultyDynamo, tmp_path: Path
+) -> None:
+    cp = tmp_path / "cp.json"
+    config = tmp_path / "replicate.toml"
+    config.write_text(
+        config_text(tmp_path / "src", tmp_path / "out", target_block("Items", None, ("pk",)))
+    )
+    args = ["replicate", str(config), "--source-table", "Source", "--checkpoint", str(cp)]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ddbshard", *args, "--quiet"],
+        env=source.env(),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not cp.exists() and time.monotonic() < deadline:  # its first pass is committed
+            assert first.poll() is None
+            time.sleep(0.05)
+        r = cli(source, tmp_path, "--checkpoint", str(cp), "--until-caught-up")
+        assert r.returncode == 2, r.stderr
+        (line,) = r.stderr.strip().splitlines()
+        assert "another run is reading the stream with this checkpoint (pid " in line, line
+        assert first.poll() is None  # the first one goes on
+    finally:
+        first.kill()  # -9: the kernel releases its lock
+        first.wait()
+    r = cli(source, tmp_path, "--checkpoint", str(cp), "--until-caught-up")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_checkpoint_location_that_cannot_be_written_is_refused_before_any_write(
+    source: FaultyDynamo, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    r = cli(
+        source, tmp_path, "--checkpoint", str(tmp_path / "file" / "cp.json"), "--until-caught-up"
+    )
+    assert r.returncode == 2 and "cannot lock the checkpoint" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli(
+        source, tmp_path, "--failed-keys", str(tmp_path / "file" / "f.jsonl"), "--until-caught-up"
+    )
+    assert r.returncode == 2 and "--failed-keys" in r.stderr, r.stderr
+    assert items(source) == {}  # nothing written before the refusal
+    # A folder that does not exist yet is made, as for every other output.
+    r = cli(
+        source,
+        tmp_path,
+        "--checkpoint",
+        str(tmp_path / "new" / "deeper" / "cp.json"),
+        "--until-caught-up",
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "new" / "deeper" / "cp.json").exists()
+    assert len(items(source)) == 5
+
+
+def test_keys_from_stream_refuses_a_checkpoint_in_use_too(
+    source: FaultyDynamo, tmp_path: Path
+) -> None:
+    cp = tmp_path / "cp.json"
+    lock_checkpoint(str(cp))  # held by this process, as a running replicate or keys would
+    out = tmp_path / "k.jsonl"
+    args = ("keys", "--from-stream", "Source", "--checkpoint", str(cp), "--out", str(out))
+    r = run_cli(source.env(), *args)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "another run is reading the stream with this checkpoint" in line
+    assert not out.exists() and not cp.exists()
+
+
+def test_a_since_before_the_stream_was_enabled_is_refused_by_keys_and_replicate(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """Writes made before the stream existed are in no stream: not trimmed, but just as lost
+    to a list or a replica that starts at --since."""
+    client = fresh.client()
+    create_table(client, "Source", "pk")
+    since = datetime.now(UTC).isoformat()
+    client.put_item(TableName="Source", Item={"pk": {"S": "unseen"}, "v": {"N": "1"}})
+    spec = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    client.update_table(TableName="Source", StreamSpecification=spec)
+    client.put_item(TableName="Source", Item={"pk": {"S": "seen"}, "v": {"N": "1"}})
+    out = tmp_path / "k.jsonl"
+    args = ("keys", "--from-stream", "Source", "--since", since, "--out", str(out))
+    r = run_cli(fresh.env(), *args)
+    assert r.returncode == 1, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "was enabled at" in line and "changes made in between are in no stream" in line
+    assert not out.exists()
+    r = cli(fresh, tmp_path, "--since", since, "--until-caught-up")
+    assert r.returncode == 1, r.stderr
+    assert "changes made in between are in no stream" in r.stderr.strip().splitlines()[-1]
+    assert items(fresh) == {}
+    # A --since after the stream was enabled loses nothing: accepted.
+    later = datetime.now(UTC).isoformat()
+    r = cli(fresh, tmp_path, "--since", later, "--until-caught-up")
+    assert r.returncode == 0, r.stderr

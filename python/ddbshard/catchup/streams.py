@@ -30,8 +30,11 @@ consumer that applies records before committing reads each at least once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +47,7 @@ from ddbshard.catchup.changefiles import Malformed
 from ddbshard.catchup.changes import Change, RecordError, parse_record
 from ddbshard.catchup.dynamo import RetryPolicy
 from ddbshard.catchup.wire import item_from_client
-from ddbshard.exceptions import ConfigError, DdbShardError, InputError
+from ddbshard.exceptions import ConfigError, DdbShardError, InputError, ResumeError
 from ddbshard.io.storage import aws_setup_problem, describe_os_error, is_s3, url_to_fs
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "StreamReader",
     "Trimmed",
     "lineage_order",
+    "lock_checkpoint",
     "resolve_stream",
     "streams_client",
 ]
@@ -250,6 +254,51 @@ class Checkpoint:
         self.existed = True
 
 
+_HELD: list[int] = []  # the checkpoint locks this process holds
+
+
+def lock_checkpoint(url: str) -> None:
+    """Takes the checkpoint at `url` for the life of the process, or ResumeError (one line) when
+    another run holds it. Two runs on one checkpoint would both apply the same records,
+    one possibly putting a key's older state after the other's newer one, and move the
+    checkpoint back and forth. flock(2): the kernel lets go when the process dies however
+    it dies, so a run killed with -9 is simply restarted. The lock file sits beside a
+    local checkpoint (its folder is made now, so a bad location fails before any write);
+    an s3:// checkpoint is locked on this machine only, in the cache folder."""
+    if not url:
+        return
+    if is_s3(url):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        digest = hashlib.sha256(url.encode()).hexdigest()[:24]
+        path = cache / "ddbshard" / "locks" / f"{digest}.lock"
+    else:
+        local = Path(url.removeprefix("file://"))
+        path = local.with_name(local.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        why = describe_os_error(e)
+        raise InputError(f"{url}: cannot lock the checkpoint: {why}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0))
+            who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another process"
+        os.close(fd)
+        raise ResumeError(
+            f"{url}: another run is reading the stream with this checkpoint ({who}); "
+            f"wait for it to end or stop it (its lock: {path})"
+        ) from None
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _iso(_now())}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
+    _HELD.append(fd)  # never closed: the process's end releases it
+
+
 def _replace_atomically(path: Path, body: bytes) -> None:
     """Write, fsync, rename, fsync the folder: a reader (or a restart after kill -9 or a power
     cut) sees the old checkpoint or the new one, never a part."""
@@ -314,6 +363,7 @@ class StreamReader:
         self.stats = ReadStats()
         self.drained = False
         self.view_type: str | None = None
+        self.created: int | None = None  # when the stream was enabled (CreationRequestDateTime)
         self._started = checkpoint.existed
 
     def describe(self) -> list[Shard]:
@@ -323,6 +373,7 @@ class StreamReader:
         while True:
             answer = self._call("describe_stream", **kwargs)["StreamDescription"]
             self.view_type = answer.get("StreamViewType", self.view_type)
+            self.created = _micros(answer.get("CreationRequestDateTime")) or self.created
             for s in answer.get("Shards", []):
                 seqs = s.get("SequenceNumberRange", {})
                 shards.append(
@@ -374,6 +425,14 @@ class StreamReader:
         is concerned (the parents count as finished); --since says whether that loses
         records; --from latest skips what the stream holds now."""
         self._started = True
+        if self.since is not None and self.created is not None and self.created > self.since:
+            # Not trimmed but never there: writes before the stream was enabled (or re-enabled,
+            # which makes a new stream) are in no stream at all.
+            enabled, since = _iso(self.created, "milliseconds"), _iso(self.since, "milliseconds")
+            raise Trimmed(
+                f"{self.arn} was enabled at {enabled}, after --since {since}: changes made in "
+                "between are in no stream; cover the gap with an incremental export from --since"
+            )
         for s in shards:
             if s.parent is not None and s.parent not in listed:
                 self.finished.add(s.parent)
@@ -588,5 +647,9 @@ def _micros(when: Any) -> int | None:
     return None
 
 
-def _iso(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
+def _iso(micros: int, timespec: str = "seconds") -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec=timespec)
+
+
+def _now() -> int:
+    return int(time.time() * 1_000_000)
