@@ -260,3 +260,20 @@ def test_a_since_before_the_stream_was_enabled_is_refused_by_keys_and_replicate(
     later = datetime.now(UTC).isoformat()
     r = cli(fresh, tmp_path, "--since", later, "--until-caught-up")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_record_with_an_invalid_image_is_reported_and_counted(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """keys reports such a record and exits 1; replicate applied it without a word, though an
+    invalid OldImage means a copy under an old key may be left where nobody looks."""
+    bad = record(2, "k", at=NOW - 4, v="2")
+    bad["dynamodb"]["OldImage"]["v"] = {"N": "not a number"}
+    fake = FakeStreams([FakeShard("s", None, [record(1, "k", "INSERT", at=NOW - 5), bad])])
+    rep = make(fresh, tmp_path, fake)
+    rep.run_pass()
+    assert items(fresh) == {"k": "2"}  # the key is applied all the same
+    assert rep.counts.malformed == 1
+    assert isinstance(rep.err, io.StringIO)
+    assert "malformed record: s #2: " in rep.err.getvalue()
+    assert "(image left out, key kept)" in rep.err.getvalue()

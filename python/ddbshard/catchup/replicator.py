@@ -81,7 +81,7 @@ def _schema(key: tuple[tuple[str, str], ...]) -> str:
 @dataclass
 class Counters:
     records: int = 0  # change records applied (malformed ones not included)
-    malformed: int = 0
+    malformed: int = 0  # records skipped, and records applied with an invalid image
     keys: int = 0  # key entries applied (a key's records of one batch are one entry)
     moves: int = 0  # keys whose item left one target for another (seen from the images)
     batches: int = 0
@@ -136,6 +136,12 @@ class Replicator:
             if isinstance(change, Malformed):
                 self._malformed(change)
                 continue
+            if change.problem is not None:
+                # Applied all the same (its key is valid), but said and counted as `keys`
+                # does: without its OldImage a copy under an old key may be left behind.
+                self._malformed(
+                    Malformed(change.where, f"{change.problem} (image left out, key kept)")
+                )
             batch.append(change)
             if len(batch) >= self.batch_records:
                 self._apply(batch)
