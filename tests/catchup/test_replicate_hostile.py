@@ -277,3 +277,67 @@ def test_a_record_with_an_invalid_image_is_reported_and_counted(
     assert isinstance(rep.err, io.StringIO)
     assert "malformed record: s #2: " in rep.err.getvalue()
     assert "(image left out, key kept)" in rep.err.getvalue()
+
+
+def test_a_shard_that_splits_between_passes_is_finished_before_its_children(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """Pass 1 reads the open parent to now; it then takes more writes, closes and splits, and
+    its iterator (kept between passes) expires: pass 2 finishes it from the last record taken,
+    then reads the children, and each key ends in its last state."""
+    parent = FakeShard("p", None, [record(1, "a", "INSERT", at=NOW - 9)], closed=False)
+    fake = FakeStreams([parent])
+    rep = make(fresh, tmp_path, fake, batch=2)
+    rep.run_pass()
+    assert items(fresh) == {"a": "1"}
+    parent.records += [record(2, "a", at=NOW - 8, v="2"), record(3, "b", "INSERT", at=NOW - 7)]
+    parent.closed = True
+    left = FakeShard("l", "p", [record(10, "a", at=NOW - 6, v="3")], closed=False)
+    right = FakeShard("r", "p", [record(20, "b", "REMOVE", at=NOW - 5)], closed=False)
+    fake.shards = [right, left, parent]
+    fake.expire_next()
+    rep.run_pass()
+    assert items(fresh) == {"a": "3"}
+    assert rep.reader.stats.expired == 1
+    saved = json.loads((tmp_path / "cp.json").read_text())
+    assert saved["shards"] == {"l": "10", "r": "20"} and saved["finished"] == ["p"]
+    # A restart from that checkpoint finds nothing new.
+    again = make(fresh, tmp_path, fake)
+    again.run_pass()
+    assert again.counts.records == 0 and again.caught_up(0.0)
+
+
+class _Gappy(FakeStreams):
+    """The fake stream, answering the first read at `gap` (shard id, position) with an empty
+    page and a NextShardIterator, as AWS may: "If there are no stream records available in the
+    portion of the shard that the iterator points to, GetRecords returns an empty list. Note
+    that it might take multiple calls to get to a portion of the shard that contains stream
+    records." (DynamoDB Streams API reference, GetRecords)."""
+
+    gap: tuple[str, int] | None = None
+
+    def get_records(self, ShardIterator: str, Limit: int = 1000) -> Any:
+        shard_id, pos = ShardIterator.split("|")
+        if self.gap == (shard_id, int(pos)):
+            self.gap = None
+            self.calls.append("get_records")
+            return {"Records": [], "NextShardIterator": ShardIterator}
+        return super().get_records(ShardIterator, Limit)
+
+
+def test_an_empty_page_in_a_closed_shard_is_not_its_end(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """A closed shard is read until GetRecords gives no NextShardIterator: an empty page on
+    the way is not "now" (that holds for open shards only). Stopping there left the rest of the
+    parent and all its children for a later pass, while this pass said the stream was drained."""
+    parent = FakeShard(
+        "p", None, [record(1, "a", "INSERT", at=NOW - 9), record(2, "a", at=NOW - 8, v="2")]
+    )
+    child = FakeShard("c", "p", [record(10, "a", at=NOW - 7, v="3")], closed=False)
+    fake = _Gappy([parent, child], page=1)
+    fake.gap = ("p", 1)
+    rep = make(fresh, tmp_path, fake)
+    rep.run_pass()
+    assert items(fresh) == {"a": "3"}
+    assert rep.reader.finished == {"p"} and rep.reader.drained

@@ -7,8 +7,9 @@ AWS's rules that shape the reader (AWS-FORMATS.md §5; DynamoDB Streams API refe
   as ParentShardId, and a key's records move from parent to child. Reading every parent to its
   end before its children keeps each key's records in order, which is all that order needs.
 - DescribeStream pages its shards (ExclusiveStartShardId / LastEvaluatedShardId). A closed
-  shard has an EndingSequenceNumber; its GetRecords pages end with no NextShardIterator. An open
-  shard always returns a NextShardIterator: it is read up to the first empty page ("now").
+  shard has an EndingSequenceNumber; its GetRecords pages end with no NextShardIterator (pages
+  before that may be empty). An open shard always returns a NextShardIterator: it is read up to
+  the first empty page ("now").
 - Records live 24 hours. A shard whose records are all trimmed disappears from DescribeStream,
   so a shard whose ParentShardId is not listed any more may have lost older records; reading a
   trimmed position fails with TrimmedDataAccessException. Iterators expire after 15 minutes
@@ -527,9 +528,12 @@ class StreamReader:
                 self.finished.add(shard.id)
                 self.positions.pop(shard.id, None)
                 return True
-            if not records:
+            if not records and shard.end is None:
                 self.iterators[shard.id] = following  # an open shard, read up to now
                 return True
+            # A closed shard may answer an empty page before its end (GetRecords: "it might
+            # take multiple calls to get to a portion of the shard that contains stream
+            # records"): only a missing NextShardIterator ends it.
             it = following
         return True
 
