@@ -341,3 +341,26 @@ def test_an_empty_page_in_a_closed_shard_is_not_its_end(
     rep.run_pass()
     assert items(fresh) == {"a": "3"}
     assert rep.reader.finished == {"p"} and rep.reader.drained
+
+
+def test_the_last_line_counts_the_failed_keys_the_file_lists(
+    source: FaultyDynamo, tmp_path: Path
+) -> None:
+    """Items lacking the target's key attribute are refused; a second run refuses one more and
+    must say the file now lists the first run's too."""
+    create_table(source.client(), "ByX", "x")
+    config = tmp_path / "x.toml"
+    config.write_text(
+        config_text(tmp_path / "src", tmp_path / "out", target_block("ByX", None, ("x",)))
+    )
+    failed = tmp_path / "failed.jsonl"
+    args = ("replicate", str(config), "--source-table", "Source", "--failed-keys", str(failed))
+    r = run_cli(source.env(), *args, "--until-caught-up", "--quiet", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"keys not applied (5): {failed}"
+    source.client().put_item(TableName="Source", Item={"pk": {"S": "k9"}, "v": {"N": "1"}})
+    r = run_cli(source.env(), *args, "--until-caught-up", "--quiet", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == f"keys not applied (1): {failed}; with 5 from earlier runs it lists 6", last
+    assert len(failed.read_text().splitlines()) == 6

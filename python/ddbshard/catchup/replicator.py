@@ -113,6 +113,11 @@ class Replicator:
         self._earlier = earlier_failures(failed_keys)
         self._pass_newest: int | None = None
 
+    @property
+    def earlier_failed(self) -> int:
+        """Lines the failed-keys file held from earlier runs (kept in it)."""
+        return len(self._earlier)
+
     def lag(self) -> float:
         """Seconds between now and the newest applied record; 0 once the stream is drained."""
         if self.reader.drained or self.counts.newest is None:

@@ -180,7 +180,12 @@ def run(args: Any) -> int:
         print(note, file=sys.stderr)
     failed = len(sync.failed_lines)
     if failed:
-        print(f"keys not applied ({failed:,}): {args.failed_keys}", file=sys.stderr)
+        # The file also keeps what earlier runs listed: say so, or the counts seem not to match.
+        earlier = replicator.earlier_failed
+        more = (
+            f"; with {earlier:,} from earlier runs it lists {earlier + failed:,}" if earlier else ""
+        )
+        print(f"keys not applied ({failed:,}): {args.failed_keys}{more}", file=sys.stderr)
     return 1 if failed or replicator.counts.malformed else 0
 
 
