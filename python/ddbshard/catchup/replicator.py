@@ -4,10 +4,11 @@ sync's engine (SyncRun: routing, moves, deletes, retries, budget), one batch at 
 Why it converges and survives kill -9:
 
 - A batch is the records read (parents before children) up to `batch_records`. Each key's
-  records in it collapse into one keys-file entry, as KeyCollector merges them: the oldest
-  record's OldImage (where copies may sit) and the newest record's NewImage as the entry's
-  `new` (no NewImage, a REMOVE: deleted everywhere). Batches apply one after another, so each
-  key's changes land in stream order.
+  records in it collapse into one keys-file entry: the first record's OldImage (where copies
+  may sit) and the last record's NewImage as the entry's `new` (no NewImage, a REMOVE: deleted
+  everywhere). First and last in the stream's order, not by ApproximateCreationDateTime (which
+  is approximate, and may be missing): the stream's order is the order of the writes. Batches
+  apply one after another, so each key's changes land in stream order.
 - The checkpoint moves only after SyncRun has applied the batch's writes (or listed them as
   failed in the failed-keys file). A kill between the two applies the batch again on restart;
   puts and deletes of whole items are idempotent, so that changes nothing.
@@ -21,22 +22,24 @@ ddbshard.crashpoints: "applied" (the batch is written, the checkpoint not yet mo
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from ddbshard import crashpoints
 from ddbshard.catchup.changefiles import Malformed
 from ddbshard.catchup.changes import Change
 from ddbshard.catchup.dynamo import Dynamo
-from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, write_lines
+from ddbshard.catchup.keysfile import KeyEntry, write_lines
 from ddbshard.catchup.routing import Router
 from ddbshard.catchup.streams import StreamReader
 from ddbshard.catchup.syncrun import SyncRun
 from ddbshard.catchup.wire import canonical
-from ddbshard.exceptions import ConfigError
+from ddbshard.exceptions import ConfigError, InputError
+from ddbshard.io.storage import describe_os_error, url_to_fs
 
 __all__ = [
     "BATCH_RECORDS",
@@ -78,7 +81,7 @@ def _schema(key: tuple[tuple[str, str], ...]) -> str:
 @dataclass
 class Counters:
     records: int = 0  # change records applied (malformed ones not included)
-    malformed: int = 0
+    malformed: int = 0  # records skipped, and records applied with an invalid image
     keys: int = 0  # key entries applied (a key's records of one batch are one entry)
     moves: int = 0  # keys whose item left one target for another (seen from the images)
     batches: int = 0
@@ -107,7 +110,13 @@ class Replicator:
         self.counts = Counters()
         self.first_without_old: KeyEntry | None = None
         self._failed_written = 0
+        self._earlier = earlier_failures(failed_keys)
         self._pass_newest: int | None = None
+
+    @property
+    def earlier_failed(self) -> int:
+        """Lines the failed-keys file held from earlier runs (kept in it)."""
+        return len(self._earlier)
 
     def lag(self) -> float:
         """Seconds between now and the newest applied record; 0 once the stream is drained."""
@@ -132,6 +141,12 @@ class Replicator:
             if isinstance(change, Malformed):
                 self._malformed(change)
                 continue
+            if change.problem is not None:
+                # Applied all the same (its key is valid), but said and counted as `keys`
+                # does: without its OldImage a copy under an old key may be left behind.
+                self._malformed(
+                    Malformed(change.where, f"{change.problem} (image left out, key kept)")
+                )
             batch.append(change)
             if len(batch) >= self.batch_records:
                 self._apply(batch)
@@ -145,17 +160,15 @@ class Replicator:
     def _apply(self, batch: list[Change]) -> None:
         progress = self.reader.progress()  # exactly the records yielded so far
         if batch:
-            collector = KeyCollector()
-            for change in batch:
-                collector.add(change)
-            entries = collector.entries()
+            entries = _collapse(batch)
             self._count_moves(entries)
             # Target lines first: SyncRun runs them in rounds of their own, before the keys.
             self.sync.run([*self._passed_copies(batch, entries), *entries])
             crashpoints.reached("applied")
             if len(self.sync.failed_lines) > self._failed_written:
                 # Before the checkpoint passes them: a failed key is in the file or redone.
-                write_lines(self.failed_keys, self.sync.failed_lines)
+                # An earlier run's lines stay: the checkpoint has passed those keys too.
+                write_lines(self.failed_keys, [*self._earlier, *self.sync.failed_lines])
                 self._failed_written = len(self.sync.failed_lines)
             self.counts.records += len(batch)
             self.counts.keys += len(entries)
@@ -216,8 +229,58 @@ class Replicator:
         rate = c.records / max(elapsed, 1e-9)
         return (
             f"lag {self.lag():.1f} s, {c.records:,} records ({rate:,.0f}/s), put {t.put:,}, "
-            f"moves {c.moves:,}, deleted {t.deleted:,}, failed {t.failed + c.malformed:,}"
+            # Every key in the failed-keys file (failed, or refused by a target) is a failure:
+            # the count must match what the file lists.
+            f"moves {c.moves:,}, deleted {t.deleted:,}, "
+            f"failed {len(self.sync.failed_lines) + c.malformed:,}"
         )
+
+
+def _collapse(batch: list[Change]) -> list[KeyEntry]:
+    """One entry per key of a batch: its first record's OldImage and its last record's
+    NewImage, in stream order."""
+    first: dict[str, Change] = {}
+    last: dict[str, Change] = {}
+    for change in batch:
+        first.setdefault(change.key_id, change)
+        last[change.key_id] = change
+    return [
+        KeyEntry(c.keys, key_id, c.t, first[key_id].old, None, c.new) for key_id, c in last.items()
+    ]
+
+
+def earlier_failures(url: str) -> list[dict[str, Any]]:
+    """The lines an earlier run left in the failed-keys file (none if there is no file), read
+    before anything is written: a file that cannot be read or is not JSON lines stops the
+    run now, with one line, rather than be replaced."""
+    fs, path = url_to_fs(url)
+    try:
+        with fs.open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise InputError(
+            f"{url}: cannot read the earlier failed keys: {describe_os_error(e)}"
+        ) from e
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            obj = None
+            why = str(e)
+        else:
+            why = "not a JSON object"
+        if not isinstance(obj, dict):
+            raise InputError(
+                f"{url}: line {number}: {why}: it would be replaced, losing the keys an earlier "
+                "run could not apply; move it away or give another --failed-keys"
+            )
+        out.append(obj)
+    return out
 
 
 def unlocatable_note(router: Router, first: KeyEntry | None) -> str | None:

@@ -7,8 +7,9 @@ AWS's rules that shape the reader (AWS-FORMATS.md §5; DynamoDB Streams API refe
   as ParentShardId, and a key's records move from parent to child. Reading every parent to its
   end before its children keeps each key's records in order, which is all that order needs.
 - DescribeStream pages its shards (ExclusiveStartShardId / LastEvaluatedShardId). A closed
-  shard has an EndingSequenceNumber; its GetRecords pages end with no NextShardIterator. An open
-  shard always returns a NextShardIterator: it is read up to the first empty page ("now").
+  shard has an EndingSequenceNumber; its GetRecords pages end with no NextShardIterator (pages
+  before that may be empty). An open shard always returns a NextShardIterator: it is read up to
+  the first empty page ("now").
 - Records live 24 hours. A shard whose records are all trimmed disappears from DescribeStream,
   so a shard whose ParentShardId is not listed any more may have lost older records; reading a
   trimmed position fails with TrimmedDataAccessException. Iterators expire after 15 minutes
@@ -30,8 +31,11 @@ consumer that applies records before committing reads each at least once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +48,7 @@ from ddbshard.catchup.changefiles import Malformed
 from ddbshard.catchup.changes import Change, RecordError, parse_record
 from ddbshard.catchup.dynamo import RetryPolicy
 from ddbshard.catchup.wire import item_from_client
-from ddbshard.exceptions import ConfigError, DdbShardError, InputError
+from ddbshard.exceptions import ConfigError, DdbShardError, InputError, ResumeError
 from ddbshard.io.storage import aws_setup_problem, describe_os_error, is_s3, url_to_fs
 
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "StreamReader",
     "Trimmed",
     "lineage_order",
+    "lock_checkpoint",
     "resolve_stream",
     "streams_client",
 ]
@@ -205,8 +210,20 @@ class Checkpoint:
                 f"{url}: the checkpoint is of the stream {data.get('stream')}, not {stream}: "
                 "give another --checkpoint (a new stream is read from its start)"
             )
-        positions = {str(k): str(v) for k, v in data.get("shards", {}).items()}
-        return cls(url, stream, positions, set(data.get("finished", [])), existed=True)
+        shards, finished = data.get("shards", {}), data.get("finished", [])
+        # Checked, not coerced: a position that is not a sequence number would fail every
+        # GetShardIterator later, and a string taken for a list of shards would be its letters.
+        if (
+            not isinstance(shards, dict)
+            or not all(isinstance(v, str) and v.isdigit() for v in shards.values())
+            or not isinstance(finished, list)
+            or not all(isinstance(s, str) for s in finished)
+        ):
+            raise InputError(
+                f"{url}: not a stream checkpoint: 'shards' must map shard ids to sequence "
+                "numbers and 'finished' list shard ids"
+            )
+        return cls(url, stream, dict(shards), set(finished), existed=True)
 
     def apply(self, progress: Progress) -> None:
         self.positions = dict(progress.positions)
@@ -236,6 +253,51 @@ class Checkpoint:
             why = describe_os_error(e)
             raise InputError(f"{self.url}: cannot save the checkpoint: {why}") from e
         self.existed = True
+
+
+_HELD: list[int] = []  # the checkpoint locks this process holds
+
+
+def lock_checkpoint(url: str) -> None:
+    """Takes the checkpoint at `url` for the life of the process, or ResumeError (one line) when
+    another run holds it. Two runs on one checkpoint would both apply the same records,
+    one possibly putting a key's older state after the other's newer one, and move the
+    checkpoint back and forth. flock(2): the kernel lets go when the process dies however
+    it dies, so a run killed with -9 is simply restarted. The lock file sits beside a
+    local checkpoint (its folder is made now, so a bad location fails before any write);
+    an s3:// checkpoint is locked on this machine only, in the cache folder."""
+    if not url:
+        return
+    if is_s3(url):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        digest = hashlib.sha256(url.encode()).hexdigest()[:24]
+        path = cache / "ddbshard" / "locks" / f"{digest}.lock"
+    else:
+        local = Path(url.removeprefix("file://"))
+        path = local.with_name(local.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        why = describe_os_error(e)
+        raise InputError(f"{url}: cannot lock the checkpoint: {why}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0))
+            who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another process"
+        os.close(fd)
+        raise ResumeError(
+            f"{url}: another run is reading the stream with this checkpoint ({who}); "
+            f"wait for it to end or stop it (its lock: {path})"
+        ) from None
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _iso(_now())}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
+    _HELD.append(fd)  # never closed: the process's end releases it
 
 
 def _replace_atomically(path: Path, body: bytes) -> None:
@@ -302,6 +364,7 @@ class StreamReader:
         self.stats = ReadStats()
         self.drained = False
         self.view_type: str | None = None
+        self.created: int | None = None  # when the stream was enabled (CreationRequestDateTime)
         self._started = checkpoint.existed
 
     def describe(self) -> list[Shard]:
@@ -311,6 +374,7 @@ class StreamReader:
         while True:
             answer = self._call("describe_stream", **kwargs)["StreamDescription"]
             self.view_type = answer.get("StreamViewType", self.view_type)
+            self.created = _micros(answer.get("CreationRequestDateTime")) or self.created
             for s in answer.get("Shards", []):
                 seqs = s.get("SequenceNumberRange", {})
                 shards.append(
@@ -344,22 +408,32 @@ class StreamReader:
         # A finished shard is remembered while it or a child of it is listed: a listed shard
         # whose parent is neither listed nor finished lost records to trimming.
         self.finished &= listed | {s.parent for s in shards if s.parent is not None}
-        self.drained = True
+        # Not drained while the pass runs: a caller looking in the middle of it (replicate's
+        # status line) is behind by whatever is still unread, not caught up.
+        self.drained = False
+        complete = True
         for shard in shards:
             if shard.id in self.finished:
                 continue
             if shard.parent in listed and shard.parent not in self.finished:
                 continue  # its parent stopped at --until in this pass: the child waits
-            complete = yield from self._shard(shard)
-            if not complete:
-                self.drained = False
+            complete = (yield from self._shard(shard)) and complete
         self.iterators = {k: v for k, v in self.iterators.items() if k in listed}
+        self.drained = complete
 
     def _begin(self, shards: list[Shard], listed: set[str]) -> None:
         """A new checkpoint: shards whose parent is gone start the stream as far as this run
         is concerned (the parents count as finished); --since says whether that loses
         records; --from latest skips what the stream holds now."""
         self._started = True
+        if self.since is not None and self.created is not None and self.created > self.since:
+            # Not trimmed but never there: writes before the stream was enabled (or re-enabled,
+            # which makes a new stream) are in no stream at all.
+            enabled, since = _iso(self.created, "milliseconds"), _iso(self.since, "milliseconds")
+            raise Trimmed(
+                f"{self.arn} was enabled at {enabled}, after --since {since}: changes made in "
+                "between are in no stream; cover the gap with an incremental export from --since"
+            )
         for s in shards:
             if s.parent is not None and s.parent not in listed:
                 self.finished.add(s.parent)
@@ -379,7 +453,7 @@ class StreamReader:
         page = self._get_records(shard, self._iterator(shard, "TRIM_HORIZON"), limit=1)
         first = page.get("Records", [])
         if first:
-            t = _micros(first[0].get("dynamodb", {}).get("ApproximateCreationDateTime"))
+            t = _micros(_body(first[0]).get("ApproximateCreationDateTime"))
             if t is None or t <= self.since:
                 return
             when = _iso(t)
@@ -403,7 +477,10 @@ class StreamReader:
             if not records:
                 self.iterators[shard.id] = page.get("NextShardIterator") or it
                 return
-            self.positions[shard.id] = records[-1]["dynamodb"]["SequenceNumber"]
+            found = (_body(r).get("SequenceNumber") for r in records)
+            seqs = [q for q in found if isinstance(q, str) and q.isdigit()]
+            if seqs:
+                self.positions[shard.id] = seqs[-1]
             it = page.get("NextShardIterator")
 
     def _check_trimmed(self, shards: list[Shard], listed: set[str]) -> None:
@@ -431,21 +508,32 @@ class StreamReader:
             page = self._get_records(shard, it)
             records = page.get("Records", [])
             for record in records:
-                seq = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
-                t = _micros(record.get("dynamodb", {}).get("ApproximateCreationDateTime"))
+                body = _body(record)
+                seq = body.get("SequenceNumber")
+                t = _micros(body.get("ApproximateCreationDateTime"))
                 if self.until is not None and t is not None and t >= self.until:
                     return False
-                self.positions[shard.id] = seq
                 self.stats.records += 1
+                if not (isinstance(seq, str) and seq.isdigit()):
+                    # No position to keep: the checkpoint stays at the record before (a
+                    # restart reads this one again, and it is malformed again).
+                    self.stats.malformed += 1
+                    where = f"{shard.id} #{_after(self.positions.get(shard.id))}"
+                    yield Malformed(where, "no SequenceNumber: not a stream record")
+                    continue
+                self.positions[shard.id] = seq
                 yield self._change(shard, seq, record)
             following = page.get("NextShardIterator")
             if following is None:
                 self.finished.add(shard.id)
                 self.positions.pop(shard.id, None)
                 return True
-            if not records:
+            if not records and shard.end is None:
                 self.iterators[shard.id] = following  # an open shard, read up to now
                 return True
+            # A closed shard may answer an empty page before its end (GetRecords: "it might
+            # take multiple calls to get to a portion of the shard that contains stream
+            # records"): only a missing NextShardIterator ends it.
             it = following
         return True
 
@@ -513,7 +601,7 @@ class StreamReader:
                 raise self._failed(op, e) from e
             raise
 
-    def _change(self, shard: Shard, seq: str, record: dict[str, Any]) -> Change | Malformed:
+    def _change(self, shard: Shard, seq: str, record: Any) -> Change | Malformed:
         where = f"{shard.id} #{seq}"
         try:
             return parse_record("streams", _wire(record), where)
@@ -522,9 +610,22 @@ class StreamReader:
             return Malformed(where, str(e))
 
 
-def _wire(record: dict[str, Any]) -> dict[str, Any]:
+def _body(record: Any) -> dict[str, Any]:
+    """A record's `dynamodb` object, or {} for a record too broken to have one (it is reported
+    as malformed by parse_record, never a traceback here)."""
+    body = record.get("dynamodb") if isinstance(record, dict) else None
+    return body if isinstance(body, dict) else {}
+
+
+def _after(seq: str | None) -> str:
+    return f"after {seq}" if seq else "at the start"
+
+
+def _wire(record: Any) -> Any:
     """A GetRecords record in the wire form a Lambda event carries (B as base64 text, the
     time as epoch seconds), so that parse_record checks it as it checks a file's."""
+    if not isinstance(record, dict):
+        return record
     body = record.get("dynamodb")
     if not isinstance(body, dict):
         return record
@@ -550,5 +651,9 @@ def _micros(when: Any) -> int | None:
     return None
 
 
-def _iso(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
+def _iso(micros: int, timespec: str = "seconds") -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec=timespec)
+
+
+def _now() -> int:
+    return int(time.time() * 1_000_000)

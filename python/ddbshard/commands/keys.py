@@ -26,6 +26,7 @@ from ddbshard.catchup.streams import (
     Checkpoint,
     StreamReader,
     Trimmed,
+    lock_checkpoint,
     resolve_stream,
     streams_client,
 )
@@ -115,6 +116,10 @@ def _reader(args: Any) -> StreamReader:
     from ddbshard.catchup.dynamo import client
 
     arn = resolve_stream(client(args.region), args.from_stream)
+    if args.checkpoint:
+        # One run per checkpoint: two would move it back and forth (the lock also makes the
+        # checkpoint's folder, so a bad location fails before the stream is read).
+        lock_checkpoint(args.checkpoint)
     checkpoint = Checkpoint.load(args.checkpoint, arn)
     # --since filters as it does for files; it also says when the stream may no longer hold
     # the window's start (records are kept 24 hours).

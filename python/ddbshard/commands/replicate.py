@@ -110,12 +110,14 @@ def run(args: Any) -> int:
         Checkpoint,
         StreamReader,
         Trimmed,
+        lock_checkpoint,
         resolve_stream,
         streams_client,
     )
     from ddbshard.catchup.syncrun import SyncRun
     from ddbshard.config import load_config
     from ddbshard.exceptions import ConfigError
+    from ddbshard.io.storage import check_local_output
 
     if args.max_wcu is not None and args.max_wcu <= 0:
         raise ConfigError("--max-wcu must be positive")
@@ -127,9 +129,12 @@ def run(args: Any) -> int:
     check_target_tables(router, dynamo, args.config)
     source_key = tuple(name for name, _ in dynamo.key_schema(args.source_table))
     arn = resolve_stream(ddb, args.source_table)
-    checkpoint = Checkpoint.load(
-        args.checkpoint or f"{args.source_table}.replicate-checkpoint.json", arn
-    )
+    # Before anything is read or written: one run per checkpoint (the lock also makes its
+    # folder), and a failed-keys file that can be written.
+    check_local_output(args.failed_keys, "--failed-keys", file=True)
+    location = args.checkpoint or f"{args.source_table}.replicate-checkpoint.json"
+    lock_checkpoint(location)
+    checkpoint = Checkpoint.load(location, arn)
     since = None
     if not checkpoint.existed and args.start == "trim-horizon":
         since = args.since if args.since is not None else _export_time(config.source)
@@ -179,7 +184,12 @@ def run(args: Any) -> int:
         print(note, file=sys.stderr)
     failed = len(sync.failed_lines)
     if failed:
-        print(f"keys not applied ({failed:,}): {args.failed_keys}", file=sys.stderr)
+        # The file also keeps what earlier runs listed: say so, or the counts seem not to match.
+        earlier = replicator.earlier_failed
+        more = (
+            f"; with {earlier:,} from earlier runs it lists {earlier + failed:,}" if earlier else ""
+        )
+        print(f"keys not applied ({failed:,}): {args.failed_keys}{more}", file=sys.stderr)
     return 1 if failed or replicator.counts.malformed else 0
 
 
