@@ -78,10 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except (KeyboardInterrupt, Terminated) as e:
         _stop_signals(signal.SIG_IGN)  # a second Ctrl-C while this one is handled: no traceback
-        print(
-            "ddbshard: interrupted (a split continues from its checkpoint with --resume)",
-            file=sys.stderr,
-        )
+        print(f"ddbshard: interrupted{_AFTER_INTERRUPT.get(args.command, '')}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except Exception as e:
         line = None if args.debug else _error_line(e, args)
@@ -89,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ddbshard: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+
+
+# What to do after a Ctrl-C, for the commands that keep a checkpoint (the others just stop).
+_AFTER_INTERRUPT = {
+    "split": " (a split continues from its checkpoint with --resume)",
+    "replicate": " (run it again: it continues from its checkpoint)",
+    "keys": " (with --checkpoint, run it again to continue)",
+}
 
 
 # Commands whose --region names the AWS Region they call (estimate's only picks its rates).

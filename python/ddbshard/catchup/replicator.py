@@ -112,6 +112,7 @@ class Replicator:
         self._failed_written = 0
         self._earlier = earlier_failures(failed_keys)
         self._pass_newest: int | None = None
+        self._empty_passes = 0  # passes in a row that found no record
 
     @property
     def earlier_failed(self) -> int:
@@ -130,12 +131,16 @@ class Replicator:
         if not self.reader.drained:
             return False
         if self._pass_newest is None:
-            return True
+            # GetRecords may answer an empty page before records that are there ("it might
+            # take multiple calls", the API reference says): one empty pass is not proof of
+            # an empty stream, two in a row are the best evidence a reader can get.
+            return self._empty_passes >= 2
         return self.clock() - self._pass_newest / 1e6 <= seconds
 
     def run_pass(self, tick: Callable[[], None] = lambda: None) -> None:
         """One pass over the stream: every batch applied, then the checkpoint committed."""
         self._pass_newest = None
+        records_before = self.counts.records
         batch: list[Change] = []
         for change in self.reader.read():
             if isinstance(change, Malformed):
@@ -155,6 +160,8 @@ class Replicator:
         # The last batch, or none: finished shards and skipped malformed records move the
         # checkpoint too.
         self._apply(batch)
+        found = self.counts.records > records_before
+        self._empty_passes = 0 if found else self._empty_passes + 1
         tick()
 
     def _apply(self, batch: list[Change]) -> None:
