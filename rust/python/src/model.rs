@@ -19,36 +19,42 @@ use crate::errors;
 
 static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+pub fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     DECIMAL.import(py, "decimal", "Decimal")
 }
 
 /// Parses an export line, a bare attribute map or a stream image into Python values.
 #[pyfunction]
 pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-    let owned;
-    let bytes: &[u8] = if let Ok(s) = data.cast::<PyString>() {
-        match s.to_str() {
-            Ok(text) => text.as_bytes(),
+    let Some(bytes) = text_bytes(data)? else {
+        return Err(PyTypeError::new_err("loads() takes bytes or str"));
+    };
+    let map = parse_item(&bytes, Shape::Any).map_err(|e| errors::parse_error(py, &e))?;
+    map_to_py(py, &map)
+}
+
+/// The bytes of JSON text given as str, bytes or bytearray (borrowed where Python allows);
+/// `None` for any other type.
+pub fn text_bytes<'b>(data: &'b Bound<'_, PyAny>) -> PyResult<Option<Cow<'b, [u8]>>> {
+    if let Ok(s) = data.cast::<PyString>() {
+        return Ok(Some(match s.to_str() {
+            Ok(text) => Cow::Borrowed(text.as_bytes()),
             // A str holding a lone surrogate has no UTF-8 form. Its "surrogatepass" bytes fail
             // the parser's UTF-8 check, so it is refused as invalid_utf8 at the right offset
             // instead of escaping as a UnicodeEncodeError.
             Err(_) => {
                 let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                owned = raw.cast_into::<PyBytes>()?.as_bytes().to_vec();
-                &owned
+                Cow::Owned(raw.cast_into::<PyBytes>()?.as_bytes().to_vec())
             }
-        }
-    } else if let Ok(b) = data.cast::<PyBytes>() {
-        b.as_bytes()
-    } else if let Ok(b) = data.cast::<PyByteArray>() {
-        owned = b.to_vec();
-        &owned
-    } else {
-        return Err(PyTypeError::new_err("loads() takes bytes or str"));
-    };
-    let map = parse_item(bytes, Shape::Any).map_err(|e| errors::parse_error(py, &e))?;
-    map_to_py(py, &map)
+        }));
+    }
+    if let Ok(b) = data.cast::<PyBytes>() {
+        return Ok(Some(Cow::Borrowed(b.as_bytes())));
+    }
+    if let Ok(b) = data.cast::<PyByteArray>() {
+        return Ok(Some(Cow::Owned(b.to_vec())));
+    }
+    Ok(None)
 }
 
 pub fn map_to_py<'py>(py: Python<'py>, map: &Map<'_>) -> PyResult<Bound<'py, PyDict>> {
@@ -198,7 +204,7 @@ fn py_to_value(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value<'static>> {
 
 /// A str's UTF-8 text. A lone surrogate has none, and DynamoDB stores UTF-8, so such a str is
 /// refused like invalid UTF-8 in parsed input (ParseError), not as a UnicodeEncodeError.
-fn utf8(s: &Bound<'_, PyString>) -> PyResult<String> {
+pub fn utf8(s: &Bound<'_, PyString>) -> PyResult<String> {
     match s.to_str() {
         Ok(text) => Ok(text.to_owned()),
         Err(_) => {
@@ -246,7 +252,7 @@ fn number_text(v: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
 }
 
 /// bytes, bytearray, or boto3's `Binary` (which wraps bytes in `.value`).
-fn binary_bytes(v: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+pub fn binary_bytes(v: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
     if let Ok(b) = v.cast::<PyBytes>() {
         return Ok(Some(b.as_bytes().to_vec()));
     }
