@@ -21,10 +21,12 @@ use crate::model::value::{Map, Value};
 use super::line::utf8;
 use super::scanner::{Failure, PResult, Parser};
 
-/// How deep the JSON around the images may nest (images have their own limit of 32). Records
-/// are three levels deep; the bound keeps the recursive skip of unknown members off the stack's
-/// edge on hostile input.
-const MAX_ENVELOPE_DEPTH: usize = 64;
+/// How deep the JSON of an event may nest where it is skipped rather than read: unknown
+/// members, and a refused record skipped whole. A valid image takes up to 65 JSON levels (two
+/// per DynamoDB level) under the record's four; well past that, so that a record refused as
+/// too deep can still be skipped, and low enough that the recursive skip cannot exhaust the
+/// stack on hostile input.
+const MAX_ENVELOPE_DEPTH: usize = 256;
 
 /// A record's time is epoch seconds (DynamoDB Streams), milliseconds or microseconds (Kinesis
 /// Data Streams for DynamoDB, by `ApproximateCreationDateTimePrecision`), told apart by
