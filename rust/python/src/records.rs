@@ -1,5 +1,5 @@
 //! `stream_records`: the records of a DynamoDB Streams event as `StreamRecord` objects whose
-//! images are exactly what `loads` gives (the same `map_to_py`).
+//! images are exactly what `loads` gives (the same `ToPy` builds them).
 //!
 //! JSON text goes straight to the core's reader. An event already parsed into Python objects
 //! (what a Lambda handler receives, or boto3's GetRecords response, whose binaries are bytes
@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use ddbshard_core::model::binary;
 use ddbshard_core::output::serialize;
 use ddbshard_core::parse::{
-    parse_stream_records, EventName, RecordError, StreamRecord as CoreRecord,
+    read_stream_records, EventName, RecordError, StreamRecord as CoreRecord,
 };
 use ddbshard_core::{ParseError, Reason};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -25,7 +25,7 @@ use pyo3::types::{
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::errors;
-use crate::model::{binary_bytes, decimal_type, map_to_py, text_bytes, utf8};
+use crate::model::{binary_bytes, decimal_type, text_bytes, utf8, GcPause, ToPy};
 
 /// One change record. Frozen: its fields are read, never set.
 #[pyclass(frozen, module = "ddbshard._core")]
@@ -140,29 +140,47 @@ pub fn stream_records<'py>(
             (Cow::Owned(out), true)
         }
     };
-    let read = parse_stream_records(&json, problems.is_some()).map_err(|e| {
-        match record_error(py, &e, written) {
-            Ok(obj) => PyErr::from_value(obj),
-            Err(err) => err,
+    // Each record becomes Python objects as soon as it is read, while its text and parsed
+    // values are still in the CPU's cache.
+    let _pause = GcPause::new(py);
+    // An event's records share their attribute names and many values: room for a few
+    // thousand distinct ones.
+    let mut to_py = ToPy::new(py, 4096)?;
+    let out = PyList::empty(py);
+    let mut failed: Option<PyErr> = None;
+    let skipped = read_stream_records(&json, problems.is_some(), &mut |r| {
+        let made = record_to_py(&mut to_py, &r)
+            .and_then(|rec| Bound::new(py, rec))
+            .and_then(|rec| out.append(rec));
+        match made {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
         }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let skipped = skipped.map_err(|e| match record_error(py, &e, written) {
+        Ok(obj) => PyErr::from_value(obj),
+        Err(err) => err,
     })?;
     if let Some(list) = problems {
-        for p in &read.problems {
+        for p in &skipped {
             list.append(record_error(py, p, written)?)?;
         }
-    }
-    let out = PyList::empty(py);
-    for r in &read.records {
-        out.append(Bound::new(py, record_to_py(py, r)?)?)?;
     }
     Ok(out)
 }
 
-fn record_to_py(py: Python<'_>, r: &CoreRecord<'_>) -> PyResult<StreamRecord> {
+fn record_to_py<'m>(to_py: &mut ToPy<'m, '_>, r: &CoreRecord<'m>) -> PyResult<StreamRecord> {
+    let py = to_py.py();
     let text = |s: &Option<Cow<'_, str>>| s.as_deref().map(|s| PyString::new(py, s).unbind());
-    let image = |m: &Option<_>| -> PyResult<Option<Py<PyDict>>> {
+    let mut image = |m: &Option<_>| -> PyResult<Option<Py<PyDict>>> {
         m.as_ref()
-            .map(|m| map_to_py(py, m).map(Bound::unbind))
+            .map(|m| to_py.map(m).map(Bound::unbind))
             .transpose()
     };
     Ok(StreamRecord {
@@ -174,9 +192,9 @@ fn record_to_py(py: Python<'_>, r: &CoreRecord<'_>) -> PyResult<StreamRecord> {
         }
         .clone()
         .unbind(),
-        keys: map_to_py(py, &r.keys)?.unbind(),
         new: image(&r.new)?,
         old: image(&r.old)?,
+        keys: to_py.map(&r.keys)?.unbind(),
         time_us: r.time_us,
         sequence: text(&r.sequence),
         event_id: text(&r.event_id),

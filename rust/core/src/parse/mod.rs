@@ -25,7 +25,8 @@ mod values;
 pub use layout::{Entry, Layout, RawLine};
 pub use line::{parse_item, parse_item_layout, parse_value, Shape};
 pub use records::{
-    epoch_micros, parse_stream_records, EventName, RecordError, Records, StreamRecord,
+    epoch_micros, parse_stream_records, read_stream_records, EventName, RecordError, Records,
+    StreamRecord,
 };
 
 /// DynamoDB nests documents at most 32 levels, the top-level attribute counting as level 1
