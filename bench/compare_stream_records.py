@@ -2,12 +2,18 @@
 DynamoDB Streams event (NEW_AND_OLD_IMAGES, ~500 B images), given as JSON text and as the dict
 Lambda hands a handler: calls/s, records/s and the ratio, all measured in this one process.
 
+One more row for scale: pickle.loads of the images stream_records returned, which builds the
+same Python objects (each shared str and Decimal made once, as stream_records makes them) from
+a binary format with nothing to parse or check: about the least time CPython needs to make
+those objects at all.
+
 Run: `.venv/bin/python bench/compare_stream_records.py [--records N]`
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import platform
 
 import ddbshard
@@ -31,11 +37,14 @@ def main() -> None:
     text = event_text(event)
     assert same_answer(ddbshard.stream_records(text), boto3_text(text))
     assert same_answer(ddbshard.stream_records(event), boto3_records(event))
+    images = [(r.keys, r.new, r.old) for r in ddbshard.stream_records(text)]
+    pickled = pickle.dumps(images, protocol=pickle.HIGHEST_PROTOCOL)
     rows = [
         ("json + base64 + TypeDeserializer", calls_per_second(boto3_text, text)),
         ("ddbshard.stream_records(text)", calls_per_second(ddbshard.stream_records, text)),
         ("base64 + TypeDeserializer (dict)", calls_per_second(boto3_records, event)),
         ("ddbshard.stream_records(dict)", calls_per_second(ddbshard.stream_records, event)),
+        ("pickle.loads of the same images", calls_per_second(pickle.loads, pickled)),
     ]
 
     n = args.records
@@ -49,6 +58,7 @@ def main() -> None:
     print()
     print(f"{'ratio, JSON text (ddbshard / boto3)':36}{rows[1][1] / rows[0][1]:>10.1f}x")
     print(f"{'ratio, dict (ddbshard / boto3)':36}{rows[3][1] / rows[2][1]:>10.1f}x")
+    print(f"{'ratio, pickle.loads / boto3 (text)':36}{rows[4][1] / rows[0][1]:>10.1f}x")
 
 
 if __name__ == "__main__":

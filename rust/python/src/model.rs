@@ -31,7 +31,8 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
     };
     let map = parse_item(&bytes, Shape::Any).map_err(|e| errors::parse_error(py, &e))?;
     let _pause = GcPause::new(py);
-    ToPy::new(py, 64)?.map(&map)
+    // One item: a few dozen names and values, nested maps repeating some of them.
+    ToPy::new(py, 32)?.map(&map)
 }
 
 /// The bytes of JSON text given as str, bytes or bytearray (borrowed where Python allows);
@@ -75,7 +76,7 @@ pub struct ToPy<'m, 'py> {
 
 /// Attribute names are few, and each recurs in every item: a small cache of their own keeps
 /// them from being pushed out by values, and stays in the CPU's first-level cache.
-const NAME_SLOTS: usize = 256;
+const MAX_NAME_SLOTS: usize = 256;
 
 /// Texts longer than this are made afresh each time: long ones rarely recur, and hashing them
 /// would cost about what it saves.
@@ -83,12 +84,12 @@ const SHARED_TEXT_BYTES: usize = 64;
 
 impl<'m, 'py> ToPy<'m, 'py> {
     /// `slots`: how many distinct texts of each kind are remembered (a power of two), about
-    /// the number of distinct names and short values the call is expected to see.
+    /// the number of distinct short values the call is expected to see (names: at most 256).
     pub fn new(py: Python<'py>, slots: usize) -> PyResult<Self> {
         Ok(ToPy {
             py,
             decimal: decimal_type(py)?.clone(),
-            names: Recent::new(NAME_SLOTS),
+            names: Recent::new(slots.min(MAX_NAME_SLOTS)),
             strings: Recent::new(slots),
             numbers: Recent::new(slots),
         })
