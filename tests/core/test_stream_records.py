@@ -701,3 +701,40 @@ def test_get_records_response_from_boto3(moto_endpoint: str) -> None:
         when = body["ApproximateCreationDateTime"]
         assert r.time_us == round(when.timestamp() * 1_000_000)
         assert r.sequence == body["SequenceNumber"]
+
+
+def test_the_collector_is_left_as_it_was_found() -> None:
+    # stream_records and loads hold the cyclic GC off while they build, and must put it back.
+    import gc
+
+    bad = event(record(new={"pk": {"S": "a"}, "n": {"N": "x"}}))
+    assert gc.isenabled()
+    ddbshard.stream_records(event(record(new=ALL_TYPES)))
+    ddbshard.loads(json.dumps(ALL_TYPES))
+    assert gc.isenabled()
+    with pytest.raises(ddbshard.StreamRecordError):
+        ddbshard.stream_records(bad)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        ddbshard.stream_records(event(record(new=ALL_TYPES)))
+        ddbshard.loads(json.dumps(ALL_TYPES))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_only_immutable_values_are_shared() -> None:
+    # Equal short texts may come back as one str or Decimal object; containers never are.
+    image = {"pk": {"S": "a"}, "s": {"SS": ["x"]}, "l": {"L": [{"S": "x"}]}, "m": {"M": {}}}
+    one, two = ddbshard.stream_records(
+        event(
+            record(new=image, keys={"pk": {"S": "a"}}), record(new=image, keys={"pk": {"S": "a"}})
+        )
+    )
+    assert one.new == two.new
+    assert one.new is not None and two.new is not None
+    for field in ("s", "l", "m"):
+        assert one.new[field] is not two.new[field]
+    one.new["s"].add("y")
+    assert two.new["s"] == {"x"}
