@@ -154,15 +154,7 @@ struct Reader<'a, 'r> {
     problems: Vec<RecordError>,
 }
 
-impl<'a> Reader<'a, '_> {
-    fn take(&mut self, record: StreamRecord<'a>) {
-        if !(self.each)(record) {
-            self.stopped = true;
-        }
-    }
-}
-
-/// Where in a record an error happened, relative to the record.
+/// Where in a record an error happened, relative to the record ("dynamodb.NewImage").
 type Where<'a> = Cow<'a, str>;
 
 /// A record's known members as they are read; unknown members are skipped.
@@ -185,6 +177,13 @@ struct Fields<'a> {
 }
 
 impl<'a> Reader<'a, '_> {
+    /// Hands a record to `each`.
+    fn take(&mut self, record: StreamRecord<'a>) {
+        if !(self.each)(record) {
+            self.stopped = true;
+        }
+    }
+
     fn event(&mut self) -> Result<(), RecordError> {
         let p = &mut self.p;
         p.ws();
@@ -211,52 +210,11 @@ impl<'a> Reader<'a, '_> {
         let mut fields = Fields::default();
         let mut failed: Option<(Where<'a>, Failure)> = None;
         let mut has_records = false;
-        let step = |r: &mut Self,
-                    fields: &mut Fields<'a>,
-                    failed: &mut Option<(Where<'a>, Failure)>,
-                    has_records: &mut bool|
-         -> Result<bool, RecordError> {
-            r.p.ws();
-            let key_at = r.p.pos;
-            if r.p.peek() != Some(b'"') {
-                return Err(event_error("event", r.p.unexpected("a member name")));
-            }
-            let key = r.p.string().map_err(|e| event_error("event", e))?;
-            r.p.expect(b':').map_err(|e| event_error("event", e))?;
-            r.p.ws();
-            if key == "Records" && !*has_records {
-                *has_records = true;
-                if r.p.peek() != Some(b'[') {
-                    let e = r.p.err_at(
-                        key_at,
-                        Reason::NotARecord,
-                        "\"Records\" must be a JSON array",
-                    );
-                    return Err(event_error("Records", e));
-                }
-                r.record_list("Records")?;
-                return Ok(true);
-            }
-            let value_at = r.p.pos;
-            if failed.is_none() {
-                let mut at: Where<'a> = Cow::Borrowed("");
-                if let Err(e) = r.p.record_member(&key, key_at, fields, &mut at) {
-                    *failed = Some((at, e));
-                }
-            }
-            if failed.is_some() {
-                // Past the member, whatever it held: the object may yet turn out to be an
-                // event whose "Records" come later, and this member none of its business.
-                r.p.pos = value_at;
-                r.p.skip_json(1).map_err(|e| event_error("event", e))?;
-            }
-            Ok(true)
-        };
         self.p.expect(b'{').map_err(|e| event_error("event", e))?;
         self.p.ws();
         if !self.p.eat(b'}') {
             loop {
-                step(self, &mut fields, &mut failed, &mut has_records)?;
+                self.object_member(&mut fields, &mut failed, &mut has_records)?;
                 if self.stopped {
                     return Ok(());
                 }
@@ -291,6 +249,54 @@ impl<'a> Reader<'a, '_> {
                 }
                 self.problems.push(err);
             }
+        }
+        Ok(())
+    }
+
+    /// One member of the event's object: "Records", or a member of the lone record it may be.
+    /// The first of those to fail is kept in `failed`, and later members are only skipped.
+    fn object_member(
+        &mut self,
+        fields: &mut Fields<'a>,
+        failed: &mut Option<(Where<'a>, Failure)>,
+        has_records: &mut bool,
+    ) -> Result<(), RecordError> {
+        let p = &mut self.p;
+        p.ws();
+        let key_at = p.pos;
+        if p.peek() != Some(b'"') {
+            return Err(event_error("event", p.unexpected("a member name")));
+        }
+        let key = p.string().map_err(|e| event_error("event", e))?;
+        p.expect(b':').map_err(|e| event_error("event", e))?;
+        p.ws();
+        if key == "Records" {
+            let problem = if *has_records {
+                Some("\"Records\" appears twice in the event")
+            } else if p.peek() != Some(b'[') {
+                Some("\"Records\" must be a JSON array")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let e = p.err_at(key_at, Reason::NotARecord, problem);
+                return Err(event_error("Records", e));
+            }
+            *has_records = true;
+            return self.record_list("Records");
+        }
+        let value_at = p.pos;
+        if failed.is_none() {
+            let mut at: Where<'a> = Cow::Borrowed("");
+            if let Err(e) = p.record_member(&key, key_at, fields, &mut at) {
+                *failed = Some((at, e));
+            }
+        }
+        if failed.is_some() {
+            // Past the member, whatever it held: the object may yet turn out to be an event
+            // whose "Records" come later, and this member none of its business.
+            p.pos = value_at;
+            p.skip_json(1).map_err(|e| event_error("event", e))?;
         }
         Ok(())
     }
@@ -1008,6 +1014,16 @@ mod tests {
                 "eventName",
             ),
             (format!("[{INSERT}, 3]"), Reason::NotARecord, "[1]"),
+            (
+                format!(r#"{{"Records":[{INSERT}],"Records":[]}}"#),
+                Reason::NotARecord,
+                "Records",
+            ),
+            (
+                r#"{"Records":{}}"#.to_owned(),
+                Reason::NotARecord,
+                "Records",
+            ),
         ] {
             let e = read(&text, false).unwrap_err();
             assert_eq!((e.error.reason, e.path.as_str()), (reason, path), "{text}");
