@@ -738,3 +738,26 @@ def test_only_immutable_values_are_shared() -> None:
         assert one.new[field] is not two.new[field]
     one.new["s"].add("y")
     assert two.new["s"] == {"x"}
+
+
+def test_every_cut_and_byte_flip_is_read_or_refused_never_crashed() -> None:
+    # Any prefix of an event, and the event with any one byte replaced, either reads or raises
+    # StreamRecordError with a known reason, with and without problems=.
+    text = json.dumps(
+        event(
+            record("MODIFY", new=ALL_TYPES, old=KEYS, seq="1"),
+            record("REMOVE", old=KEYS, seq="2"),
+        ),
+        separators=(",", ":"),
+    ).encode()
+    variants = [text[:n] for n in range(len(text))]
+    variants += [text[:n] + b"\x00" + text[n + 1 :] for n in range(0, len(text), 3)]
+    variants += [text[:n] + b"}" + text[n + 1 :] for n in range(1, len(text), 5)]
+    for v in variants:
+        for problems in (None, []):
+            try:
+                got = ddbshard.stream_records(v, problems=problems)
+            except ddbshard.StreamRecordError as e:
+                assert e.reason in ddbshard._core.REASONS, v
+            else:
+                assert all(isinstance(r, ddbshard.StreamRecord) for r in got)
