@@ -42,23 +42,23 @@ def export_blob(lines: list[bytes], size: int = EXPORT_BYTES) -> bytes:
     return one * max(1, round(size / len(one)))
 
 
-def _decode_binaries(wire: dict[str, Any]) -> dict[str, Any]:
+def decode_binaries(wire: dict[str, Any]) -> dict[str, Any]:
     ((tag, v),) = wire.items()
     if tag == "B":
         return {"B": base64.b64decode(v)}
     if tag == "BS":
         return {"BS": [base64.b64decode(m) for m in v]}
     if tag == "M":
-        return {"M": {k: _decode_binaries(m) for k, m in v.items()}}
+        return {"M": {k: decode_binaries(m) for k, m in v.items()}}
     if tag == "L":
-        return {"L": [_decode_binaries(m) for m in v]}
+        return {"L": [decode_binaries(m) for m in v]}
     return wire
 
 
 def boto3_loads(line: bytes) -> dict[str, Any]:
     """The baseline: what a Python tool does today (json, botocore's base64, TypeDeserializer)."""
     item = json.loads(line)["Item"]
-    return {k: _DESERIALIZER.deserialize(_decode_binaries(v)) for k, v in item.items()}
+    return {k: _DESERIALIZER.deserialize(decode_binaries(v)) for k, v in item.items()}
 
 
 def loads_all(loads: Callable[[bytes], dict[str, Any]], lines: list[bytes]) -> int:

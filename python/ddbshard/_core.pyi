@@ -6,6 +6,7 @@ from typing import Any, Self, final
 from typing_extensions import Buffer
 
 from ddbshard.config.spec import CoreSpec
+from ddbshard.exceptions import StreamRecordError
 
 __all__ = [
     "REASONS",
@@ -15,6 +16,7 @@ __all__ = [
     "LineReader",
     "Md5",
     "Splitter",
+    "StreamRecord",
     "__version__",
     "canonical_item",
     "diff_pairs",
@@ -23,6 +25,7 @@ __all__ = [
     "loads",
     "md5_update_many",
     "sniff_compression",
+    "stream_records",
 ]
 
 __version__: str
@@ -37,6 +40,29 @@ def loads(data: bytes | bytearray | str) -> dict[str, Any]:
 def dumps(item: Mapping[str, Any], *, line: bool = False) -> bytes:
     """The DynamoDB JSON of a Python item (`line`: as an export line with a newline);
     ParseError for a value DynamoDB cannot hold (a number out of range, an empty set...)."""
+
+def stream_records(
+    event: str | bytes | bytearray | Mapping[str, Any] | Sequence[Any],
+    *,
+    problems: list[StreamRecordError] | None = None,
+) -> list[StreamRecord]:
+    """The change records of a DynamoDB Streams event, each image exactly as `loads` reads it.
+
+    `event`: JSON text (str or bytes) or the dict or list it parses to, holding a Lambda event
+    ``{"Records": [...]}``, a GetRecords response (B values may be bytes and
+    ApproximateCreationDateTime a datetime, as boto3 gives them), a list of records or one
+    record. Kinesis-wrapped records (``{"kinesis": {"data": ...}}``) are not read.
+
+    Returns one `StreamRecord` per record, in the event's order.
+
+    Raises `StreamRecordError` (a `ParseError`) for the first record DynamoDB could not have
+    written: an image `loads` refuses (with its reason), no ``dynamodb`` object, an eventName
+    other than INSERT/MODIFY/REMOVE, Keys that are not one or two non-empty S/N/B attributes, a
+    time outside 1973-5138 (reason ``not_a_record``); its `index`, `path`
+    (``Records[3].dynamodb.NewImage``) and `sequence` say which. With `problems` (a list), bad
+    records are left out instead and their errors appended to it; an event whose JSON cannot be
+    read past a point still raises. TypeError for an `event` of another type.
+    """
 
 def canonical_item(data: bytes) -> tuple[bytes, int]:
     """(the canonical form of one item's DynamoDB JSON, its 64-bit hash); ParseError."""
@@ -63,6 +89,50 @@ def sniff_compression(head: bytes) -> str:
 def md5_update_many(hashers: Sequence[Md5], chunks: Sequence[Sequence[Buffer]]) -> None:
     """Appends chunks[i], in order, to hashers[i] for every i (streams side by side in SIMD
     lanes); a hasher may appear only once."""
+
+@final
+class StreamRecord:
+    """One change record of `stream_records`; frozen, compared field by field."""
+
+    @property
+    def index(self) -> int:
+        """Position of the record in the event (0 for a lone record)."""
+    @property
+    def name(self) -> str:
+        """eventName: "INSERT", "MODIFY" or "REMOVE"."""
+    @property
+    def keys(self) -> dict[str, Any]:
+        """The item's key attributes, as `loads` gives them."""
+    @property
+    def new(self) -> dict[str, Any] | None:
+        """NewImage, or None when the record has none (a REMOVE; KEYS_ONLY and OLD_IMAGE
+        streams: see `view_type`)."""
+    @property
+    def old(self) -> dict[str, Any] | None:
+        """OldImage, or None when the record has none (an INSERT; KEYS_ONLY and NEW_IMAGE
+        streams)."""
+    @property
+    def time_us(self) -> int | None:
+        """ApproximateCreationDateTime in microseconds since the epoch (seconds, milliseconds or
+        microseconds in the record, told apart by magnitude); None if the record has none."""
+    @property
+    def sequence(self) -> str | None:
+        """dynamodb.SequenceNumber."""
+    @property
+    def event_id(self) -> str | None:
+        """eventID."""
+    @property
+    def source_arn(self) -> str | None:
+        """eventSourceARN (Lambda events)."""
+    @property
+    def table(self) -> str | None:
+        """tableName, else the table named in eventSourceARN."""
+    @property
+    def view_type(self) -> str | None:
+        """dynamodb.StreamViewType: KEYS_ONLY, NEW_IMAGE, OLD_IMAGE or NEW_AND_OLD_IMAGES."""
+    def as_dict(self) -> dict[str, Any]:
+        """The fields above as a dict, in that order."""
+    def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class Md5:

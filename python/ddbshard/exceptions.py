@@ -14,6 +14,7 @@ __all__ = [
     "LocalDiskError",
     "ParseError",
     "ResumeError",
+    "StreamRecordError",
     "UnmatchedError",
 ]
 
@@ -37,6 +38,36 @@ class ParseError(DdbShardError, ValueError):
         self.line = line
         self.offset = offset
         self.excerpt = excerpt
+
+
+class StreamRecordError(ParseError):
+    """A DynamoDB Streams record that DynamoDB could not have written, or an event with no
+    readable records (raised and listed by `stream_records`).
+
+    Besides ParseError's fields: `index`, the record's position in the event (None when the
+    event itself cannot be read); `path`, where in the event (``Records[3].dynamodb.NewImage``);
+    `sequence` and `event_id`, the record's SequenceNumber and eventID when they could be read
+    (a Lambda handler reports `sequence` in its ``batchItemFailures``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        reason: str,
+        line: int = 0,
+        offset: int = 0,
+        excerpt: str = "",
+        *,
+        index: int | None = None,
+        path: str = "",
+        sequence: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        super().__init__(message, reason, line, offset, excerpt)
+        self.index = index
+        self.path = path
+        self.sequence = sequence
+        self.event_id = event_id
 
 
 class DecompressError(DdbShardError):

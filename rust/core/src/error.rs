@@ -23,6 +23,9 @@ pub enum Reason {
     EmptyAttributeName,
     AttributeNameTooLong,
     LineTooLong,
+    /// A DynamoDB Streams record without the envelope DynamoDB writes (no `dynamodb` object,
+    /// an unknown `eventName`, a time that is not epoch seconds, milliseconds or microseconds).
+    NotARecord,
     // Refusals by a target, after parsing: the item is valid DynamoDB but cannot be imported.
     Unmatched,
     MissingKey,
@@ -34,7 +37,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::InvalidJson,
         Reason::InvalidUtf8,
         Reason::NotAnItem,
@@ -51,6 +54,7 @@ impl Reason {
         Reason::EmptyAttributeName,
         Reason::AttributeNameTooLong,
         Reason::LineTooLong,
+        Reason::NotARecord,
         Reason::Unmatched,
         Reason::MissingKey,
         Reason::WrongKeyType,
@@ -78,6 +82,7 @@ impl Reason {
             Reason::EmptyAttributeName => "empty_attribute_name",
             Reason::AttributeNameTooLong => "attribute_name_too_long",
             Reason::LineTooLong => "line_too_long",
+            Reason::NotARecord => "not_a_record",
             Reason::Unmatched => "unmatched",
             Reason::MissingKey => "missing_key",
             Reason::WrongKeyType => "wrong_key_type",

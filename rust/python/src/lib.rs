@@ -2,7 +2,8 @@
 //! releases the GIL around each chunk of work; all logic lives in the core crate.
 //!
 //! One module per stage of the core it exposes: `model` (loads/dumps), `input` (LineReader,
-//! sniff_compression), `route` (Condition), `output` (the shards' MD5s), `compare` (Parquet
+//! sniff_compression), `records` (stream_records, the DynamoDB Streams records of an event,
+//! read by the core's `parse::records`), `route` (Condition), `output` (the shards' MD5s), `compare` (Parquet
 //! columns, canonical items, flattening, pair diffs) and `split` (Splitter). `stream` is the
 //! chunked-file plumbing the three fed classes share; `errors` maps core errors to exceptions.
 
@@ -11,6 +12,7 @@ mod errors;
 mod input;
 mod model;
 mod output;
+mod records;
 mod route;
 mod split;
 mod stream;
@@ -22,6 +24,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(model::loads, m)?)?;
     m.add_function(wrap_pyfunction!(model::dumps, m)?)?;
+    m.add_function(wrap_pyfunction!(records::stream_records, m)?)?;
+    m.add_class::<records::StreamRecord>()?;
     m.add_class::<route::Condition>()?;
     m.add_class::<input::LineReader>()?;
     m.add_class::<split::Splitter>()?;

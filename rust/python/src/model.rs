@@ -19,89 +19,272 @@ use crate::errors;
 
 static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+pub fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     DECIMAL.import(py, "decimal", "Decimal")
 }
 
 /// Parses an export line, a bare attribute map or a stream image into Python values.
 #[pyfunction]
 pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-    let owned;
-    let bytes: &[u8] = if let Ok(s) = data.cast::<PyString>() {
-        match s.to_str() {
-            Ok(text) => text.as_bytes(),
+    let Some(bytes) = text_bytes(data)? else {
+        return Err(PyTypeError::new_err("loads() takes bytes or str"));
+    };
+    let map = parse_item(&bytes, Shape::Any).map_err(|e| errors::parse_error(py, &e))?;
+    let _pause = GcPause::new(py);
+    // One item: a few dozen names and values, nested maps repeating some of them.
+    ToPy::new(py, 32)?.map(&map)
+}
+
+/// The bytes of JSON text given as str, bytes or bytearray (borrowed where Python allows);
+/// `None` for any other type.
+pub fn text_bytes<'b>(data: &'b Bound<'_, PyAny>) -> PyResult<Option<Cow<'b, [u8]>>> {
+    if let Ok(s) = data.cast::<PyString>() {
+        return Ok(Some(match s.to_str() {
+            Ok(text) => Cow::Borrowed(text.as_bytes()),
             // A str holding a lone surrogate has no UTF-8 form. Its "surrogatepass" bytes fail
             // the parser's UTF-8 check, so it is refused as invalid_utf8 at the right offset
             // instead of escaping as a UnicodeEncodeError.
             Err(_) => {
                 let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                owned = raw.cast_into::<PyBytes>()?.as_bytes().to_vec();
-                &owned
+                Cow::Owned(raw.cast_into::<PyBytes>()?.as_bytes().to_vec())
             }
-        }
-    } else if let Ok(b) = data.cast::<PyBytes>() {
-        b.as_bytes()
-    } else if let Ok(b) = data.cast::<PyByteArray>() {
-        owned = b.to_vec();
-        &owned
-    } else {
-        return Err(PyTypeError::new_err("loads() takes bytes or str"));
-    };
-    let map = parse_item(bytes, Shape::Any).map_err(|e| errors::parse_error(py, &e))?;
-    map_to_py(py, &map)
-}
-
-pub fn map_to_py<'py>(py: Python<'py>, map: &Map<'_>) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    for (k, v) in map {
-        dict.set_item(k.as_ref(), value_to_py(py, v)?)?;
+        }));
     }
-    Ok(dict)
+    if let Ok(b) = data.cast::<PyBytes>() {
+        return Ok(Some(Cow::Borrowed(b.as_bytes())));
+    }
+    if let Ok(b) = data.cast::<PyByteArray>() {
+        return Ok(Some(Cow::Owned(b.to_vec())));
+    }
+    Ok(None)
 }
 
-fn value_to_py<'py>(py: Python<'py>, v: &Value<'_>) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        Value::S(s) => PyString::new(py, s).into_any(),
-        Value::N(n) => decimal_type(py)?.call1((n.as_ref(),))?,
-        Value::B(b) => binary_to_py(py, b)?,
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Null => py.None().into_bound(py),
-        Value::M(m) => map_to_py(py, m)?.into_any(),
-        Value::L(l) => {
-            let list = PyList::empty(py);
-            for e in l {
-                list.append(value_to_py(py, e)?)?;
-            }
-            list.into_any()
+/// Python values from parsed ones, for one call (`loads`, `stream_records`).
+///
+/// Within a call the same texts recur: every item of an event has the same attribute names,
+/// a stream record's key values appear again in its images, enumerations repeat. A recent
+/// short text is made into a `str` (a number text into a `Decimal`) once and that object
+/// shared by every place it appears: both types are immutable, so sharing cannot be observed
+/// but by `is`, and it saves making, hashing and later freeing the copies.
+pub struct ToPy<'m, 'py> {
+    py: Python<'py>,
+    decimal: Bound<'py, PyType>,
+    names: Recent<'m, Bound<'py, PyString>>,
+    strings: Recent<'m, Bound<'py, PyString>>,
+    numbers: Recent<'m, Bound<'py, PyAny>>,
+}
+
+/// Attribute names are few, and each recurs in every item: a small cache of their own keeps
+/// them from being pushed out by values, and stays in the CPU's first-level cache.
+const MAX_NAME_SLOTS: usize = 256;
+
+/// Texts longer than this are made afresh each time: long ones rarely recur, and hashing them
+/// would cost about what it saves.
+const SHARED_TEXT_BYTES: usize = 64;
+
+impl<'m, 'py> ToPy<'m, 'py> {
+    /// `slots`: how many distinct texts of each kind are remembered (a power of two), about
+    /// the number of distinct short values the call is expected to see (names: at most 256).
+    pub fn new(py: Python<'py>, slots: usize) -> PyResult<Self> {
+        Ok(ToPy {
+            py,
+            decimal: decimal_type(py)?.clone(),
+            names: Recent::new(slots.min(MAX_NAME_SLOTS)),
+            strings: Recent::new(slots),
+            numbers: Recent::new(slots),
+        })
+    }
+
+    pub fn py(&self) -> Python<'py> {
+        self.py
+    }
+
+    pub fn map(&mut self, map: &Map<'m>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(self.py);
+        for (k, v) in map {
+            let name = match k {
+                Cow::Borrowed(k) if k.len() <= SHARED_TEXT_BYTES => {
+                    let py = self.py;
+                    self.names.get_or(k, || Ok(PyString::new(py, k)))?
+                }
+                _ => PyString::new(self.py, k),
+            };
+            dict.set_item(name, self.value(v)?)?;
         }
-        Value::Ss(s) => {
-            let set = PySet::empty(py)?;
-            for m in s {
-                set.add(m.as_ref())?;
-            }
-            set.into_any()
+        Ok(dict)
+    }
+
+    /// Only text borrowed from the input is shared: it outlives the call, where the text of a
+    /// string with escapes (decoded into a buffer of its own) may not.
+    #[allow(clippy::ptr_arg)] // the Cow's variant is the point: only borrowed text is shared
+    fn str(&mut self, s: &Cow<'m, str>) -> Bound<'py, PyString> {
+        let py = self.py;
+        match s {
+            Cow::Borrowed(s) if s.len() <= SHARED_TEXT_BYTES => self
+                .strings
+                .get_or(s, || Ok(PyString::new(py, s)))
+                .expect("infallible"),
+            _ => PyString::new(py, s),
         }
-        Value::Ns(s) => {
-            let set = PySet::empty(py)?;
-            let dec = decimal_type(py)?;
-            for m in s {
-                set.add(dec.call1((m.as_ref(),))?)?;
+    }
+
+    #[allow(clippy::ptr_arg)] // as for `str`
+    fn number(&mut self, n: &Cow<'m, str>) -> PyResult<Bound<'py, PyAny>> {
+        let decimal = &self.decimal;
+        match n {
+            Cow::Borrowed(n) if n.len() <= SHARED_TEXT_BYTES => {
+                self.numbers.get_or(n, || make_decimal(decimal, n))
             }
-            set.into_any()
+            _ => make_decimal(decimal, n),
         }
-        Value::Bs(s) => {
-            let set = PySet::empty(py)?;
-            for m in s {
-                set.add(binary_to_py(py, m)?)?;
+    }
+
+    fn value(&mut self, v: &Value<'m>) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        Ok(match v {
+            Value::S(s) => self.str(s).into_any(),
+            Value::N(n) => self.number(n)?,
+            Value::B(b) => binary_to_py(py, b)?,
+            Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+            Value::Null => py.None().into_bound(py),
+            Value::M(m) => self.map(m)?.into_any(),
+            Value::L(l) => {
+                let list = PyList::empty(py);
+                for e in l {
+                    list.append(self.value(e)?)?;
+                }
+                list.into_any()
             }
-            set.into_any()
-        }
-    })
+            Value::Ss(s) => {
+                let set = PySet::empty(py)?;
+                for m in s {
+                    set.add(self.str(m))?;
+                }
+                set.into_any()
+            }
+            Value::Ns(s) => {
+                let set = PySet::empty(py)?;
+                for m in s {
+                    set.add(self.number(m)?)?;
+                }
+                set.into_any()
+            }
+            Value::Bs(s) => {
+                let set = PySet::empty(py)?;
+                for m in s {
+                    set.add(binary_to_py(py, m)?)?;
+                }
+                set.into_any()
+            }
+        })
+    }
 }
 
 fn binary_to_py<'py>(py: Python<'py>, b64: &str) -> PyResult<Bound<'py, PyAny>> {
     let raw = binary::decode(b64).map_err(PyValueError::new_err)?;
     Ok(PyBytes::new(py, &raw).into_any())
+}
+
+/// `Decimal(text)`. A plain integer (no sign but '-', no leading zero, no point or exponent)
+/// is passed as an int, which Decimal reads faster than text and which saves making a str: the
+/// result is the same Decimal, digits and exponent 0 alike ("-0" keeps its sign as text).
+fn make_decimal<'py>(decimal: &Bound<'py, PyType>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    let plain = matches!(digits, [b'1'..=b'9', rest @ ..] if rest.len() < 18 && rest.iter().all(u8::is_ascii_digit))
+        || text == "0";
+    if plain {
+        if let Ok(i) = text.parse::<i64>() {
+            return decimal.call1((i,));
+        }
+    }
+    decimal.call1((text,))
+}
+
+/// A direct-mapped cache of the objects made for recent texts: one slot per hash, a newer
+/// text taking the slot of an older one. No probing and no growth, so a lookup costs a hash of
+/// a short text and one comparison, whether it hits or not.
+struct Recent<'m, T> {
+    slots: Vec<Option<(&'m str, T)>>,
+    shift: u32,
+}
+
+impl<'m, T: Clone> Recent<'m, T> {
+    fn new(slots: usize) -> Self {
+        let slots = slots.next_power_of_two().max(2);
+        Recent {
+            slots: (0..slots).map(|_| None).collect(),
+            shift: 64 - slots.trailing_zeros(),
+        }
+    }
+
+    fn get_or(&mut self, text: &'m str, make: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+        let slot = &mut self.slots[(fx_hash(text.as_bytes()) >> self.shift) as usize];
+        if let Some((seen, made)) = slot {
+            if same(seen.as_bytes(), text.as_bytes()) {
+                return Ok(made.clone());
+            }
+        }
+        let made = make()?;
+        *slot = Some((text, made.clone()));
+        Ok(made)
+    }
+}
+
+/// `a == b` for short texts, eight bytes at a time and inline (a call to memcmp costs more
+/// than the comparison itself at these lengths).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        let n = (s.len() - at).min(8);
+        w[..n].copy_from_slice(&s[at..at + n]);
+        u64::from_le_bytes(w)
+    };
+    (0..a.len()).step_by(8).all(|at| word(a, at) == word(b, at))
+}
+
+/// FxHash (rustc's): a rotate, a xor and a multiply per eight bytes. The texts are short and
+/// come from the call's own input; a collision costs only a missed share.
+fn fx_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut h = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+    }
+    h
+}
+
+/// Holds CPython's cyclic garbage collector off while a call builds its result. Building
+/// allocates thousands of dicts, lists and sets, each allocation counting towards the next
+/// collection, and each collection then walks all those new containers; none of them can be
+/// part of a cycle (they are fresh and hold only each other, as a tree), so the walks find
+/// nothing. Dropping the guard turns the collector back on if it was on.
+pub struct GcPause(bool);
+
+impl GcPause {
+    pub fn new(_py: Python<'_>) -> Self {
+        // SAFETY: the GIL is held (the `Python` token proves it); the calls only flip a flag.
+        GcPause(unsafe { pyo3::ffi::PyGC_Disable() } == 1)
+    }
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: still under the GIL: the guard lives within the call that made it.
+            unsafe { pyo3::ffi::PyGC_Enable() };
+        }
+    }
 }
 
 /// Serialises a dict of Python values as a compact DynamoDB-JSON attribute map, or as an
@@ -198,7 +381,7 @@ fn py_to_value(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value<'static>> {
 
 /// A str's UTF-8 text. A lone surrogate has none, and DynamoDB stores UTF-8, so such a str is
 /// refused like invalid UTF-8 in parsed input (ParseError), not as a UnicodeEncodeError.
-fn utf8(s: &Bound<'_, PyString>) -> PyResult<String> {
+pub fn utf8(s: &Bound<'_, PyString>) -> PyResult<String> {
     match s.to_str() {
         Ok(text) => Ok(text.to_owned()),
         Err(_) => {
@@ -246,7 +429,7 @@ fn number_text(v: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
 }
 
 /// bytes, bytearray, or boto3's `Binary` (which wraps bytes in `.value`).
-fn binary_bytes(v: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+pub fn binary_bytes(v: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
     if let Ok(b) = v.cast::<PyBytes>() {
         return Ok(Some(b.as_bytes().to_vec()));
     }

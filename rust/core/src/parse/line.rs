@@ -48,20 +48,7 @@ fn parse_line<'a>(
     shape: Shape,
     layout: Option<&mut Layout>,
 ) -> Result<Map<'a>, ParseError> {
-    // simdutf8 checks a line several times faster than std; only on failure is std asked
-    // where the valid prefix ends.
-    let text = match simdutf8::basic::from_utf8(line) {
-        Ok(t) => t,
-        Err(_) => {
-            let valid_up_to = std::str::from_utf8(line).map_or_else(|e| e.valid_up_to(), |_| 0);
-            return Err(ParseError::new(
-                Reason::InvalidUtf8,
-                "invalid UTF-8",
-                line,
-                valid_up_to,
-            ));
-        }
-    };
+    let text = utf8(line)?;
     let map = match shape {
         Shape::ExportLine => run(text, layout, Parser::export_line)?,
         Shape::AttributeMap => run(text, layout, Parser::bare_map)?,
@@ -81,6 +68,15 @@ fn parse_line<'a>(
         }
     }
     Ok(map)
+}
+
+/// The text of a line, checked to be UTF-8 once, up front. simdutf8 checks a line several
+/// times faster than std; only on failure is std asked where the valid prefix ends.
+pub(super) fn utf8(line: &[u8]) -> Result<&str, ParseError> {
+    simdutf8::basic::from_utf8(line).map_err(|_| {
+        let valid_up_to = std::str::from_utf8(line).map_or_else(|e| e.valid_up_to(), |_| 0);
+        ParseError::new(Reason::InvalidUtf8, "invalid UTF-8", line, valid_up_to)
+    })
 }
 
 /// Runs one reading of the whole text, recording into `layout` when there is one.

@@ -10,10 +10,13 @@
 //! attribute-value grammar: maps, typed values, lists, sets), `scalars` (S, N, B, BOOL and
 //! NULL payloads), `strings` (JSON strings and escapes), `duplicates` (duplicate map names and
 //! set members) and `layout` (where a line's parts sit, to copy them instead of serializing).
+//! `records` reads DynamoDB Streams records: their JSON envelope, and their images with the
+//! same attribute-map grammar as an item.
 
 mod duplicates;
 mod layout;
 mod line;
+mod records;
 mod scalars;
 mod scanner;
 mod strings;
@@ -21,6 +24,10 @@ mod values;
 
 pub use layout::{Entry, Layout, RawLine};
 pub use line::{parse_item, parse_item_layout, parse_value, Shape};
+pub use records::{
+    epoch_micros, parse_stream_records, read_stream_records, EventName, RecordError, Records,
+    StreamRecord,
+};
 
 /// DynamoDB nests documents at most 32 levels, the top-level attribute counting as level 1
 /// (Developer Guide, "Constraints"; a value at level 33 is refused with "Nesting Levels have

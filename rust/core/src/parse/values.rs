@@ -57,7 +57,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An attribute map whose values sit at nesting level `level + 1`.
-    fn attr_map(&mut self, level: usize, top: bool) -> PResult<Map<'a>> {
+    pub(super) fn attr_map(&mut self, level: usize, top: bool) -> PResult<Map<'a>> {
         self.ws();
         let open = self.pos;
         self.expect(b'{')?;
