@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -311,6 +312,10 @@ class PartNames:
             self._next += 1
             return name
 
+    def handed_out(self) -> list[str]:
+        with self._lock:
+            return [f"part-{i:05d}.parquet" for i in range(self._next)]
+
 
 class DatasetWriter:
     """Writes record batches as row groups of Parquet files under `dest`, starting a new file
@@ -370,6 +375,19 @@ class DatasetWriter:
     def close(self) -> list[str]:
         self._close_file()
         return self.files
+
+    def abort(self) -> None:
+        """Closes the file being written now, ignoring errors, so that `_remove_parts` can
+        remove it after: left to the garbage collector, pyarrow's writer would close it into
+        a valid file (and an s3fs handle upload it) after the removal."""
+        writer, handle = self._writer, self._handle
+        self._writer = self._handle = None
+        if writer is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                writer.close()
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
 
     def write_empty(self) -> None:
         """One file with no rows: a copy of nothing is still a copy (with its schema)."""
@@ -659,10 +677,12 @@ def make_copies(
         except BaseException:
             stop.set()
             for s in sinks:
+                s.writer.abort()
                 s.rejects.close()
             raise
         return sinks
 
+    futures: list[concurrent.futures.Future[list[_Sink]]] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
             futures = [pool.submit(work) for _ in range(n_workers)]
@@ -680,6 +700,20 @@ def make_copies(
                         tally.source_reasons[k] = tally.source_reasons.get(k, 0) + v
         for i, out in enumerate(outputs):
             _finish_output(out, [w[i] for w in per_worker], tmp)
+    except BaseException:
+        # A copy cut short (a scan segment failing for good, a file not matching its MD5,
+        # Ctrl-C) must not be left looking whole: its finished parts are valid Parquet with
+        # the copy's metadata, and `diff --expected` given it (or diff reusing --work-dir)
+        # would report every item it lacks as unexpected, which sync deletes from the target.
+        for out, stage, nm in zip(outputs, stages, names, strict=True):
+            _remove_parts(stage, nm.handed_out())
+            if stage != out.dest:
+                _remove_parts(out.dest, out.files)
+        for f in futures:  # the workers that ended well hold their reject files still
+            if f.done() and not f.cancelled() and f.exception() is None:
+                for sink in f.result():
+                    sink.rejects.close()
+        raise
     finally:
         progress.close()
         if tmp is not None:
@@ -846,6 +880,16 @@ def _finish_output(out: CopyOutput, sinks: list[_Sink], tmp: Path | None) -> Non
     finally:
         for s in sinks:
             s.rejects.close()
+
+
+def _remove_parts(dest: str, names: list[str]) -> None:
+    """Removes a copy's part files (best effort: the error that stopped the copy is the one
+    to report, not a second one met while cleaning up)."""
+    fs, path = url_to_fs(dest)
+    for name in names:
+        # OSError: never written (its worker stopped first), or gone already.
+        with contextlib.suppress(OSError, ValueError):
+            fs.rm(posixpath.join(path.rstrip("/"), name))
 
 
 def _write_rejects(out: CopyOutput, sinks: list[_Sink]) -> None:

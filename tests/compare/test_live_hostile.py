@@ -1,0 +1,83 @@
+"""Live-table copies under faults and odd inputs: what a hostile user of `parquet` and `diff`
+with dynamodb:// sides meets, against moto's DynamoDB over HTTP.
+
+- a copy cut short (a scan segment failing for good) must leave no part files behind: its
+  finished parts are valid Parquet with the copy's metadata, and a diff given them as the
+  expected side would call every item they lack unexpected, which sync then deletes;
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from ddbshard.catchup.dynamo import RetryPolicy
+from ddbshard.compare import parquetcopy
+from ddbshard.compare.livescan import LiveScan
+from ddbshard.compare.parquetcopy import CopyOutput, is_parquet_copy, make_copies
+from ddbshard.exceptions import InputError
+from support.ddb_faults import Fault, FaultyDynamo
+from support.ddb_tables import load
+
+pytestmark = pytest.mark.server
+
+
+def _table(ddb: Any, name: str, *key: tuple[str, str]) -> None:
+    kinds = ("HASH", "RANGE")
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": a, "KeyType": k} for (a, _), k in zip(key, kinds, strict=False)
+        ],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in key],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def _client(endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def _parts(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("part-*.parquet")) if folder.exists() else []
+
+
+def test_a_copy_cut_short_by_a_failing_segment_leaves_no_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Row groups of 100 rows: the workers write parts before the failure, as they do on a
+    # table of millions of items with the real 256k.
+    monkeypatch.setattr(parquetcopy, "BATCH_ROWS", 100)
+    with FaultyDynamo() as server:
+        ddb = _client(server.endpoint)
+        _table(ddb, "Cut", ("pk", "S"))
+        load(ddb, "Cut", [{"pk": {"S": f"k{i}"}, "v": {"S": "x" * 3000}} for i in range(1500)])
+        dest = tmp_path / "copy"
+
+        def scan() -> LiveScan:
+            policy = RetryPolicy(max_attempts=2, sleep=lambda _: None)
+            return LiveScan("Cut", segments=4, workers=2, ddb=ddb, policy=policy)
+
+        # A whole copy first, then the same copy again (--overwrite), cut short.
+        make_copies(scan(), [CopyOutput(str(dest), (("pk", "S"),))], workers=2)
+        assert pq.read_table(dest).num_rows == 1500
+        server.clear_faults()
+        server.fail(Fault.THROTTLE, op="Scan", nth=4, times=10_000)
+        with pytest.raises(InputError, match=r"dynamodb://Cut#segment-\d: Scan still"):
+            make_copies(scan(), [CopyOutput(str(dest), (("pk", "S"),))], workers=2, overwrite=True)
+        assert len(server.calls("Scan")) > 3  # pages were read (and parts written) first
+        assert _parts(dest) == [], "a copy cut short must not look like a copy"
+        assert not is_parquet_copy(str(dest))
