@@ -4,10 +4,13 @@ with dynamodb:// sides meets, against moto's DynamoDB over HTTP.
 - a copy cut short (a scan segment failing for good) must leave no part files behind: its
   finished parts are valid Parquet with the copy's metadata, and a diff given them as the
   expected side would call every item they lack unexpected, which sync then deletes;
+- a live source's key is the source key of a routed copy, whatever the config says.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +18,22 @@ import pyarrow.parquet as pq
 import pytest
 
 from ddbshard.catchup.dynamo import RetryPolicy
+from ddbshard.cli import main
 from ddbshard.compare import parquetcopy
 from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.parquetcopy import CopyOutput, is_parquet_copy, make_copies
 from ddbshard.exceptions import InputError
 from support.ddb_faults import Fault, FaultyDynamo
 from support.ddb_tables import load
+from support.s3_server import reset
 
 pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def endpoint(moto_endpoint: str) -> Iterator[str]:
+    reset(moto_endpoint)
+    yield moto_endpoint
 
 
 def _table(ddb: Any, name: str, *key: tuple[str, str]) -> None:
@@ -81,3 +92,42 @@ def test_a_copy_cut_short_by_a_failing_segment_leaves_no_parts(
         assert len(server.calls("Scan")) > 3  # pages were read (and parts written) first
         assert _parts(dest) == [], "a copy cut short must not look like a copy"
         assert not is_parquet_copy(str(dest))
+
+
+def test_a_routed_copy_of_a_live_table_keeps_the_table_s_key_as_source_key(
+    endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every target's key is a template, so the config cannot say what the source key is;
+    the live table can (DescribeTable), as it does for diff --source dynamodb://."""
+    ddb = _client(endpoint)
+    _table(ddb, "TplSource", ("pk", "S"), ("sk", "N"))
+    load(
+        ddb,
+        "TplSource",
+        [{"pk": {"S": f"p{i}"}, "sk": {"N": "1.50"}, "user": {"S": f"u{i}"}} for i in range(6)],
+    )
+    (tmp_path / "src").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'source = "{tmp_path / "src"}"\ndest = "{tmp_path / "out"}"\n'
+        '[[target]]\nname = "Tpl"\nkey = { hash = "tk" }\nkey_types = { tk = "S" }\n'
+        'set = { tk = "T#{user}" }\n'
+    )
+    dest = tmp_path / "copy"
+    code = main(["parquet", "dynamodb://TplSource", str(dest), "--config", str(cfg), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "no source_key column" not in err
+    t = pq.read_table(dest)
+    keys = [json.loads(x) for x in t["source_key"].to_pylist()]
+    assert sorted(k["pk"]["S"] for k in keys) == [f"p{i}" for i in range(6)]
+    assert all(list(k) == ["pk", "sk"] and k["sk"] == {"N": "1.50"} for k in keys), keys
+    summary = json.loads((dest / "_summary.json").read_text())
+    assert summary["source_key"] == ["pk", "sk"]
+
+    # A --source-key other than the table's key is refused in one line, as diff does.
+    args = ["parquet", "dynamodb://TplSource", str(tmp_path / "c2"), "--config", str(cfg)]
+    assert main([*args, "--source-key", "user"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "keyed by pk,sk" in err, err
+    assert not (tmp_path / "c2").exists()

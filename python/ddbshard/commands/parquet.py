@@ -31,7 +31,7 @@ from ddbshard.compare.parquetcopy import (
     make_copies,
     target_keys,
 )
-from ddbshard.compare.sourcekey import parse_source_key, resolve_source_key
+from ddbshard.compare.sourcekey import parse_source_key, resolve_source_key, table_source_key
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.io.storage import check_local_output, describe_os_error, is_s3, url_to_fs
@@ -157,22 +157,29 @@ def run(args: Any) -> int:
         keys = parse_key_args(args.key or [])
     else:
         keys = scan.describe().keys  # a live table knows its key
-    if scan is not None:
-        print(scan.estimate_line(), file=sys.stderr)
-    out = CopyOutput(args.dest, keys, target_name, flatten=args.flatten)
     routing = None if args.no_route else config
     source_key = None
     if routing is not None:
         given = parse_source_key(args.source_key) if args.source_key else None
-        found = resolve_source_key(routing, given)
-        source_key = found.names
-        if source_key is None:
-            # The copy is still what T should contain; only diff's keys files need the column.
-            print(
-                f"ddbshard: no source_key column: {found.note}; give --source-key for diff to "
-                "name the source items of missing and changed items",
-                file=sys.stderr,
-            )
+        if scan is not None:
+            # A live source knows its key: the config's guess (or nothing, when every
+            # target's key is a template) must not stand in for it.
+            known = tuple(k for k, _ in scan.describe().keys)
+            source_key = table_source_key(known, given, scan.url)
+        else:
+            found = resolve_source_key(routing, given)
+            source_key = found.names
+            if source_key is None:
+                # The copy is still what T should contain; only diff's keys files need the
+                # column.
+                print(
+                    f"ddbshard: no source_key column: {found.note}; give --source-key for diff "
+                    "to name the source items of missing and changed items",
+                    file=sys.stderr,
+                )
+    if scan is not None:
+        print(scan.estimate_line(), file=sys.stderr)
+    out = CopyOutput(args.dest, keys, target_name, flatten=args.flatten)
     result = make_copies(
         scan or args.src,
         [out],

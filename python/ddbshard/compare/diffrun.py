@@ -52,7 +52,7 @@ from ddbshard.compare.parquetcopy import (
     parquet_files,
     target_keys,
 )
-from ddbshard.compare.sourcekey import resolve_source_key, source_key_map
+from ddbshard.compare.sourcekey import resolve_source_key, source_key_map, table_source_key
 from ddbshard.config import SplitConfig, TargetConfig
 from ddbshard.exceptions import ConfigError, InputError
 from ddbshard.io.source import resolve_source
@@ -371,12 +371,9 @@ def _live_source_key(options: DiffOptions, source: str, scans: dict[str, LiveSca
     if source not in scans:
         return options
     known = tuple(k for k, _ in scans[source].describe().keys)
-    if options.source_key is not None and tuple(options.source_key) != known:
-        raise ConfigError(
-            f"--source-key {','.join(options.source_key)}: the source table {source} is "
-            f"keyed by {','.join(known)}"
-        )
-    return dataclasses.replace(options, source_key=known)
+    return dataclasses.replace(
+        options, source_key=table_source_key(known, options.source_key, source)
+    )
 
 
 def _readable(url: str, scans: dict[str, LiveScan]) -> str | LiveScan:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from ddbshard.config import SplitConfig, TargetConfig
 from ddbshard.exceptions import ConfigError
 
-__all__ = ["SourceKey", "parse_source_key", "resolve_source_key", "source_key_map"]
+__all__ = [
+    "SourceKey",
+    "parse_source_key",
+    "resolve_source_key",
+    "source_key_map",
+    "table_source_key",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,19 @@ def _kept_from(target: TargetConfig) -> tuple[str, ...] | None:
     if any(o is None for o in origins):
         return None
     return tuple(str(o) for o in origins)
+
+
+def table_source_key(
+    known: tuple[str, ...], given: tuple[str, ...] | None, url: str
+) -> tuple[str, ...]:
+    """A live source table's key (DescribeTable's, hash key first) is the source key: a
+    `--source-key` that says otherwise is refused, since keys files naming items by other
+    attributes would make sync fail every one of them."""
+    if given is not None and tuple(given) != tuple(known):
+        raise ConfigError(
+            f"--source-key {','.join(given)}: the source table {url} is keyed by {','.join(known)}"
+        )
+    return tuple(known)
 
 
 def resolve_source_key(config: SplitConfig, given: tuple[str, ...] | None) -> SourceKey:
