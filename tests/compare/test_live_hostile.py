@@ -131,3 +131,40 @@ def test_a_routed_copy_of_a_live_table_keeps_the_table_s_key_as_source_key(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "keyed by pk,sk" in err, err
     assert not (tmp_path / "c2").exists()
+
+
+def test_a_live_source_is_not_described_when_every_target_has_its_expected_copy(
+    endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --expected for every target the source is not read: no estimate of a scan that
+    does not happen, and a source table since deleted does not stop the diff."""
+    ddb = _client(endpoint)
+    _table(ddb, "GoneSource", ("pk", "S"))
+    _table(ddb, "KeptTarget", ("pk", "S"))
+    items = [{"pk": {"S": f"p{i}"}, "v": {"N": str(i)}} for i in range(8)]
+    load(ddb, "GoneSource", items)
+    load(ddb, "KeptTarget", items)
+    (tmp_path / "src").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'source = "{tmp_path / "src"}"\ndest = "{tmp_path / "out"}"\n'
+        '[[target]]\nname = "KeptTarget"\nkey = { hash = "pk" }\nkey_types = { pk = "S" }\n'
+    )
+    copy = tmp_path / "expected"
+    args = ["parquet", "dynamodb://GoneSource", str(copy), "--config", str(cfg), "--quiet"]
+    assert main(args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    ddb.delete_table(TableName="GoneSource")
+    code = main(
+        [
+            "diff", str(cfg), "--source", "dynamodb://GoneSource",
+            "--expected", f"KeptTarget={copy}", "--actual", "KeptTarget=dynamodb://KeptTarget",
+            "--out", str(tmp_path / "d"), "--quiet",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "GoneSource" not in out.err and "dynamodb://KeptTarget: 8 items" in out.err, out.err
+    summary = json.loads((tmp_path / "d" / "diff-summary.json").read_text())
+    assert list(summary["scans"]) == ["dynamodb://KeptTarget"]
+    assert summary["targets"]["KeptTarget"]["matched"] == 8
