@@ -26,7 +26,8 @@ from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncrun import SyncRun, Tally
 from ddbshard.commands import positive_int
 from ddbshard.config import load_config
-from ddbshard.exceptions import ConfigError
+from ddbshard.exceptions import ConfigError, InputError
+from ddbshard.io.storage import describe_os_error, url_to_fs
 
 __all__ = ["add_arguments", "run"]
 
@@ -84,6 +85,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: Any) -> int:
     _check_usage(args)
     config = load_config(args.config)
+    for url in args.keys or []:
+        # The keys files are read as the rounds go: a file that cannot be opened would
+        # otherwise stop the run after the `Target` lines of the files before it had
+        # deleted their items.
+        _check_readable(url)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
     policy = RetryPolicy(max_attempts=args.max_attempts)
@@ -168,6 +174,14 @@ def _check_usage(args: Any) -> None:
         raise _Usage("--max-attempts must be at least 1")
     if args.concurrency > MAX_CONCURRENCY:
         raise _Usage(f"--concurrency: {args.concurrency}: at most {MAX_CONCURRENCY}")
+
+
+def _check_readable(url: str) -> None:
+    fs, path = url_to_fs(url)
+    try:
+        fs.open(path, "rb").close()
+    except OSError as e:
+        raise InputError(f"{url}: cannot open: {describe_os_error(e)}") from e
 
 
 class _Usage(ConfigError):
