@@ -58,3 +58,32 @@ def test_a_keys_file_that_cannot_be_opened_stops_sync_before_any_write(
     assert code == 2, err
     assert err.count("\n") == 1 and "typo.jsonl" in err, err
     assert len(scan(ddb, posts)) == 150, "nothing may be deleted before the inputs are checked"
+
+
+def test_failed_keys_go_to_a_folder_that_does_not_exist_yet(
+    endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The failed-keys file is written at the end of the run: a folder missing then must not
+    lose the keys that failed (exit 2 with no summary, and no list of them)."""
+    ddb = _client(endpoint)
+    create_table(ddb, "FkSource", "pk", "sk")
+    create_table(ddb, "FkPosts", "pk", "sk")
+    cfg = tmp_path / "c.toml"
+    block = target_block("FkPosts", None, ("pk", "sk"))
+    cfg.write_text(config_text(tmp_path / "export", tmp_path / "out", block))
+    keys = tmp_path / "keys.jsonl"
+    # Named by an attribute that is not the source key: this key fails, with its reason.
+    keys.write_text(json.dumps({"Keys": {"id": {"S": "x"}}}) + "\n")
+    failed = tmp_path / "reports" / "today" / "failed.jsonl"
+    code = main(
+        [
+            "sync", str(cfg), "--keys", str(keys), "--source-table", "FkSource", "--quiet",
+            "--failed-keys", str(failed),
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 1, out.err
+    assert "failed 1" in out.out
+    lines = [json.loads(x) for x in failed.read_text().splitlines()]
+    assert [x["Keys"] for x in lines] == [{"id": {"S": "x"}}]
+    assert "FkSource's key is pk, sk" in lines[0]["reason"]

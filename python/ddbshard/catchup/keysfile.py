@@ -25,6 +25,7 @@ fed to sync again.
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,12 +128,16 @@ class KeyCollector:
 
 def write_lines(url: str, objects: Iterable[dict[str, Any]]) -> int:
     """Writes JSON lines to a local path (through a temporary file, so a reader never sees half
-    a file) or to s3://; returns the number of lines."""
+    a file; its folder made if need be) or to s3://; returns the number of lines."""
     fs, path = url_to_fs(url)
     local = isinstance(fs, LocalFileSystem)
     target = path + ".partial" if local else path
     count = 0
     try:
+        if local:
+            # Written at the end of a run (the failed keys): a folder missing then must not
+            # cost the list of what failed.
+            fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
         with fs.open(target, "wb") as out:
             for obj in objects:
                 out.write(dump_line(obj))
