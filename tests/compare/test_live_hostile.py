@@ -10,6 +10,9 @@ with dynamodb:// sides meets, against moto's DynamoDB over HTTP.
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +171,56 @@ def test_a_live_source_is_not_described_when_every_target_has_its_expected_copy(
     summary = json.loads((tmp_path / "d" / "diff-summary.json").read_text())
     assert list(summary["scans"]) == ["dynamodb://KeptTarget"]
     assert summary["targets"]["KeptTarget"]["matched"] == 8
+
+
+class _SlowBudgetTable:
+    """Segment 1's first page costs 40 read units (its cost unknown until read), so under
+    --max-rcu 1 its next page waits about 80 s for the budget; segment 0 is refused for
+    good once segment 1 waits."""
+
+    def describe_table(self, TableName: str) -> dict[str, Any]:
+        return {
+            "Table": {
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "ItemCount": 0,
+                "TableSizeBytes": 0,
+            }
+        }
+
+    def scan(self, **kw: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        if kw["Segment"] == 1:
+            item = {"pk": {"S": f"k{len(kw.get('ExclusiveStartKey', {}))}"}}
+            return {
+                "Items": [item],
+                "ConsumedCapacity": {"CapacityUnits": 40.0},
+                "LastEvaluatedKey": item,
+            }
+        deadline = time.monotonic() + 30
+        while not _in_budget_wait() and time.monotonic() < deadline:
+            threading.Event().wait(0.001)
+        error = {"Error": {"Code": "ValidationException", "Message": "refused"}}
+        raise ClientError(error, "Scan")  # type: ignore[arg-type]
+
+
+def _in_budget_wait() -> bool:
+    for frame in list(sys._current_frames().values()):
+        f: Any = frame
+        while f is not None:
+            if f.f_code.co_name == "reserve" and "readbudget" in f.f_code.co_filename:
+                return True
+            f = f.f_back
+    return False
+
+
+def test_a_segment_failing_for_good_does_not_wait_for_another_s_read_budget(
+    tmp_path: Path,
+) -> None:
+    scan = LiveScan("Slow", segments=2, workers=2, max_rcu=1.0, ddb=_SlowBudgetTable())
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"dynamodb://Slow#segment-0: Scan refused"):
+        make_copies(scan, [CopyOutput(str(tmp_path / "c"), (("pk", "S"),))], workers=2)
+    # Not the ~80 s segment 1's budget wait would last: the failure ends every wait.
+    assert time.monotonic() - started < 20

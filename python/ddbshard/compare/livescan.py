@@ -116,11 +116,25 @@ class LiveScan:
         self._segments = segments
         self._workers = workers
         self._ddb = ddb
-        self._policy = policy
-        self.budget = budget or (ReadBudget(max_rcu) if max_rcu is not None else None)
+        # Set when the copy stops (another segment failed for good, Ctrl-C): every wait of
+        # the scan (the budget's, a backoff) ends at once, and no page is asked for after.
+        # A budget's wait may last minutes (a first page read before its cost is known).
+        self._stopping = threading.Event()
+        self._policy = policy or RetryPolicy(sleep=self._nap)
+        self.budget = budget or (
+            ReadBudget(max_rcu, sleep=self._nap) if max_rcu is not None else None
+        )
         self.stats = ScanStats()
         self._info: TableInfo | None = None
         self._dynamo: Dynamo | None = None
+
+    def stop(self) -> None:
+        """Ends the segments' scans: a page under way is the last (make_copies calls this
+        when the copy stops)."""
+        self._stopping.set()
+
+    def _nap(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
 
     @property
     def dynamo(self) -> Dynamo:
@@ -202,6 +216,8 @@ class LiveScan:
         per_item = self._initial_units_per_item()
         while True:
             answer = self._page(request, segment, per_item)
+            if answer is None:
+                return  # stopped: the copy is being abandoned
             items = answer.get("Items", [])
             if items:
                 per_item = self._units(answer, items) / len(items)
@@ -218,7 +234,8 @@ class LiveScan:
         return unit_factor(self.consistent) * info.size_bytes / info.item_count / READ_UNIT_BYTES
 
     def _page(self, request: dict[str, Any], segment: int, per_item: float | None) -> Any:
-        """One page, retried until it comes (or the retries run out: InputError)."""
+        """One page, retried until it comes (or the retries run out: InputError); None once
+        the scan is stopped."""
         limit = self._limit(per_item)
         call = dict(request, Limit=limit) if limit else request
         # Reserved: what the page should cost (at least the smallest charge); settled with
@@ -228,6 +245,8 @@ class LiveScan:
         while True:
             if self.budget is not None:
                 self.budget.reserve(reserve)
+            if self._stopping.is_set():
+                return None
             answer = self.dynamo._try("scan", **call)
             if isinstance(answer, dict):
                 items = answer.get("Items", [])

@@ -654,6 +654,12 @@ def make_copies(
     tally = _Tally()
     queue = list(reversed(inputs))
     stop = threading.Event()
+
+    def halt() -> None:
+        stop.set()
+        if isinstance(source, LiveScan):
+            source.stop()  # its workers may be waiting out a budget or a backoff
+
     n_workers = max(1, min(workers or default_workers(), len(inputs) or 1))
 
     def work() -> list[_Sink]:
@@ -675,7 +681,7 @@ def make_copies(
                 s.flush()
                 s.writer.close()
         except BaseException:
-            stop.set()
+            halt()
             for s in sinks:
                 s.writer.abort()
                 s.rejects.close()
@@ -689,7 +695,7 @@ def make_copies(
             try:
                 per_worker = [f.result() for f in futures]
             except BaseException:
-                stop.set()
+                halt()
                 raise
         if config is None:
             # Lines the parser refused are the source's problem; missing keys are the copy's.
