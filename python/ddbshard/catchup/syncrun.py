@@ -37,11 +37,13 @@ from ddbshard.catchup.keysfile import KeyEntry, entry_json
 from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncplan import (
     EntryPlan,
+    Routes,
     decide,
     describe,
     plan_source,
     plan_target_line,
     reads,
+    route_round,
 )
 from ddbshard.catchup.wire import canonical, item_size, write_units
 from ddbshard.exceptions import UnmatchedError
@@ -189,9 +191,11 @@ class SyncRun:
         done = _Done(seq=seq)
         entered = False
         try:
-            for i, (e, current) in enumerate(self._current(batch)):
+            pairs = list(self._current(batch))
+            routes = route_round(self.router, pairs)
+            for i, (e, current) in enumerate(pairs):
                 try:
-                    done.plans.append(self._plan(i, e, current))
+                    done.plans.append(self._plan(i, e, current, routes[i]))
                 except UnmatchedError as err:
                     done.unmatched = err
                     break
@@ -269,12 +273,12 @@ class SyncRun:
             else:
                 yield e, found.get((table, e.key_id))
 
-    def _plan(self, index: int, entry: KeyEntry, current: Any) -> EntryPlan:
+    def _plan(self, index: int, entry: KeyEntry, current: Any, routes: Routes) -> EntryPlan:
         if entry.target is not None:
             return plan_target_line(self.router, index, entry)
         if isinstance(current, str):
             return EntryPlan(index, entry, problem=current)
-        plan = plan_source(self.router, index, entry, current)
+        plan = plan_source(self.router, index, entry, current, routes)
         for r in plan.rejects:
             if r.reason == "unmatched" and self.router.policy == "error":
                 raise UnmatchedError(
