@@ -229,13 +229,16 @@ class Dynamo:
         return tuple((k["AttributeName"], types[k["AttributeName"]]) for k in ordered)
 
     def get(
-        self, requests: Iterable[tuple[str, dict[str, Any]]]
+        self, requests: Iterable[tuple[str, dict[str, Any]]], ids: Iterable[str] | None = None
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[tuple[str, dict[str, Any], str]]]:
         """Consistent reads of (table, key) pairs: found items by (table, canonical key), and
-        the pairs that could not be read with the reason. Items not found are in neither."""
+        the pairs that could not be read with the reason. Items not found are in neither.
+        `ids`: each key's canonical text, when the caller has it already."""
         pending: dict[tuple[str, str], list[Any]] = {}  # -> [table, key, attempts]
+        known = iter(ids) if ids is not None else None
         for table, key in requests:
-            pending.setdefault((table, canonical(key)), [table, key, 0])
+            text = next(known) if known is not None else canonical(key)
+            pending.setdefault((table, text), [table, key, 0])
         found: dict[tuple[str, str], dict[str, Any]] = {}
         failed: list[tuple[str, dict[str, Any], str]] = []
         while pending:

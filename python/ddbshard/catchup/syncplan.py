@@ -27,6 +27,7 @@ from ddbshard.catchup.wire import canonical, item_size, write_units
 
 __all__ = [
     "EntryPlan",
+    "Read",
     "Routes",
     "decide",
     "describe",
@@ -35,6 +36,9 @@ __all__ = [
     "reads",
     "route_round",
 ]
+
+
+Read = tuple[str, dict[str, Any], str]  # a target item to read: table, key, canonical key
 
 
 @dataclass
@@ -49,6 +53,7 @@ class EntryPlan:
     puts: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     deletes: list[tuple[int, dict[str, Any], int]] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)  # targets already holding the output
+    wanted: list[Read] | None = None  # `reads`, made once
 
 
 @dataclass
@@ -116,12 +121,19 @@ def plan_target_line(router: Router, index: int, entry: KeyEntry) -> EntryPlan:
     return plan
 
 
-def reads(router: Router, plan: EntryPlan) -> list[tuple[str, dict[str, Any]]]:
-    """The target items the plan needs to see: where the output goes, where copies may be."""
-    out = [(router.targets[t].table, router.target_key(t, item)) for t, item in plan.new.items()]
-    for t, keys in plan.old_keys.items():
-        out.extend((router.targets[t].table, k) for k in keys)
-    return out
+def reads(router: Router, plan: EntryPlan) -> list[Read]:
+    """The target items the plan needs to see, (table, key, canonical key): where each output
+    goes (in `new`'s order), then where copies may be (in `old_keys`' order). Made once per
+    plan: a round needs them to hold its items, to read them, and to decide."""
+    if plan.wanted is None:
+        out = []
+        for t, item in plan.new.items():
+            key = router.target_key(t, item)
+            out.append((router.targets[t].table, key, canonical(key)))
+        for t, keys in plan.old_keys.items():
+            out.extend((router.targets[t].table, k, canonical(k)) for k in keys)
+        plan.wanted = out
+    return plan.wanted
 
 
 def decide(
@@ -132,20 +144,21 @@ def decide(
 ) -> None:
     """Fills in the plan's puts, deletes and unchanged from what the targets hold (`actual`, by
     table and canonical key); `unread` are the (table, key) pairs that could not be read."""
-    for t, item in plan.new.items():
-        table = router.targets[t].table
-        key = router.target_key(t, item)
-        have = actual.get((table, canonical(key)))
-        if have is not None and canonical(have) == canonical(item):
+    wanted = reads(router, plan)
+    kept: dict[int, str] = {}  # target -> the key its output goes to
+    for (t, item), (table, key, ident) in zip(plan.new.items(), wanted, strict=False):
+        kept[t] = ident
+        have = actual.get((table, ident))
+        # Equal dicts are the same item; unequal ones may still be (1.5 and 1.50, set order).
+        if have is not None and (have == item or canonical(have) == canonical(item)):
             plan.unchanged.append(t)
         else:
             plan.puts.append((t, item, key))
+    old = iter(wanted[len(plan.new) :])
     for t, keys in plan.old_keys.items():
-        table = router.targets[t].table
-        keep = canonical(router.target_key(t, plan.new[t])) if t in plan.new else None
+        keep = kept.get(t)
         seen: set[str] = set()
-        for key in keys:
-            ident = canonical(key)
+        for key, (table, _, ident) in zip(keys, old, strict=False):
             if ident == keep or ident in seen:
                 continue
             seen.add(ident)
