@@ -8,8 +8,9 @@ the target does not yet): per round of 100 keys one BatchGetItem of the source, 
 target, four BatchWriteItem calls of 25 puts. The sync is `SyncRun` in this process, as the
 command runs it (the Router of a one-target config with where/rename/drop, a `Dynamo` on a
 boto3 client with botocore's retries off); each run is checked: every key read and put, none
-failed. It prints keys/s of each, the calls and the most calls ever in flight, and the ratio
-against the goal (16 in flight at least 8x one after another: PASS/FAIL).
+failed. It prints keys/s of each, its CPU time per key, the calls and the most calls ever in
+flight, the endpoint's CPU time per call (from /proc, to show it is not what is measured), and
+the ratio against the goal (16 in flight at least 8x one after another: PASS/FAIL).
 
 Run: `.venv/bin/python bench/compare_sync.py [--keys 20000] [--delay 0.01] [--repeat 1]`
 """
@@ -53,6 +54,15 @@ def start_endpoint(items: int, delay: float) -> tuple[subprocess.Popen[str], str
         proc.kill()
         raise SystemExit("the fake endpoint did not start")
     return proc, f"http://127.0.0.1:{port}"
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of another process so far (Linux), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sync_once(start: int, count: int, concurrency: int) -> dict[str, Any]:
@@ -110,12 +120,20 @@ def main() -> None:
         start = 0
         for r in range(args.repeat):
             for c in contenders:
+                served = process_cpu(proc.pid)
                 m = sync_once(start, args.keys, c)
+                after = process_cpu(proc.pid)
                 start += args.keys
+                endpoint_cpu = ""
+                if served is not None and after is not None:
+                    endpoint_cpu = (
+                        f", endpoint {(after - served) / m['calls'] * 1000:.2f} ms CPU/call"
+                    )
                 print(
                     f"round {r + 1}, concurrency {c:>3}: {m['wall']:6.2f} s wall, "
-                    f"{m['cpu']:6.2f} s CPU, {m['keys_s']:8,.0f} keys/s, {m['calls']:,} calls, "
-                    f"at most {m['most_in_flight']} in flight",
+                    f"{m['cpu']:6.2f} s CPU ({m['cpu'] / args.keys * 1e6:.0f} µs/key), "
+                    f"{m['keys_s']:8,.0f} keys/s, {m['calls']:,} calls, "
+                    f"at most {m['most_in_flight']} in flight{endpoint_cpu}",
                     flush=True,
                 )
                 if c not in best or m["keys_s"] > best[c]["keys_s"]:

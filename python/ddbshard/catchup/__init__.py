@@ -7,4 +7,5 @@ to the targets (`sync`).
 - routing.py: where an item goes, by the same native Splitter split runs;
 - syncplan.py, syncrun.py: what to write and delete per key, and the rounds that do it;
 - dynamo.py: BatchGetItem/BatchWriteItem with retries, budgets and nothing dropped.
+- wireclient.py: those two calls posted as DynamoDB JSON (the wire form), signed by botocore.
 """

@@ -22,10 +22,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddbshard.catchup.keysfile import KeyEntry
-from ddbshard.catchup.routing import Reject, Router
+from ddbshard.catchup.routing import Reject, Routed, Router
 from ddbshard.catchup.wire import canonical, item_size, write_units
 
-__all__ = ["EntryPlan", "decide", "describe", "plan_source", "plan_target_line", "reads"]
+__all__ = [
+    "EntryPlan",
+    "Read",
+    "Routes",
+    "decide",
+    "describe",
+    "plan_source",
+    "plan_target_line",
+    "reads",
+    "route_round",
+]
+
+
+Read = tuple[str, dict[str, Any], str]  # a target item to read: table, key, canonical key
 
 
 @dataclass
@@ -40,18 +53,54 @@ class EntryPlan:
     puts: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     deletes: list[tuple[int, dict[str, Any], int]] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)  # targets already holding the output
+    wanted: list[Read] | None = None  # `reads`, made once
 
 
-def plan_source(router: Router, index: int, entry: KeyEntry, current: Any) -> EntryPlan:
-    """The plan for a source key whose item is now `current` (None: it no longer exists)."""
+@dataclass
+class Routes:
+    """What `plan_source` needs of the router for one key, when `route_round` found it."""
+
+    current: Routed | None = None  # the current item's routing
+    by_key: dict[int, dict[str, Any]] | None = None  # keys_from_source_key of the source key
+    old: Routed | None = None  # the old image's routing
+
+
+def route_round(router: Router, pairs: list[tuple[KeyEntry, Any]]) -> list[Routes]:
+    """The routing `plan_source` needs for each (entry, current item) of a round, in a few
+    Splitter cycles rather than two or three per key (sync is CPU bound with rounds in flight).
+    Only source keys whose current item is known (a dict, or None when gone) are routed."""
+    routes = [Routes() for _ in pairs]
+    sources = [
+        i for i, (e, now) in enumerate(pairs) if e.target is None and not isinstance(now, str)
+    ]
+    found = [i for i in sources if pairs[i][1] is not None]
+    for i, routed in zip(found, router.route_many([pairs[i][1] for i in found]), strict=True):
+        routes[i].current = routed
+    keys = router.keys_from_source_keys([pairs[i][0].keys for i in sources])
+    for i, by_key in zip(sources, keys, strict=True):
+        routes[i].by_key = by_key
+    olds = [(i, old) for i in sources if isinstance(old := pairs[i][0].old, dict)]
+    old_routes = router.route_many([old for _, old in olds])
+    for (i, _), routed in zip(olds, old_routes, strict=True):
+        routes[i].old = routed
+    return routes
+
+
+def plan_source(
+    router: Router, index: int, entry: KeyEntry, current: Any, routes: Routes | None = None
+) -> EntryPlan:
+    """The plan for a source key whose item is now `current` (None: it no longer exists);
+    `routes`: its routing already done (route_round), else it is done here."""
+    routes = routes or Routes()
     plan = EntryPlan(index, entry, exists=current is not None)
     if current is not None:
-        routed = router.route(current)
+        routed = routes.current or router.route(current)
         plan.new, plan.rejects = routed.outputs, routed.rejects
-    for t, key in router.keys_from_source_key(entry.keys).items():
+    by_key = routes.by_key if routes.by_key is not None else router.keys_from_source_key(entry.keys)
+    for t, key in by_key.items():
         plan.old_keys.setdefault(t, []).append(key)
     if isinstance(entry.old, dict):
-        for t, item in router.route(entry.old).outputs.items():
+        for t, item in (routes.old or router.route(entry.old)).outputs.items():
             plan.old_keys.setdefault(t, []).append(router.target_key(t, item))
     return plan
 
@@ -72,12 +121,19 @@ def plan_target_line(router: Router, index: int, entry: KeyEntry) -> EntryPlan:
     return plan
 
 
-def reads(router: Router, plan: EntryPlan) -> list[tuple[str, dict[str, Any]]]:
-    """The target items the plan needs to see: where the output goes, where copies may be."""
-    out = [(router.targets[t].table, router.target_key(t, item)) for t, item in plan.new.items()]
-    for t, keys in plan.old_keys.items():
-        out.extend((router.targets[t].table, k) for k in keys)
-    return out
+def reads(router: Router, plan: EntryPlan) -> list[Read]:
+    """The target items the plan needs to see, (table, key, canonical key): where each output
+    goes (in `new`'s order), then where copies may be (in `old_keys`' order). Made once per
+    plan: a round needs them to hold its items, to read them, and to decide."""
+    if plan.wanted is None:
+        out = []
+        for t, item in plan.new.items():
+            key = router.target_key(t, item)
+            out.append((router.targets[t].table, key, canonical(key)))
+        for t, keys in plan.old_keys.items():
+            out.extend((router.targets[t].table, k, canonical(k)) for k in keys)
+        plan.wanted = out
+    return plan.wanted
 
 
 def decide(
@@ -88,20 +144,21 @@ def decide(
 ) -> None:
     """Fills in the plan's puts, deletes and unchanged from what the targets hold (`actual`, by
     table and canonical key); `unread` are the (table, key) pairs that could not be read."""
-    for t, item in plan.new.items():
-        table = router.targets[t].table
-        key = router.target_key(t, item)
-        have = actual.get((table, canonical(key)))
-        if have is not None and canonical(have) == canonical(item):
+    wanted = reads(router, plan)
+    kept: dict[int, str] = {}  # target -> the key its output goes to
+    for (t, item), (table, key, ident) in zip(plan.new.items(), wanted, strict=False):
+        kept[t] = ident
+        have = actual.get((table, ident))
+        # Equal dicts are the same item; unequal ones may still be (1.5 and 1.50, set order).
+        if have is not None and (have == item or canonical(have) == canonical(item)):
             plan.unchanged.append(t)
         else:
             plan.puts.append((t, item, key))
+    old = iter(wanted[len(plan.new) :])
     for t, keys in plan.old_keys.items():
-        table = router.targets[t].table
-        keep = canonical(router.target_key(t, plan.new[t])) if t in plan.new else None
+        keep = kept.get(t)
         seen: set[str] = set()
-        for key in keys:
-            ident = canonical(key)
+        for key, (table, _, ident) in zip(keys, old, strict=False):
             if ident == keep or ident in seen:
                 continue
             seen.add(ident)

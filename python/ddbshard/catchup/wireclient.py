@@ -1,0 +1,143 @@
+"""BatchGetItem and BatchWriteItem posted as DynamoDB's own JSON, which is sync's wire form.
+
+DynamoDB's protocol is JSON with numbers as text and binaries as base64 text: exactly the wire
+form sync holds items in (wire.py). botocore's client would walk the API model to turn that
+into its own form and back (B as bytes, then base64 again on the way out), and sync would
+convert every item into and out of that form around it: measured, about half of sync's CPU
+time per key, which is what bounds how fast rounds in flight go (docs/performance.md).
+
+So for these two calls `WireClient` does only what cannot be skipped: `json.dumps` of the
+request, a SigV4 signature, the POST, `json.loads` of the answer. Everything else stays
+botocore's, from the boto3 client it wraps: the credentials (refreshable ones are frozen per
+request), the region and endpoint (AWS_ENDPOINT_URL, FIPS, ...), and the HTTP session itself
+(proxies, CA bundle, the pool sized to the calls in flight, timeouts), so a connection that
+fails raises the same BotoCoreError it always did. An error answer is raised as botocore's
+ClientError with the response it would have built (Error.Code from `__type`, Error.Message,
+ResponseMetadata.HTTPStatusCode), so `Dynamo._try` classifies throttling, refused credentials
+and the rest as before. Every other operation (DescribeTable, Scan, ...) is the boto3 client's
+own, in its own form.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+import ddbshard
+
+__all__ = ["WireClient"]
+
+_TARGET = "DynamoDB_20120810."
+# The operations posted here (boto3's names); the rest go to the boto3 client.
+_OPS = {"batch_get_item": "BatchGetItem", "batch_write_item": "BatchWriteItem"}
+_DUMPS = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates as \u escapes
+
+
+class WireClient:
+    """A boto3 DynamoDB client whose batch_get_item and batch_write_item take and return wire
+    form (B as base64 text); `Dynamo` skips its client-form conversions for it (`wire_form`)."""
+
+    wire_form = True
+
+    def __init__(self, boto_client: Any, credentials: Any) -> None:
+        from botocore.auth import SigV4Auth
+
+        self._boto = boto_client
+        self._credentials = credentials  # None: there are none (NoCredentialsError per call)
+        meta = boto_client.meta
+        self._url = meta.endpoint_url
+        self._region = meta.region_name
+        self._signing_name = meta.service_model.signing_name
+        self._signer = SigV4Auth
+        # The client's own HTTP session: botocore resolved its proxies, CA bundle, pool size and
+        # timeouts from the config and the environment, and maps its failures to BotoCoreError.
+        self._http = boto_client._endpoint.http_session
+        self._agent = f"ddbshard/{ddbshard.__version__} {meta.config.user_agent or ''}".strip()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._boto, name)  # DescribeTable, Scan, meta, ...
+
+    def batch_get_item(self, **request: Any) -> dict[str, Any]:
+        return self._post("batch_get_item", request)
+
+    def batch_write_item(self, **request: Any) -> dict[str, Any]:
+        return self._post("batch_write_item", request)
+
+    def _post(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import NoCredentialsError
+
+        if self._credentials is None:
+            raise NoCredentialsError()  # as botocore raises it when it signs
+        name = _OPS[op]
+        raw = AWSRequest(
+            method="POST",
+            url=self._url,
+            data=_DUMPS(request).encode(),
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": _TARGET + name,
+                "User-Agent": self._agent,
+            },
+        )
+        # Frozen per request: a refreshable provider (SSO, an assumed role) renews here.
+        frozen = self._credentials.get_frozen_credentials()
+        self._signer(frozen, self._signing_name, self._region).add_auth(raw)
+        response = self._http.send(raw.prepare())
+        body: bytes = response.content
+        _check_crc32(response.headers, body)
+        if response.status_code >= 300:
+            raise _client_error(name, response.status_code, response.headers, body)
+        answer: dict[str, Any] = json.loads(body)
+        answer["ResponseMetadata"] = _metadata(response.status_code, response.headers)
+        return answer
+
+
+def _check_crc32(headers: Any, body: bytes) -> None:
+    """DynamoDB sends the body's CRC32: a body damaged on the way is a failed call (retried),
+    as botocore treats it."""
+    expected = headers.get("x-amz-crc32")
+    if expected is None:
+        return
+    actual = zlib.crc32(body) & 0xFFFFFFFF
+    if str(actual) != expected.strip():
+        from botocore.exceptions import ChecksumError
+
+        raise ChecksumError(
+            checksum_type="crc32", expected_checksum=expected, actual_checksum=str(actual)
+        )
+
+
+def _metadata(status: int, headers: Any) -> dict[str, Any]:
+    return {
+        "RequestId": headers.get("x-amzn-requestid", ""),
+        "HTTPStatusCode": status,
+        "HTTPHeaders": {k.lower(): v for k, v in headers.items()},
+        "RetryAttempts": 0,
+    }
+
+
+def _client_error(op: str, status: int, headers: Any, body: bytes) -> Exception:
+    """botocore's ClientError for an error answer, with the response botocore would build:
+    `{"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": ...}`
+    gives Code "ThrottlingException"; a body that is not JSON (a proxy's page) gives the
+    status as the code, as botocore does."""
+    from botocore.exceptions import ClientError
+
+    code, message = str(status), ""
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        parsed = None
+        message = body.decode("utf-8", "replace").strip()
+    if isinstance(parsed, dict):
+        kind = parsed.get("__type") or headers.get("x-amzn-errortype") or ""
+        code = str(kind).rpartition("#")[2].partition(":")[0] or code
+        message = str(parsed.get("message") or parsed.get("Message") or "")
+    error = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": _metadata(status, headers),
+    }
+    made: Exception = ClientError(error, op)
+    return made
