@@ -7,8 +7,8 @@ The rounds run against `Tables`, an in-memory DynamoDB behind the boto3 client c
 makes (BatchGetItem, BatchWriteItem), which refuses a whole call with ValidationException
 when a key does not match the table's key schema, as DynamoDB does.
 
-The tests marked xfail(strict) show bugs in catchup/syncrun.py and catchup/dynamo.py, which
-another change was rewriting when they were found; the fix each needs is in its docstring.
+Each test failed on the code before its fix (catchup/syncrun.py, catchup/dynamo.py); the
+docstrings say what was wrong.
 """
 
 from __future__ import annotations
@@ -141,10 +141,6 @@ def _source(tables: Tables, n: int) -> list[dict[str, Any]]:
     return items
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="syncrun: one round holds the same key twice; both plans read before either writes",
-)
 @pytest.mark.parametrize("concurrency", [1, 16])
 def test_a_key_in_the_missing_files_of_two_targets_is_written_once(concurrency: int) -> None:
     """diff lists a source item missing from Posts and from Comments in both targets'
@@ -167,10 +163,6 @@ def test_a_key_in_the_missing_files_of_two_targets_is_written_once(concurrency: 
     assert (t.put, t.unchanged) == (6, 3), t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dynamo.get: a BatchGetItem refused as a whole fails every key of the batch",
-)
 def test_a_key_of_the_wrong_type_fails_alone() -> None:
     """A keys line naming the source item by a number where the table's key is a string
     (a keys file of another table, a hand-made line) makes DynamoDB refuse the whole
@@ -193,10 +185,6 @@ def test_a_key_of_the_wrong_type_fails_alone() -> None:
     assert len(run.failed_lines) == 1 and "ValidationException" in run.failed_lines[0]["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="syncrun: the round whose result the main thread awaits is popped, then lost",
-)
 def test_ctrl_c_while_waiting_for_a_round_counts_what_it_wrote() -> None:
     """Ctrl-C arrives while the main thread waits for a round (`_settle_next` has popped its
     future and sits in `result()`). The round finishes its call in flight, gives back the rest
@@ -243,9 +231,6 @@ def _in(thread: threading.Thread, function: str) -> bool:
     return False
 
 
-@pytest.mark.xfail(
-    strict=True, reason="syncrun: a round reads the source before it takes its items in the gate"
-)
 def test_a_key_in_two_rounds_is_written_as_the_later_read_found_it() -> None:
     """Key K is in round 0 and again in round 1 (a key in two targets' diff files, 100
     lines apart), and the application updates K meanwhile. Round 1 reads K's source item

@@ -24,7 +24,7 @@ from botocore.exceptions import (
 
 from ddbshard.catchup.dynamo import MAX_WRITE, Budget, Dynamo, RetryPolicy, Write
 from ddbshard.catchup.routing import Router
-from ddbshard.catchup.syncrun import _Gate
+from ddbshard.catchup.syncrun import SOURCE, TARGETS, _Gate
 from ddbshard.catchup.wire import canonical, item_from_client, item_size, item_to_client
 from ddbshard.config import parse_config
 from support.ddb_tables import run_cli
@@ -329,10 +329,10 @@ def test_the_gate_runs_rounds_touching_one_item_in_input_order() -> None:
     gate = _Gate()
     a, b = ("T", "a"), ("T", "b")
     order: list[str] = []
-    assert gate.enter(0, {a})
+    assert gate.take(TARGETS, 0, {a})
 
     def second() -> None:
-        assert gate.enter(1, {a, b})  # holds b at once, waits for a
+        assert gate.take(TARGETS, 1, {a, b})  # holds b at once, waits for a
         order.append("1 writes")
         gate.leave(1)
 
@@ -340,7 +340,7 @@ def test_the_gate_runs_rounds_touching_one_item_in_input_order() -> None:
     thread.start()
     # Round 2 may only take its items after round 1 has taken its own: when this returns,
     # round 1 holds b and waits for round 0 to leave a.
-    assert gate.enter(2, {("T", "c")})
+    assert gate.take(TARGETS, 2, {("T", "c")})
     gate.leave(2)
     assert order == []  # round 0 still holds a
     order.append("0 writes")
@@ -348,10 +348,50 @@ def test_the_gate_runs_rounds_touching_one_item_in_input_order() -> None:
     thread.join()
     assert order == ["0 writes", "1 writes"]
     gate.stop(3)  # rounds after 3 stop before they write; 3 itself goes on
-    assert gate.enter(3, {a})
+    assert gate.take(TARGETS, 3, {a})
     gate.leave(3)
-    assert not gate.enter(4, {b})
+    assert not gate.take(TARGETS, 4, {b})
     gate.leave(4)
+
+
+def test_a_round_reads_a_source_key_only_after_an_earlier_round_holding_it_wrote() -> None:
+    """Round 1 holds source key k from its first step; round 2, with k too, waits at that step
+    until round 1 leaves: it must not read k before round 1 has written what it read. Round 3,
+    without k, takes both steps meanwhile, once round 2 has taken its turns (input order)."""
+    gate = _Gate()
+    k = ("Source", "k")
+    assert gate.take(SOURCE, 1 - 1, set()) and gate.take(TARGETS, 0, set())
+    gate.leave(0)
+    assert gate.take(SOURCE, 1, {k})
+    read: list[int] = []
+
+    def round2() -> None:
+        assert gate.take(SOURCE, 2, {k})
+        read.append(2)
+        assert gate.take(TARGETS, 2, set())
+        gate.leave(2)
+
+    thread = threading.Thread(target=round2)
+    thread.start()
+    while not _waiting(thread):
+        threading.Event().wait(0.001)
+    assert read == []  # round 1 still holds k
+    assert gate.take(TARGETS, 1, {("Posts", "k")})
+    gate.leave(1)
+    thread.join(timeout=10)
+    assert read == [2]
+    assert gate.take(SOURCE, 3, {("Source", "other")}) and gate.take(TARGETS, 3, set())
+    gate.leave(3)
+
+
+def _waiting(thread: threading.Thread) -> bool:
+    """Whether `thread` is blocked in a gate's wait (its frame stack shows wait_for)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == "wait_for":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_a_round_backing_off_holds_no_slot_for_its_wait() -> None:

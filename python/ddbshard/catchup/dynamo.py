@@ -234,25 +234,33 @@ class Dynamo:
         """Consistent reads of (table, key) pairs: found items by (table, canonical key), and
         the pairs that could not be read with the reason. Items not found are in neither.
         `ids`: each key's canonical text, when the caller has it already."""
-        pending: dict[tuple[str, str], list[Any]] = {}  # -> [table, key, attempts]
+        # -> [table, key, attempts, alone]: `alone` once a batch holding the key was refused
+        pending: dict[tuple[str, str], list[Any]] = {}
         known = iter(ids) if ids is not None else None
         for table, key in requests:
             text = next(known) if known is not None else canonical(key)
-            pending.setdefault((table, text), [table, key, 0])
+            pending.setdefault((table, text), [table, key, 0, False])
         found: dict[tuple[str, str], dict[str, Any]] = {}
         failed: list[tuple[str, dict[str, Any], str]] = []
         while pending:
             if self.stopping.is_set():
-                failed.extend((table, key, INTERRUPTED) for table, key, _ in pending.values())
+                failed.extend((table, key, INTERRUPTED) for table, key, *_ in pending.values())
                 break
-            batch = list(pending.items())[:MAX_GET]
+            lone = next((item for item in pending.items() if item[1][3]), None)
+            batch = [lone] if lone is not None else list(pending.items())[:MAX_GET]
             tables: dict[str, list[dict[str, Any]]] = {}
-            for (table, _), (_, key, _) in batch:
+            for (table, _), (_, key, *_) in batch:
                 tables.setdefault(table, []).append(self._to_client(key))
             call = {t: {"Keys": keys, "ConsistentRead": True} for t, keys in tables.items()}
             answer = self._try("batch_get_item", RequestItems=call)
             if isinstance(answer, str):
-                for ident, (table, key, _) in batch:
+                if len(batch) > 1:
+                    # DynamoDB refuses the whole call for one bad key (a wrong type, say): ask
+                    # for each key alone, so that only the bad one fails, as `write` does.
+                    for _, entry in batch:
+                        entry[3] = True
+                    continue
+                for ident, (table, key, *_) in batch:
                     del pending[ident]
                     failed.append((table, key, answer))
                 continue

@@ -146,7 +146,8 @@ class SyncRun:
                 if unmatched is None:
                     unmatched = self._settle_next(waiting, gate)
                 else:
-                    done = waiting.popleft().result()
+                    done = waiting[0].result()  # leaves the queue only once it is settled
+                    waiting.popleft()
                     if not done.skipped:
                         after += len(done.plans)
                         self._settle_round(done)
@@ -163,7 +164,10 @@ class SyncRun:
             raise UnmatchedError(f"{unmatched}; keys before it have been synced{but}")
 
     def _settle_next(self, waiting: deque[Future[_Done]], gate: _Gate) -> UnmatchedError | None:
-        done = waiting.popleft().result()
+        # The round leaves the queue only once its result is in: a Ctrl-C during the wait
+        # must still find it there, to count what it wrote.
+        done = waiting[0].result()
+        waiting.popleft()
         self._settle_round(done)
         if done.unmatched is not None:
             gate.stop(done.seq)
@@ -187,13 +191,18 @@ class SyncRun:
     def _round(self, gate: _Gate, seq: int, batch: list[KeyEntry]) -> _Done:
         """Reads, plans and writes one round (on a pool thread: it settles nothing itself).
 
-        The round holds the target items it reads (and its source keys) in `gate` from before
+        The round holds its source keys, then the target items it reads, in `gate` from before
         it reads them until its writes are applied, so what it read is still there when it
         writes; of two rounds that touch one item the earlier one in the input goes first.
         """
         done = _Done(seq=seq)
-        entered = False
+        steps = 0  # the gate's steps this round has taken its turn at
         try:
+            source = self.source_table or ""
+            keys = {(source, e.key_id) for e in batch if e.target is None}
+            steps = 1
+            if not gate.take(SOURCE, seq, keys):
+                return _Done(seq=seq, skipped=True)
             pairs = list(self._current(batch))
             routes = route_round(self.router, pairs)
             for i, (e, current) in enumerate(pairs):
@@ -204,8 +213,8 @@ class SyncRun:
                     break
             if done.unmatched is not None:
                 gate.stop(seq)  # the rounds after this one write nothing more
-            entered = True
-            if not gate.enter(seq, self._touches(done.plans)):
+            steps = 2
+            if not gate.take(TARGETS, seq, self._touches(done.plans)):
                 return _Done(seq=seq, skipped=True)
             self._apply(done)
             return done
@@ -215,16 +224,14 @@ class SyncRun:
             self.dynamo.stopping.set()
             raise
         finally:
-            if entered:
-                gate.leave(seq)
-            else:
-                gate.enter(seq, set())  # the next round's turn must come all the same
-                gate.leave(seq)
+            # The next round's turn must come at every step, whatever became of this one.
+            for step in range(steps, 2):
+                gate.take(step, seq, set())
+            gate.leave(seq)
 
     def _touches(self, plans: list[EntryPlan]) -> set[tuple[str, str]]:
-        # The source key too: two rounds of one key read the source at different times.
-        source = self.source_table or ""
-        touched = {(source, p.entry.key_id) for p in plans if p.entry.target is None}
+        """The target items the plans read and may write (the source keys are held already)."""
+        touched: set[tuple[str, str]] = set()
         for p in plans:
             if p.problem is None:
                 touched.update((table, ident) for table, _, ident in reads(self.router, p))
@@ -344,28 +351,32 @@ class SyncRun:
 class _Gate:
     """Which items the rounds under way hold, and whose turn it is to take some.
 
-    Rounds take their items in input order (`enter` waits for the round before to have taken
+    A round takes items in two steps: its source keys before it reads them (SOURCE), then the
+    target items its plans touch before it reads and writes them (TARGETS). At each step the
+    rounds take their turn in input order (`take` waits for the round before to have taken
     its own), all at once, and then wait only for earlier rounds holding one of the same items
-    to `leave`: the earliest round never waits for anything, so there is no deadlock, and two
-    rounds that touch one item run in input order, as one after another would.
+    to `leave`. The earliest round never waits for anything, so there is no deadlock; two
+    rounds that touch one item run in input order, as one after another would; and a round
+    reads a source key only after an earlier round holding it has written, so it never plans
+    from an older item than the one an earlier round wrote.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._turn = 0
+        self._turn = [0, 0]  # per step: the next round whose turn it is
         self._held: dict[int, set[tuple[str, str]]] = {}
         self._stop_after = float("inf")
 
-    def enter(self, seq: int, items: set[tuple[str, str]]) -> bool:
-        """Waits until round `seq` may touch `items`; False: the run stopped before it."""
+    def take(self, step: int, seq: int, items: set[tuple[str, str]]) -> bool:
+        """Waits until round `seq` may touch `items` too; False: the run stopped before it."""
         with self._cond:
-            self._cond.wait_for(lambda: self._turn >= seq)
-            self._turn = seq + 1
+            self._cond.wait_for(lambda: self._turn[step] >= seq)
+            self._turn[step] = seq + 1
             self._cond.notify_all()
             if seq > self._stop_after:
                 return False
-            before = [s for s, held in self._held.items() if not held.isdisjoint(items)]
-            self._held[seq] = items
+            before = [s for s, held in self._held.items() if s < seq and not held.isdisjoint(items)]
+            self._held.setdefault(seq, set()).update(items)
             self._cond.wait_for(
                 lambda: seq > self._stop_after or all(s not in self._held for s in before)
             )
@@ -381,6 +392,9 @@ class _Gate:
         with self._cond:
             self._stop_after = min(self._stop_after, after)
             self._cond.notify_all()
+
+
+SOURCE, TARGETS = 0, 1  # _Gate's steps
 
 
 @contextmanager
@@ -407,12 +421,22 @@ def _units(item: dict[str, Any]) -> int:
 def _chunks(entries: Iterable[KeyEntry], size: int) -> Iterator[list[KeyEntry]]:
     """Rounds of up to `size` entries; target lines never share a round with source keys, since
     a round reads everything before it writes: a source key's put planned beside a target
-    line's delete of the same item would be planned as "unchanged" and then deleted."""
+    line's delete of the same item would be planned as "unchanged" and then deleted.
+
+    Nor does one round hold a key twice (diff lists a source item missing from two targets in
+    both targets' files): both would be planned from the same reads and written twice; the
+    second goes to the next round, which reads what the first wrote."""
     batch: list[KeyEntry] = []
+    held: set[tuple[str | None, str]] = set()
     for e in entries:
-        if batch and (len(batch) == size or (batch[-1].target is None) != (e.target is None)):
+        ident = (e.target, e.key_id)
+        if batch and (
+            len(batch) == size or (batch[-1].target is None) != (e.target is None) or ident in held
+        ):
             yield batch
             batch = []
+            held = set()
         batch.append(e)
+        held.add(ident)
     if batch:
         yield batch
