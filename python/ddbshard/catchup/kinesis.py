@@ -152,6 +152,13 @@ class KinesisReader(StreamReader):
     def _get_records(self, shard: Shard, it: str, limit: int = GET_LIMIT) -> dict[str, Any]:
         return super()._get_records(shard, it, min(limit, GET_LIMIT))
 
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        if op == "get_records":
+            # Optional for AWS (the iterator names the stream) but what a resource policy
+            # checks, and moto's iterators from a StreamARN need it.
+            kwargs["StreamARN"] = self.arn
+        return super()._call(op, **kwargs)
+
     def _at_now(self, shard: Shard, page: dict[str, Any]) -> bool:
         # An empty page with MillisBehindLatest above 0 is a gap in the shard, not its end.
         return bool(page.get("MillisBehindLatest", 0) == 0)
