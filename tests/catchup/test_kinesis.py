@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,9 @@ def test_a_since_older_than_the_retention_is_refused() -> None:
         list(reader(fake, Checkpoint.load(None, ARN), since=since).read())
     fake.retention_hours = 24 * 365  # a year: the same --since is fine
     assert len(changes(reader(fake, Checkpoint.load(None, ARN), since=since))) == 7
+    fake.created = datetime.fromtimestamp(NOW / 1000 - 3600, UTC)  # unless the stream is younger
+    with pytest.raises(Trimmed, match=r"was enabled at .* are in no stream"):
+        list(reader(fake, Checkpoint.load(None, ARN), since=since).read())
 
 
 def test_a_gone_parent_whose_child_starts_after_since_is_refused() -> None:

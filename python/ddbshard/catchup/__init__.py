@@ -7,4 +7,6 @@ to the targets (`sync`).
 - routing.py: where an item goes, by the same native Splitter split runs;
 - syncplan.py, syncrun.py: what to write and delete per key, and the rounds that do it;
 - dynamo.py: BatchGetItem/BatchWriteItem with retries, budgets and nothing dropped.
+- streams.py, kinesis.py: DynamoDB Streams and Kinesis Data Streams read directly, with a
+  checkpoint (`keys --from-stream`, `--from-kinesis`, `replicate`).
 """
