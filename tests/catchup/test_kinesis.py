@@ -5,6 +5,8 @@ late past --until. The client is tests/support/fake_kinesis.py (botocore's shape
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,3 +240,24 @@ def test_a_merged_shard_waits_for_both_parents() -> None:
         "shard-a",
         "shard-b",
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--from-stream", "T", "--from-kinesis", "S"], "or --from-kinesis, not both"),
+        (["--from-kinesis", "S", "x.json"], "--from-kinesis reads the stream itself: no --from"),
+        (["--from", "kinesis", "x", "--checkpoint", "c"], "--checkpoint goes with --from-stream"),
+    ],
+)
+def test_usage_errors_are_one_line_before_any_call(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "ddbshard", "keys", *args, "--out", str(tmp_path / "k.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and line in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
