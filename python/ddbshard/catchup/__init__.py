@@ -1,5 +1,5 @@
 """The catch-up after an export: which keys changed (`keys`), and writing their current state
-to the targets (`sync`).
+to the targets (`sync`, or `replicate` continuously from the stream).
 
 - changes.py, changefiles.py: change records (streams, Kinesis, incremental exports) and files;
 - keysfile.py: the keys file `keys` and `diff` write and `sync` reads;
@@ -8,4 +8,7 @@ to the targets (`sync`).
 - syncplan.py, syncrun.py: what to write and delete per key, and the rounds that do it;
 - dynamo.py: BatchGetItem/BatchWriteItem with retries, budgets and nothing dropped.
 - wireclient.py: those two calls posted as DynamoDB JSON (the wire form), signed by botocore.
+- streams.py, kinesis.py: DynamoDB Streams and Kinesis Data Streams read directly, with a
+  checkpoint (`keys --from-stream`, `--from-kinesis`, `replicate`).
+- replicator.py: `replicate`'s loop: the stream's batches applied by sync's engine.
 """

@@ -57,6 +57,11 @@ __all__ = [
     "Shard",
     "StreamReader",
     "Trimmed",
+    "Unpacked",
+    "call_retried",
+    "code_of",
+    "epoch_micros",
+    "iso_time",
     "lineage_order",
     "lock_checkpoint",
     "resolve_stream",
@@ -64,10 +69,10 @@ __all__ = [
 ]
 
 GET_LIMIT: Final = 1000  # GetRecords' maximum per call
-RETENTION_MICROS: Final = 24 * 3600 * 1_000_000  # stream records are kept 24 hours
 _THROTTLED: Final = frozenset(
     {
         "LimitExceededException",
+        "KMSThrottlingException",  # Kinesis, on an encrypted stream
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
         "RequestLimitExceeded",
@@ -93,7 +98,7 @@ def streams_client(region: str | None = None) -> Any:
     return boto3.session.Session().client("dynamodbstreams", region_name=region, config=config)
 
 
-def _call(client: Any, op: str, policy: RetryPolicy, **kwargs: Any) -> dict[str, Any]:
+def call_retried(client: Any, op: str, policy: RetryPolicy, **kwargs: Any) -> dict[str, Any]:
     """One API call, retried on throttling, 5xx and dropped connections with full-jitter
     backoff; any other ClientError is the caller's (expired iterators, trimmed data)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -115,7 +120,8 @@ def _call(client: Any, op: str, policy: RetryPolicy, **kwargs: Any) -> dict[str,
     raise InputError(f"{op}: still throttled or failing after {policy.max_attempts} attempts")
 
 
-def _code(e: Exception) -> str:
+def code_of(e: Exception) -> str:
+    """A ClientError's AWS error code ("" for any other exception)."""
     response = getattr(e, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
@@ -128,10 +134,10 @@ def resolve_stream(ddb: Any, table_or_arn: str, policy: RetryPolicy | None = Non
     from botocore.exceptions import ClientError
 
     try:
-        table = _call(ddb, "describe_table", policy or RetryPolicy(), TableName=table_or_arn)
+        table = call_retried(ddb, "describe_table", policy or RetryPolicy(), TableName=table_or_arn)
     except ClientError as e:
         message = e.response.get("Error", {}).get("Message", "")
-        raise InputError(f"table {table_or_arn}: {_code(e)}: {message}") from e
+        raise InputError(f"table {table_or_arn}: {code_of(e)}: {message}") from e
     described = table["Table"]
     arn = described.get("LatestStreamArn")
     if not arn or not described.get("StreamSpecification", {}).get("StreamEnabled", True):
@@ -148,6 +154,11 @@ class Shard:
     parent: str | None
     start: str  # StartingSequenceNumber
     end: str | None  # EndingSequenceNumber; None: the shard is open
+    adjacent: str | None = None  # Kinesis: the other parent of a merged shard
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.parent, self.adjacent) if p is not None)
 
 
 def lineage_order(shards: list[Shard]) -> list[Shard]:
@@ -160,8 +171,9 @@ def lineage_order(shards: list[Shard]) -> list[Shard]:
         if s.id in done:
             return
         done.add(s.id)
-        if s.parent in by_id:
-            visit(by_id[s.parent])
+        for parent in s.parents:
+            if parent in by_id:
+                visit(by_id[parent])
         out.append(s)
 
     for s in sorted(shards, key=lambda s: (int(s.start) if s.start.isdigit() else 0, s.id)):
@@ -294,7 +306,7 @@ def lock_checkpoint(url: str) -> None:
             f"{url}: another run is reading the stream with this checkpoint ({who}); "
             f"wait for it to end or stop it (its lock: {path})"
         ) from None
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _iso(_now())}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": iso_time(_now())}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
     _HELD.append(fd)  # never closed: the process's end releases it
@@ -330,6 +342,17 @@ class ReadStats:
     expired: int = 0  # iterators taken again after ExpiredIteratorException
 
 
+@dataclass(frozen=True)
+class Unpacked:
+    """What the reader needs of one GetRecords record before parsing it."""
+
+    seq: Any  # its sequence number (a string of digits when valid)
+    t: int | None  # when the change was made (µs), None if the record cannot say
+    arrival: int | None  # when the stream took it (µs): what --until stops reading at
+    payload: Any  # what `_parse` turns into a Change
+    problem: str | None = None  # the record cannot be parsed at all (a Kinesis Data not JSON)
+
+
 class StreamReader:
     """Reads a stream's shards, parents before children, from a checkpoint.
 
@@ -337,7 +360,13 @@ class StreamReader:
     GetRecords call returns nothing. Records at or after `until` are not taken (nor the shard's
     children read). `drained` says whether the last pass left nothing behind: every shard read
     to its end or to "now", none held back by `until`.
+
+    The DynamoDB Streams API is the default; kinesis.KinesisReader overrides the hooks (the
+    listing, iterator arguments, record layout, "now" and retention) for Kinesis Data Streams.
     """
+
+    retention_hours = 24  # how long the stream keeps records
+    late_micros = 0  # how much later than --until a record of the window may still arrive
 
     def __init__(
         self,
@@ -374,7 +403,7 @@ class StreamReader:
         while True:
             answer = self._call("describe_stream", **kwargs)["StreamDescription"]
             self.view_type = answer.get("StreamViewType", self.view_type)
-            self.created = _micros(answer.get("CreationRequestDateTime")) or self.created
+            self.created = epoch_micros(answer.get("CreationRequestDateTime")) or self.created
             for s in answer.get("Shards", []):
                 seqs = s.get("SequenceNumberRange", {})
                 shards.append(
@@ -407,7 +436,7 @@ class StreamReader:
         self._check_trimmed(shards, listed)
         # A finished shard is remembered while it or a child of it is listed: a listed shard
         # whose parent is neither listed nor finished lost records to trimming.
-        self.finished &= listed | {s.parent for s in shards if s.parent is not None}
+        self.finished &= listed | {p for s in shards for p in s.parents}
         # Not drained while the pass runs: a caller looking in the middle of it (replicate's
         # status line) is behind by whatever is still unread, not caught up.
         self.drained = False
@@ -415,8 +444,8 @@ class StreamReader:
         for shard in shards:
             if shard.id in self.finished:
                 continue
-            if shard.parent in listed and shard.parent not in self.finished:
-                continue  # its parent stopped at --until in this pass: the child waits
+            if any(p in listed and p not in self.finished for p in shard.parents):
+                continue  # a parent stopped at --until in this pass: the child waits
             complete = (yield from self._shard(shard)) and complete
         self.iterators = {k: v for k, v in self.iterators.items() if k in listed}
         self.drained = complete
@@ -429,16 +458,17 @@ class StreamReader:
         if self.since is not None and self.created is not None and self.created > self.since:
             # Not trimmed but never there: writes before the stream was enabled (or re-enabled,
             # which makes a new stream) are in no stream at all.
-            enabled, since = _iso(self.created, "milliseconds"), _iso(self.since, "milliseconds")
+            enabled = iso_time(self.created, "milliseconds")
+            since = iso_time(self.since, "milliseconds")
             raise Trimmed(
                 f"{self.arn} was enabled at {enabled}, after --since {since}: changes made in "
                 "between are in no stream; cover the gap with an incremental export from --since"
             )
         for s in shards:
-            if s.parent is not None and s.parent not in listed:
-                self.finished.add(s.parent)
-                if self.since is not None:
-                    self._check_first_record(s)
+            gone = [p for p in s.parents if p not in listed]
+            self.finished.update(gone)
+            if gone and self.since is not None:
+                self._check_first_record(s, gone[0])
         if self.start == "latest":
             for s in shards:
                 if s.end is not None:
@@ -446,25 +476,31 @@ class StreamReader:
                 else:
                     self._skip_to_now(s)
 
-    def _check_first_record(self, shard: Shard) -> None:
+    def _kept(self) -> str:
+        hours = self.retention_hours
+        return f"{hours // 24} days" if hours > 48 and hours % 24 == 0 else f"{hours} hours"
+
+    def _check_first_record(self, shard: Shard, parent: str) -> None:
         """Refuses a window whose start may be trimmed: the shard's parent is gone, so
         records older than its first one may have been lost."""
         assert self.since is not None
         page = self._get_records(shard, self._iterator(shard, "TRIM_HORIZON"), limit=1)
         first = page.get("Records", [])
         if first:
-            t = _micros(_body(first[0]).get("ApproximateCreationDateTime"))
+            t = self._unpack(first[0]).t
             if t is None or t <= self.since:
                 return
-            when = _iso(t)
+            when = iso_time(t)
         else:
-            if self.since >= int(self.clock() * 1_000_000) - RETENTION_MICROS:
+            retention = self.retention_hours * 3600 * 1_000_000
+            if self.since >= int(self.clock() * 1_000_000) - retention:
                 return
-            when = "the last 24 hours"
+            when = f"the last {self._kept()}"
         raise Trimmed(
-            f"{self.arn}: shard {shard.id}'s parent {shard.parent} is gone and its oldest record "
-            f"is from {when}, after --since {_iso(self.since)}: records since then may already "
-            "be trimmed (kept 24 hours); cover the gap with an incremental export from --since"
+            f"{self.arn}: shard {shard.id}'s parent {parent} is gone and its oldest record "
+            f"is from {when}, after --since {iso_time(self.since)}: records since then may "
+            f"already be trimmed (kept {self._kept()}); cover the gap with an incremental "
+            "export from --since"
         )
 
     def _skip_to_now(self, shard: Shard) -> None:
@@ -474,10 +510,10 @@ class StreamReader:
         while it:
             page = self._get_records(shard, it)
             records = page.get("Records", [])
-            if not records:
+            if not records and self._at_now(shard, page):
                 self.iterators[shard.id] = page.get("NextShardIterator") or it
                 return
-            found = (_body(r).get("SequenceNumber") for r in records)
+            found = (self._unpack(r).seq for r in records)
             seqs = [q for q in found if isinstance(q, str) and q.isdigit()]
             if seqs:
                 self.positions[shard.id] = seqs[-1]
@@ -488,32 +524,44 @@ class StreamReader:
             if shard_id not in listed and shard_id not in self.finished:
                 raise Trimmed(
                     f"{self.arn}: shard {shard_id} of the checkpoint is gone from the stream "
-                    "before it was read to its end: its newer records were trimmed (kept 24 "
-                    "hours); catch up with an incremental export, then start a new checkpoint"
+                    "before it was read to its end: its newer records were trimmed (kept "
+                    f"{self._kept()}); catch up with an incremental export, then start a new "
+                    "checkpoint"
                 )
         for s in shards:
-            if s.parent is not None and s.parent not in listed and s.parent not in self.finished:
-                raise Trimmed(
-                    f"{self.arn}: shard {s.id}'s parent {s.parent} was never read and is gone "
-                    "from the stream: its records were trimmed (kept 24 hours); catch up with "
-                    "an incremental export, then start a new checkpoint"
-                )
+            for parent in s.parents:
+                if parent not in listed and parent not in self.finished:
+                    raise Trimmed(
+                        f"{self.arn}: shard {s.id}'s parent {parent} was never read and is "
+                        f"gone from the stream: its records were trimmed (kept {self._kept()}); "
+                        "catch up with an incremental export, then start a new checkpoint"
+                    )
 
     def _shard(self, shard: Shard) -> Generator[Change | Malformed, None, bool]:
         """One shard's records from its position; returns whether the shard was read to its
-        end (closed) or to now (open), rather than stopped at --until."""
+        end (closed) or to now (open), rather than stopped at --until.
+
+        At --until the position stays before the first record at or after it, but reading
+        goes on while records arrive within `late_micros` of --until: a stream that may
+        deliver out of order (Kinesis) can still hold a change of the window behind it. Such
+        a record is yielded now and again by the next run (at least once, never lost)."""
         self.stats.shards_read.add(shard.id)
         it: str | None = self.iterators.pop(shard.id, None) or self._resume_iterator(shard)
+        held = False  # a record at or after --until was met: the position stays before it
         while it:
             page = self._get_records(shard, it)
             records = page.get("Records", [])
             for record in records:
-                body = _body(record)
-                seq = body.get("SequenceNumber")
-                t = _micros(body.get("ApproximateCreationDateTime"))
-                if self.until is not None and t is not None and t >= self.until:
-                    return False
+                got = self._unpack(record)
+                if self.until is not None:
+                    arrival = got.arrival if got.arrival is not None else got.t
+                    if arrival is not None and arrival >= self.until + self.late_micros:
+                        return False
+                    if got.t is not None and got.t >= self.until:
+                        held = True
+                        continue
                 self.stats.records += 1
+                seq = got.seq
                 if not (isinstance(seq, str) and seq.isdigit()):
                     # No position to keep: the checkpoint stays at the record before (a
                     # restart reads this one again, and it is malformed again).
@@ -521,14 +569,18 @@ class StreamReader:
                     where = f"{shard.id} #{_after(self.positions.get(shard.id))}"
                     yield Malformed(where, "no SequenceNumber: not a stream record")
                     continue
-                self.positions[shard.id] = seq
-                yield self._change(shard, seq, record)
+                if not held:
+                    self.positions[shard.id] = seq
+                yield self._change(shard, seq, got)
             following = page.get("NextShardIterator")
+            at_now = not records and self._at_now(shard, page)
+            if held and (following is None or at_now):
+                return False  # neither finished nor caught up: the next run reads from --until
             if following is None:
                 self.finished.add(shard.id)
                 self.positions.pop(shard.id, None)
                 return True
-            if not records and shard.end is None:
+            if at_now:
                 self.iterators[shard.id] = following  # an open shard, read up to now
                 return True
             # A closed shard may answer an empty page before its end (GetRecords: "it might
@@ -536,6 +588,10 @@ class StreamReader:
             # records"): only a missing NextShardIterator ends it.
             it = following
         return True
+
+    def _at_now(self, shard: Shard, page: dict[str, Any]) -> bool:
+        """An empty page: is the shard read up to now? (An open DynamoDB stream shard: yes.)"""
+        return shard.end is None
 
     def _get_records(self, shard: Shard, it: str, limit: int = GET_LIMIT) -> dict[str, Any]:
         """GetRecords with a new iterator when the old one expired (after the last record
@@ -546,7 +602,7 @@ class StreamReader:
             try:
                 return self._call("get_records", ShardIterator=it, Limit=limit)
             except ClientError as e:
-                code = _code(e)
+                code = code_of(e)
                 if code == "ExpiredIteratorException":
                     self.stats.expired += 1
                     it = self._resume_iterator(shard)
@@ -558,56 +614,72 @@ class StreamReader:
     def _resume_iterator(self, shard: Shard) -> str:
         seq = self.positions.get(shard.id)
         if seq is None:
-            return self._iterator(shard, "TRIM_HORIZON")
+            return self._first_iterator(shard)
         return self._iterator(shard, "AFTER_SEQUENCE_NUMBER", seq)
+
+    def _first_iterator(self, shard: Shard) -> str:
+        """Where a shard never read before starts."""
+        return self._iterator(shard, "TRIM_HORIZON")
 
     def _iterator(self, shard: Shard, kind: str, seq: str | None = None) -> str:
         from botocore.exceptions import ClientError
 
-        kwargs: dict[str, Any] = {
-            "StreamArn": self.arn,
-            "ShardId": shard.id,
-            "ShardIteratorType": kind,
-        }
-        if seq is not None:
-            kwargs["SequenceNumber"] = seq
         try:
-            return str(self._call("get_shard_iterator", **kwargs)["ShardIterator"])
+            answer = self._call("get_shard_iterator", **self._iterator_args(shard, kind, seq))
+            return str(answer["ShardIterator"])
         except ClientError as e:
-            if _code(e) in ("TrimmedDataAccessException", "ResourceNotFoundException") and seq:
+            if code_of(e) in ("TrimmedDataAccessException", "ResourceNotFoundException") and seq:
                 raise self._trimmed(shard) from e
             raise self._failed("get_shard_iterator", e) from e
+
+    def _iterator_args(self, shard: Shard, kind: str, seq: str | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"StreamArn": self.arn, "ShardId": shard.id}
+        kwargs["ShardIteratorType"] = kind
+        if seq is not None:
+            kwargs["SequenceNumber"] = seq
+        return kwargs
 
     def _trimmed(self, shard: Shard) -> Trimmed:
         seq = self.positions.get(shard.id)
         at = f"after sequence number {seq}" if seq else "from its start"
         return Trimmed(
             f"{self.arn}: shard {shard.id} cannot be read {at}: those records were trimmed "
-            "(kept 24 hours); catch up with an incremental export, then start a new checkpoint"
+            f"(kept {self._kept()}); catch up with an incremental export, then start a new "
+            "checkpoint"
         )
 
     def _failed(self, op: str, e: Exception) -> InputError:
         message = getattr(e, "response", {}).get("Error", {}).get("Message", "")
-        return InputError(f"{op} on {self.arn}: {_code(e)}: {message}")
+        return InputError(f"{op} on {self.arn}: {code_of(e)}: {message}")
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
         self.stats.calls += 1
         try:
-            return _call(self.streams, op, self.policy, **kwargs)
+            return call_retried(self.streams, op, self.policy, **kwargs)
         except ClientError as e:
-            if op == "describe_stream":
+            if op not in ("get_records", "get_shard_iterator"):  # the listing
                 raise self._failed(op, e) from e
             raise
 
-    def _change(self, shard: Shard, seq: str, record: Any) -> Change | Malformed:
+    def _unpack(self, record: Any) -> Unpacked:
+        body = _body(record)
+        t = epoch_micros(body.get("ApproximateCreationDateTime"))
+        return Unpacked(body.get("SequenceNumber"), t, t, record)
+
+    def _change(self, shard: Shard, seq: str, got: Unpacked) -> Change | Malformed:
         where = f"{shard.id} #{seq}"
         try:
-            return parse_record("streams", _wire(record), where)
+            if got.problem is not None:
+                raise RecordError(got.problem)
+            return self._parse(got, where)
         except (RecordError, ValueError, TypeError, AttributeError) as e:
             self.stats.malformed += 1
             return Malformed(where, str(e))
+
+    def _parse(self, got: Unpacked, where: str) -> Change:
+        return parse_record("streams", _wire(got.payload), where)
 
 
 def _body(record: Any) -> dict[str, Any]:
@@ -635,13 +707,13 @@ def _wire(record: Any) -> Any:
             body[name] = item_from_client(body[name])
     when = body.get("ApproximateCreationDateTime")
     if isinstance(when, datetime):
-        micros = _micros(when)
+        micros = epoch_micros(when)
         assert micros is not None
         body["ApproximateCreationDateTime"] = Decimal(micros) / 1_000_000  # exact
     return {**record, "dynamodb": body}
 
 
-def _micros(when: Any) -> int | None:
+def epoch_micros(when: Any) -> int | None:
     if isinstance(when, datetime):
         moment: datetime = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
@@ -651,7 +723,7 @@ def _micros(when: Any) -> int | None:
     return None
 
 
-def _iso(micros: int, timespec: str = "seconds") -> str:
+def iso_time(micros: int, timespec: str = "seconds") -> str:
     return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec=timespec)
 
 

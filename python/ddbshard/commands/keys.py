@@ -1,6 +1,8 @@
 """`keys --from streams|kinesis|incremental INPUT... --out KEYS`: the keys changed in a window;
 `keys --from-stream TABLE_OR_STREAM_ARN --out KEYS [--checkpoint PATH]` reads the table's
-DynamoDB stream itself (catchup/streams.py), continuing after the checkpoint of the last run.
+DynamoDB stream itself (catchup/streams.py), continuing after the checkpoint of the last run;
+`keys --from-kinesis STREAM` the same for a Kinesis Data Streams for DynamoDB stream
+(catchup/kinesis.py).
 
 Reads change records (see catchup/changes.py for the three kinds and catchup/changefiles.py
 for the file layouts), keeps those whose time is in [--since, --until), and writes each
@@ -55,10 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="read the table's DynamoDB stream directly (a table name: its latest stream)",
     )
     p.add_argument(
+        "--from-kinesis",
+        metavar="STREAM",
+        help="read a Kinesis Data Streams for DynamoDB stream directly (its name or ARN)",
+    )
+    p.add_argument(
         "--checkpoint",
         metavar="PATH",
-        help="with --from-stream: continue after this checkpoint and move it to the last "
-        "record taken (local or s3://; created if missing)",
+        help="with --from-stream or --from-kinesis: continue after this checkpoint and move "
+        "it to the last record taken (local or s3://; created if missing)",
     )
     p.add_argument("--region", help="AWS region of the stream (default: from the environment)")
     p.add_argument(
@@ -87,7 +94,7 @@ def run(args: Any) -> int:
         return 2
     check_local_output(args.out, "--out", file=True)  # before any record is read
     reader = None
-    if args.from_stream:
+    if args.from_stream or args.from_kinesis:
         reader = _reader(args)
         changes: Iterable[Change | Malformed] = reader.read()
     else:
@@ -102,19 +109,27 @@ def run(args: Any) -> int:
 def _usage(args: Any) -> str | None:
     if args.since is not None and args.until is not None and args.until <= args.since:
         return "--until must be later than --since"
-    if args.from_stream:
+    live = "--from-stream" if args.from_stream else "--from-kinesis" if args.from_kinesis else None
+    if args.from_stream and args.from_kinesis:
+        return "give --from-stream or --from-kinesis, not both"
+    if live:
         if args.kind or args.inputs:
-            return "--from-stream reads the stream itself: no --from, no INPUT"
+            return f"{live} reads the stream itself: no --from, no INPUT"
     elif not args.kind or not args.inputs:
-        return "give --from KIND INPUT... (records in files) or --from-stream TABLE"
+        return (
+            "give --from KIND INPUT... (records in files), --from-stream TABLE or "
+            "--from-kinesis STREAM"
+        )
     elif args.checkpoint:
-        return "--checkpoint goes with --from-stream"
+        return "--checkpoint goes with --from-stream or --from-kinesis"
     return None
 
 
 def _reader(args: Any) -> StreamReader:
     from ddbshard.catchup.dynamo import client
 
+    if args.from_kinesis:
+        return _kinesis_reader(args)
     arn = resolve_stream(client(args.region), args.from_stream)
     if args.checkpoint:
         # One run per checkpoint: two would move it back and forth (the lock also makes the
@@ -125,6 +140,18 @@ def _reader(args: Any) -> StreamReader:
     # the window's start (records are kept 24 hours).
     since = None if checkpoint.existed else args.since
     return StreamReader(streams_client(args.region), checkpoint, since=since, until=args.until)
+
+
+def _kinesis_reader(args: Any) -> StreamReader:
+    from ddbshard.catchup.kinesis import KinesisReader, describe_kinesis, kinesis_client
+
+    kinesis = kinesis_client(args.region)
+    stream = describe_kinesis(kinesis, args.from_kinesis)
+    if args.checkpoint:
+        lock_checkpoint(args.checkpoint)
+    checkpoint = Checkpoint.load(args.checkpoint, stream.arn)
+    since = None if checkpoint.existed else args.since
+    return KinesisReader(kinesis, stream, checkpoint, since=since, until=args.until)
 
 
 def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamReader | None) -> int:
