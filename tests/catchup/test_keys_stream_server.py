@@ -6,7 +6,6 @@ which moto cannot serve.)"""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,6 @@ from support.ddb_faults import FaultyDynamo
 from support.ddb_tables import create_table, run_cli, stream_records
 
 pytestmark = [pytest.mark.server]
-
-
-@pytest.fixture(scope="module")
-def ddb() -> Iterator[FaultyDynamo]:
-    with FaultyDynamo() as server:
-        yield server
-
-
-@pytest.fixture
-def fresh(ddb: FaultyDynamo) -> FaultyDynamo:
-    ddb.reset()
-    return ddb
 
 
 def _writes(client: Any, start: int, count: int) -> None:

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,6 @@ pytestmark = [pytest.mark.server]
 
 NOW = time.time()
 FAST = RetryPolicy(max_attempts=3, sleep=lambda s: None)
-
-
-@pytest.fixture(scope="module")
-def ddb() -> Iterator[FaultyDynamo]:
-    with FaultyDynamo() as server:
-        yield server
 
 
 @pytest.fixture

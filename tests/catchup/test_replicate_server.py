@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,6 @@ from support.ddb_tables import create_table, load, run_cli, scan
 from support.sync_scenario import assert_targets_match_source, change, config_for, migrate
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ddb() -> Iterator[FaultyDynamo]:
-    with FaultyDynamo() as server:
-        yield server
-
-
-@pytest.fixture
-def fresh(ddb: FaultyDynamo) -> FaultyDynamo:
-    ddb.reset()
-    return ddb
 
 
 def replicate(

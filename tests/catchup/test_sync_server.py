@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,18 +49,6 @@ from support.sync_scenario import (
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]  # moto: ~10-30 s each
-
-
-@pytest.fixture(scope="module")
-def ddb() -> Iterator[FaultyDynamo]:
-    with FaultyDynamo() as server:
-        yield server
-
-
-@pytest.fixture
-def fresh(ddb: FaultyDynamo) -> FaultyDynamo:
-    ddb.reset()
-    return ddb
 
 
 def test_keys_then_sync_makes_targets_equal_a_fresh_split(

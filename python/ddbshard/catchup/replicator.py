@@ -32,20 +32,18 @@ from typing import Any, TextIO
 from ddbshard import crashpoints
 from ddbshard.catchup.changefiles import Malformed
 from ddbshard.catchup.changes import Change
-from ddbshard.catchup.dynamo import Dynamo
 from ddbshard.catchup.keysfile import KeyEntry, write_lines
 from ddbshard.catchup.routing import Router
 from ddbshard.catchup.streams import StreamReader
 from ddbshard.catchup.syncrun import SyncRun
 from ddbshard.catchup.wire import canonical
-from ddbshard.exceptions import ConfigError, InputError
+from ddbshard.exceptions import InputError
 from ddbshard.io.storage import describe_os_error, url_to_fs
 
 __all__ = [
     "BATCH_RECORDS",
     "Counters",
     "Replicator",
-    "check_target_tables",
     "unlocatable_note",
     "with_images",
 ]
@@ -59,23 +57,6 @@ SHOW_MALFORMED = 10
 def with_images(view_type: str | None) -> bool:
     """Whether the stream's records carry both images, so no source read is needed."""
     return view_type == "NEW_AND_OLD_IMAGES"
-
-
-def check_target_tables(router: Router, dynamo: Dynamo, config: str) -> None:
-    """Every target table has the key the config declares (a wrong one would fail every
-    write): ConfigError before the first write."""
-    for t in router.targets:
-        actual = dynamo.key_schema(t.table)
-        declared = tuple(zip(t.key, t.types, strict=True))
-        if actual != declared:
-            raise ConfigError(
-                f"{config}: target {t.name!r}: table {t.table} has the key {_schema(actual)}, "
-                f"the config declares {_schema(declared)}"
-            )
-
-
-def _schema(key: tuple[tuple[str, str], ...]) -> str:
-    return "(" + ", ".join(f"{name} {kind}" for name, kind in key) + ")"
 
 
 @dataclass

@@ -48,9 +48,9 @@ from ddbshard.catchup.syncplan import (
     route_round,
 )
 from ddbshard.catchup.wire import canonical, item_size, write_units
-from ddbshard.exceptions import UnmatchedError
+from ddbshard.exceptions import ConfigError, UnmatchedError
 
-__all__ = ["SyncRun", "Tally"]
+__all__ = ["SyncRun", "Tally", "check_target_tables"]
 
 
 @dataclass
@@ -412,6 +412,23 @@ def _long_lived_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def check_target_tables(router: Router, dynamo: Dynamo, config: str) -> None:
+    """Every target table has the key the config declares (a wrong one would fail every
+    write): ConfigError before the first write."""
+    for t in router.targets:
+        actual = dynamo.key_schema(t.table)
+        declared = tuple(zip(t.key, t.types, strict=True))
+        if actual != declared:
+            raise ConfigError(
+                f"{config}: target {t.name!r}: table {t.table} has the key {_schema(actual)}, "
+                f"the config declares {_schema(declared)}"
+            )
+
+
+def _schema(key: tuple[tuple[str, str], ...]) -> str:
+    return "(" + ", ".join(f"{name} {kind}" for name, kind in key) + ")"
 
 
 def _units(item: dict[str, Any]) -> int:

@@ -104,7 +104,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def run(args: Any) -> int:
     from ddbshard.catchup.dynamo import Budget, Dynamo, RetryPolicy, client
-    from ddbshard.catchup.replicator import Replicator, check_target_tables, with_images
+    from ddbshard.catchup.replicator import Replicator, with_images
     from ddbshard.catchup.routing import Router
     from ddbshard.catchup.streams import (
         Checkpoint,
@@ -114,7 +114,7 @@ def run(args: Any) -> int:
         resolve_stream,
         streams_client,
     )
-    from ddbshard.catchup.syncrun import SyncRun
+    from ddbshard.catchup.syncrun import SyncRun, check_target_tables
     from ddbshard.config import load_config
     from ddbshard.exceptions import ConfigError
     from ddbshard.io.storage import check_local_output

@@ -23,7 +23,7 @@ from ddbshard.catchup.changes import UNKNOWN
 from ddbshard.catchup.dynamo import Budget, Dynamo, RetryPolicy, client
 from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, read_keys, write_lines
 from ddbshard.catchup.routing import Router
-from ddbshard.catchup.syncrun import SyncRun, Tally
+from ddbshard.catchup.syncrun import SyncRun, Tally, check_target_tables
 from ddbshard.commands import positive_int
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError, InputError
@@ -96,15 +96,7 @@ def run(args: Any) -> int:
     budget = Budget(args.max_wcu) if args.max_wcu else None
     policy = RetryPolicy(max_attempts=args.max_attempts)
     dynamo = Dynamo(client(args.region, args.concurrency), policy, budget, args.concurrency)
-    for t in router.targets:
-        # A key the table does not have would fail every write: say so before the first.
-        actual = dynamo.key_schema(t.table)
-        declared = tuple(zip(t.key, t.types, strict=True))
-        if actual != declared:
-            raise ConfigError(
-                f"{args.config}: target {t.name!r}: table {t.table} has the key "
-                f"{_schema(actual)}, the config declares {_schema(declared)}"
-            )
+    check_target_tables(router, dynamo, args.config)
     source_key: tuple[str, ...] = ()
     if args.source_table:
         source_key = tuple(name for name, _ in dynamo.key_schema(args.source_table))
@@ -149,10 +141,6 @@ def run(args: Any) -> int:
     _summary(run.tally, router, dynamo, seconds, args, len(malformed), len(run.failed_lines))
     _warn_unlocatable(router, progress)
     return 1 if run.failed_lines or malformed else 0
-
-
-def _schema(key: tuple[tuple[str, str], ...]) -> str:
-    return "(" + ", ".join(f"{name} {kind}" for name, kind in key) + ")"
 
 
 def _check_usage(args: Any) -> None:
