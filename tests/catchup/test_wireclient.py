@@ -8,26 +8,36 @@ what it was sent.
 
 from __future__ import annotations
 
+import datetime
 import json
+import socket
 import threading
 import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ddbshard.catchup.dynamo import Dynamo, RetryPolicy, Write, client
 from ddbshard.catchup.wireclient import WireClient
 
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
+HANG, DROP = -1, -2  # statuses that answer nothing: wait for `release`, or close at once
 
 
 class Endpoint:
     def __init__(self) -> None:
         self.answers: list[Answer] = []
         self.seen: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[str] = []  # the request targets (absolute through a proxy)
+        self.release = threading.Event()  # ends the wait of a HANG answer
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,7 +46,13 @@ class Endpoint:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 endpoint.seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                endpoint.paths.append(self.path)
                 status, headers, out = endpoint.answers.pop(0)
+                if status in (HANG, DROP):
+                    if status == HANG:
+                        endpoint.release.wait(30)
+                    self.close_connection = True  # no answer at all
+                    return
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -69,6 +85,9 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
         "AWS_DEFAULT_PROFILE",
         "AWS_SESSION_TOKEN",
         "AWS_USE_FIPS_ENDPOINT",
+        "AWS_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        *(v for proxy in ("http_proxy", "https_proxy", "no_proxy") for v in (proxy, proxy.upper())),
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/ddbshard-test/config")
@@ -79,6 +98,7 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
     monkeypatch.setenv("AWS_REGION", "eu-west-3")
     monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
     yield e
+    e.release.set()
     e.server.shutdown()
     e.server.server_close()
 
@@ -184,3 +204,136 @@ def test_other_operations_are_the_boto3_clients(endpoint: Endpoint) -> None:
     endpoint.answer(200, table)
     assert client().describe_table(TableName="T")["Table"]["TableName"] == "T"
     assert endpoint.seen[0][0]["x-amz-target"] == "DynamoDB_20120810.DescribeTable"
+
+
+def test_the_signature_on_the_wire_is_botocores(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the endpoint received, signed again by botocore at the time it says: the same
+    Authorization, for the host it was sent to (a port not the default one)."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token-2")
+    endpoint.answer(200, {"UnprocessedItems": {}})
+    client().batch_write_item(RequestItems={"T": [{"PutRequest": {"Item": ITEM}}]})
+    headers, body = endpoint.seen[0]
+    assert headers["host"] == endpoint.url.removeprefix("http://")
+    at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+    again = AWSRequest(
+        method="POST",
+        url=endpoint.url,
+        data=body,
+        headers={k: headers[k] for k in ("content-type", "x-amz-target", "user-agent")},
+    )
+    creds = boto3.session.Session().get_credentials().get_frozen_credentials()
+    SigV4Auth(creds, "dynamodb", "eu-west-3").add_auth(again)
+    assert headers["authorization"] == again.headers["Authorization"]
+    assert headers["user-agent"].startswith("ddbshard/")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # nothing listens there now
+
+
+def wire_client(read_timeout: float = 60) -> WireClient:
+    """A WireClient as client() makes it, with its own read timeout."""
+    session = boto3.session.Session()
+    config = Config(retries={"total_max_attempts": 1}, read_timeout=read_timeout)
+    boto = session.client("dynamodb", region_name="eu-west-3", config=config)
+    return WireClient(boto, session.get_credentials())
+
+
+@pytest.mark.parametrize(
+    "fault, raised",
+    [
+        ("refused", "EndpointConnectionError"),
+        ("dropped", "ConnectionClosedError"),
+        ("read timeout", "ReadTimeoutError"),
+        ("TLS to a plain HTTP server", "SSLError"),
+        ("proxy refused", "ProxyConnectionError"),
+    ],
+)
+def test_a_failed_connection_raises_what_botocore_raises(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, fault: str, raised: str
+) -> None:
+    """Each failure, met by the wire path and by the boto3 client's own (DescribeTable): the
+    same BotoCoreError class, which `Dynamo._try` retries."""
+    read_timeout = 60.0
+    if fault == "refused":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    elif fault == "dropped":
+        endpoint.answers += [(DROP, {}, b"")] * 3
+    elif fault == "read timeout":
+        endpoint.answers += [(HANG, {}, b"")] * 3
+        read_timeout = 0.2
+    elif fault == "TLS to a plain HTTP server":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url.replace("http:", "https:"))
+    else:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{closed_port()}")
+    ddb = wire_client(read_timeout)
+    with pytest.raises(BotoCoreError) as theirs:
+        ddb.describe_table(TableName="T")
+    with pytest.raises(BotoCoreError) as ours:
+        ddb.batch_get_item(RequestItems={})
+    assert type(ours.value) is type(theirs.value)
+    assert type(ours.value).__name__ == raised
+    if fault == "proxy refused":
+        assert "user" not in str(ours.value) and "***" in str(ours.value)  # masked, as botocore
+    assert Dynamo(ddb, no_wait())._try("batch_get_item", RequestItems={}) is None  # retried
+
+
+def test_through_a_proxy_as_botocore_sends_it(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY set: the request goes to the proxy (the test endpoint standing in for it)
+    with the absolute URL as its target, as the boto3 client's own requests do; NO_PROXY
+    naming the endpoint sends it straight there."""
+    target = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", target)
+    monkeypatch.setenv("HTTP_PROXY", endpoint.url)
+    endpoint.answer(200, {"Table": {"TableName": "T"}})
+    endpoint.answer(200, {"Responses": {}})
+    ddb = wire_client()
+    ddb.describe_table(TableName="T")
+    assert ddb.batch_get_item(RequestItems={})["Responses"] == {}
+    assert endpoint.paths == [target + "/", target + "/"]
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(BotoCoreError) as raised:
+        wire_client().batch_get_item(RequestItems={})
+    assert type(raised.value).__name__ == "EndpointConnectionError"
+
+
+def test_connections_are_kept_alive_and_pooled(endpoint: Endpoint) -> None:
+    """One connection for calls one after another (keep-alive), in the pool the boto3
+    client's own calls use."""
+    ddb = client()
+    for _ in range(3):
+        endpoint.answer(200, {"Responses": {}})
+        ddb.batch_get_item(RequestItems={})
+    endpoint.answer(200, {"Table": {"TableName": "T"}})
+    ddb.describe_table(TableName="T")
+    pools = list(ddb._endpoint.http_session._manager.pools._container.values())
+    assert len(pools) == 1 and pools[0].num_connections == 1
+
+
+@pytest.mark.parametrize("bundle", [False, True])
+def test_tls_is_verified_as_botocore_verifies_it(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bundle: bool
+) -> None:
+    """An https endpoint: certificates required, against AWS_CA_BUNDLE when set, else
+    certifi's bundle (botocore's default; it reads REQUESTS_CA_BUNDLE too)."""
+    import certifi
+
+    expected = certifi.where()
+    if bundle:
+        expected = str(tmp_path / "ca.pem")
+        (tmp_path / "ca.pem").write_bytes(Path(certifi.where()).read_bytes())
+        monkeypatch.setenv("AWS_CA_BUNDLE", expected)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url.replace("http:", "https:"))
+    ddb = wire_client()
+    with pytest.raises(BotoCoreError):  # the test endpoint speaks no TLS
+        ddb.batch_get_item(RequestItems={})
+    pool = ddb._http._pool
+    assert (pool.cert_reqs, pool.ca_certs) == ("CERT_REQUIRED", expected)

@@ -7,11 +7,13 @@ convert every item into and out of that form around it: measured, about half of 
 time per key, which is what bounds how fast rounds in flight go (docs/performance.md).
 
 So for these two calls `WireClient` does only what cannot be skipped: `json.dumps` of the
-request, a SigV4 signature, the POST, `json.loads` of the answer. Everything else stays
-botocore's, from the boto3 client it wraps: the credentials (refreshable ones are frozen per
-request), the region and endpoint (AWS_ENDPOINT_URL, FIPS, ...), and the HTTP session itself
-(proxies, CA bundle, the pool sized to the calls in flight, timeouts), so a connection that
-fails raises the same BotoCoreError it always did. An error answer is raised as botocore's
+request, a SigV4 signature (wiresign.py: botocore's, with what is the same for every request
+worked out once), the POST (wirehttp.py: on the boto3 client's own connection pool, looked up
+once), `json.loads` of the answer. Everything else stays botocore's, from the boto3 client it
+wraps: the credentials (refreshable ones are frozen per request), the region and endpoint
+(AWS_ENDPOINT_URL, FIPS, ...), and the HTTP session's settings (proxies, CA bundle, the pool
+sized to the calls in flight, timeouts), so a connection that fails raises the same
+BotoCoreError it always did. An error answer is raised as botocore's
 ClientError with the response it would have built (Error.Code from `__type`, Error.Message,
 ResponseMetadata.HTTPStatusCode), so `Dynamo._try` classifies throttling, refused credentials
 and the rest as before. Every other operation (DescribeTable, Scan, ...) is the boto3 client's
@@ -23,8 +25,11 @@ from __future__ import annotations
 import json
 import zlib
 from typing import Any
+from urllib.parse import urlsplit
 
 import ddbshard
+from ddbshard.catchup.wirehttp import Transport
+from ddbshard.catchup.wiresign import Signer
 
 __all__ = ["WireClient"]
 
@@ -41,18 +46,17 @@ class WireClient:
     wire_form = True
 
     def __init__(self, boto_client: Any, credentials: Any) -> None:
-        from botocore.auth import SigV4Auth
-
         self._boto = boto_client
         self._credentials = credentials  # None: there are none (NoCredentialsError per call)
         meta = boto_client.meta
-        self._url = meta.endpoint_url
-        self._region = meta.region_name
-        self._signing_name = meta.service_model.signing_name
-        self._signer = SigV4Auth
+        # DynamoDB's operations are POSTs to "/" under the endpoint, as botocore joins them.
+        url = meta.endpoint_url
+        if not urlsplit(url).path:
+            url += "/"
+        self._signer = Signer(url, meta.region_name, meta.service_model.signing_name)
         # The client's own HTTP session: botocore resolved its proxies, CA bundle, pool size and
-        # timeouts from the config and the environment, and maps its failures to BotoCoreError.
-        self._http = boto_client._endpoint.http_session
+        # timeouts from the config and the environment (wirehttp.py).
+        self._http = Transport(boto_client._endpoint.http_session, url)
         self._agent = f"ddbshard/{ddbshard.__version__} {meta.config.user_agent or ''}".strip()
 
     def __getattr__(self, name: str) -> Any:
@@ -65,32 +69,22 @@ class WireClient:
         return self._post("batch_write_item", request)
 
     def _post(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        from botocore.awsrequest import AWSRequest
-        from botocore.exceptions import NoCredentialsError
-
         if self._credentials is None:
+            from botocore.exceptions import NoCredentialsError
+
             raise NoCredentialsError()  # as botocore raises it when it signs
         name = _OPS[op]
-        raw = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=_DUMPS(request).encode(),
-            headers={
-                "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": _TARGET + name,
-                "User-Agent": self._agent,
-            },
-        )
+        body = _DUMPS(request).encode()
         # Frozen per request: a refreshable provider (SSO, an assumed role) renews here.
         frozen = self._credentials.get_frozen_credentials()
-        self._signer(frozen, self._signing_name, self._region).add_auth(raw)
-        response = self._http.send(raw.prepare())
-        body: bytes = response.content
-        _check_crc32(response.headers, body)
-        if response.status_code >= 300:
-            raise _client_error(name, response.status_code, response.headers, body)
-        answer: dict[str, Any] = json.loads(body)
-        answer["ResponseMetadata"] = _metadata(response.status_code, response.headers)
+        headers = self._signer.headers(frozen, _TARGET + name, body)
+        headers["User-Agent"] = self._agent
+        status, answer_headers, answer_body = self._http.post(headers, body)
+        _check_crc32(answer_headers, answer_body)
+        if status >= 300:
+            raise _client_error(name, status, answer_headers, answer_body)
+        answer: dict[str, Any] = json.loads(answer_body)
+        answer["ResponseMetadata"] = _metadata(status, answer_headers)
         return answer
 
 
