@@ -160,7 +160,7 @@ class Write:
     table: str
     put: dict[str, Any] | None  # the item (wire JSON) for a put
     key: dict[str, Any]  # the item's key (wire JSON)
-    units: int  # estimated write capacity units
+    units: int  # estimated write capacity units (0 when no budget needs them)
     tag: Any = None  # the caller's: which entry this write belongs to
     attempts: int = 0
     alone: bool = False  # send in a call of its own (to find which request a batch refused)

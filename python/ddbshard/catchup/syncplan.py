@@ -141,9 +141,12 @@ def decide(
     plan: EntryPlan,
     actual: dict[tuple[str, str], dict[str, Any]],
     unread: set[tuple[str, str]],
+    *,
+    sized: bool = True,
 ) -> None:
     """Fills in the plan's puts, deletes and unchanged from what the targets hold (`actual`, by
-    table and canonical key); `unread` are the (table, key) pairs that could not be read."""
+    table and canonical key); `unread` are the (table, key) pairs that could not be read.
+    `sized`: estimate each delete's write units (only a `--max-wcu` budget needs them; 0 else)."""
     wanted = reads(router, plan)
     kept: dict[int, str] = {}  # target -> the key its output goes to
     for (t, item), (table, key, ident) in zip(plan.new.items(), wanted, strict=False):
@@ -164,7 +167,7 @@ def decide(
             seen.add(ident)
             have = actual.get((table, ident))
             if have is not None:
-                plan.deletes.append((t, key, write_units(item_size(have))))
+                plan.deletes.append((t, key, write_units(item_size(have)) if sized else 0))
             elif (table, ident) in unread:
                 plan.deletes.append((t, key, 1))  # not known to be there: delete blind
 
