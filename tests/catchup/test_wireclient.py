@@ -337,3 +337,20 @@ def test_tls_is_verified_as_botocore_verifies_it(
         ddb.batch_get_item(RequestItems={})
     pool = ddb._http._pool
     assert (pool.cert_reqs, pool.ca_certs) == ("CERT_REQUIRED", expected)
+
+
+@pytest.mark.parametrize("body", [b"<html>captive portal</html>", b"null", b"[1]"])
+def test_a_200_that_is_not_a_json_object_is_retried_not_a_traceback(
+    endpoint: Endpoint, body: bytes
+) -> None:
+    """A 200 whose body is no DynamoDB answer (a proxy's page, a truncated body without a
+    CRC32): a failed call, retried, never a ValueError/TypeError out of `Dynamo._try` (which
+    would end sync with a traceback) nor, as botocore would parse it, an answer saying that
+    none of the keys asked for exists."""
+    endpoint.answer(200, body, crc=False)
+    with pytest.raises(BotoCoreError):
+        client().batch_get_item(RequestItems={})
+    endpoint.answer(200, body, crc=False)
+    endpoint.answer(200, {"Responses": {"T": [ITEM]}, "UnprocessedKeys": {}})
+    found, failed = Dynamo(client(), no_wait()).get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [ITEM]

@@ -83,9 +83,26 @@ class WireClient:
         _check_crc32(answer_headers, answer_body)
         if status >= 300:
             raise _client_error(name, status, answer_headers, answer_body)
-        answer: dict[str, Any] = json.loads(answer_body)
+        answer = _parse_answer(answer_body)
         answer["ResponseMetadata"] = _metadata(status, answer_headers)
         return answer
+
+
+def _parse_answer(body: bytes) -> dict[str, Any]:
+    """The JSON object of a 200. Anything else (a proxy's page, a body cut short with no CRC32
+    to catch it) is a failed call, retried: not a ValueError out of `Dynamo._try`, which
+    would end the run with a traceback, nor, as botocore parses it, `{"message": body}`, an
+    answer that names no item and so says that none of the keys asked for exists."""
+    try:
+        answer = json.loads(body)
+    except ValueError as e:  # UnicodeDecodeError too
+        answer = e
+    if isinstance(answer, dict):
+        return answer
+    from botocore.exceptions import HTTPClientError
+
+    shown = " ".join(body[:200].decode("utf-8", "replace").split())
+    raise HTTPClientError(error=f"DynamoDB's answer is not a JSON object: {shown!r}")
 
 
 def _check_crc32(headers: Any, body: bytes) -> None:
