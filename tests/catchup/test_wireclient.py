@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -24,6 +25,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from urllib3.util.wait import wait_for_read
 
 from ddbshard.catchup.dynamo import Dynamo, RetryPolicy, Write, client
 from ddbshard.catchup.wireclient import WireClient
@@ -59,6 +61,8 @@ class Endpoint:
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+                if "x-test-close" in headers:  # then closes the connection, unannounced
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -354,3 +358,22 @@ def test_a_200_that_is_not_a_json_object_is_retried_not_a_traceback(
     endpoint.answer(200, {"Responses": {"T": [ITEM]}, "UnprocessedKeys": {}})
     found, failed = Dynamo(client(), no_wait()).get([("T", {"pk": {"S": "k1"}})])
     assert failed == [] and list(found.values()) == [ITEM]
+
+
+def test_a_kept_alive_connection_the_server_has_closed_is_not_a_failed_call(
+    endpoint: Endpoint,
+) -> None:
+    """DynamoDB (and load balancers) close idle connections without a word: the next call
+    opens a new one rather than failing on the dead one, as botocore's own calls do."""
+    ddb = client()
+    for _ in range(3):
+        # Closed by the server after its answer, which says nothing of it (no Connection: close).
+        endpoint.answer(200, {"Responses": {}}, **{"x-test-close": "1"})
+    dynamo = Dynamo(ddb, no_wait())
+    for _ in range(3):
+        answer = dynamo._try("batch_get_item", RequestItems={})
+        assert answer == {"Responses": {}, "ResponseMetadata": ANY}
+        # The kept connection's socket sees the server's close before the next call.
+        (kept,) = [c for c in ddb._http._pool.pool.queue if c is not None and c.sock]
+        assert wait_for_read(kept.sock, timeout=10) and kept.sock.recv(1, socket.MSG_PEEK) == b""
+    assert dynamo.stats.calls == 3 and len(endpoint.seen) == 3
