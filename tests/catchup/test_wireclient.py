@@ -377,3 +377,75 @@ def test_a_kept_alive_connection_the_server_has_closed_is_not_a_failed_call(
         (kept,) = [c for c in ddb._http._pool.pool.queue if c is not None and c.sock]
         assert wait_for_read(kept.sock, timeout=10) and kept.sock.recv(1, socket.MSG_PEEK) == b""
     assert dynamo.stats.calls == 3 and len(endpoint.seen) == 3
+
+
+@pytest.mark.parametrize("suffix", ["/", "/prefix", "/prefix/", "/a%20b/~x"])
+def test_an_endpoint_url_with_a_path_is_posted_to_and_signed_as_botocore_does(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """AWS_ENDPOINT_URL with a path (a gateway in front of DynamoDB) or a trailing slash: the
+    same request target as the boto3 client's own calls, and the signature botocore would make
+    for it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url + suffix)
+    ddb = wire_client()
+    endpoint.answer(200, {"Table": {"TableName": "T"}})
+    ddb.describe_table(TableName="T")
+    endpoint.answer(200, {"Responses": {}})
+    ddb.batch_get_item(RequestItems={})
+    assert endpoint.paths[1] == endpoint.paths[0]
+    headers, body = endpoint.seen[1]
+    at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+    again = AWSRequest(
+        method="POST",
+        url=endpoint.url + endpoint.paths[1],
+        data=body,
+        headers={k: headers[k] for k in ("content-type", "x-amz-target")},
+    )
+    creds = boto3.session.Session().get_credentials().get_frozen_credentials()
+    SigV4Auth(creds, "dynamodb", "eu-west-3").add_auth(again)
+    assert headers["authorization"] == again.headers["Authorization"]
+
+
+def test_credentials_that_expire_mid_run_are_renewed_and_signed_with(
+    endpoint: Endpoint,
+) -> None:
+    """Refreshable credentials (an assumed role, SSO, the instance's): each call signs with
+    what they hold now, so one renewed mid-run signs the next call (new key, new token),
+    as botocore's own calls do."""
+    from botocore.credentials import RefreshableCredentials
+
+    issued: list[int] = []
+
+    def renew() -> dict[str, str]:
+        issued.append(len(issued))
+        n = len(issued)
+        # Expires at once: botocore renews them before each use (within its refresh window).
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60 * n - 60)
+        return {
+            "access_key": f"AKID{n}",
+            "secret_key": f"secret{n}",
+            "token": f"token{n}",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    creds = RefreshableCredentials.create_from_metadata(renew(), renew, "test")
+    session = boto3.session.Session()
+    boto = session.client("dynamodb", region_name="eu-west-3")
+    ddb = WireClient(boto, creds)
+    for _ in range(2):
+        endpoint.answer(200, {"Responses": {}})
+        ddb.batch_get_item(RequestItems={})
+    first, second = (h for h, _ in endpoint.seen)
+    assert first["x-amz-security-token"] != second["x-amz-security-token"]
+    for headers, body in endpoint.seen:
+        n = headers["x-amz-security-token"].removeprefix("token")
+        assert f"Credential=AKID{n}/" in headers["authorization"]
+        frozen = type(creds.get_frozen_credentials())(f"AKID{n}", f"secret{n}", f"token{n}")
+        at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+        again = AWSRequest(method="POST", url=endpoint.url + "/", data=body,
+                           headers={k: headers[k] for k in ("content-type", "x-amz-target")})  # fmt: skip
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+            SigV4Auth(frozen, "dynamodb", "eu-west-3").add_auth(again)
+        assert headers["authorization"] == again.headers["Authorization"]
