@@ -443,9 +443,9 @@ def test_credentials_that_expire_mid_run_are_renewed_and_signed_with(
         assert f"Credential=AKID{n}/" in headers["authorization"]
         frozen = type(creds.get_frozen_credentials())(f"AKID{n}", f"secret{n}", f"token{n}")
         at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
-        again = AWSRequest(method="POST", url=endpoint.url + "/", data=body,
-                           headers={k: headers[k] for k in ("content-type", "x-amz-target")})  # fmt: skip
+        signed = {k: headers[k] for k in ("content-type", "x-amz-target")}
+        again = AWSRequest(method="POST", url=endpoint.url + "/", data=body, headers=signed)
         with pytest.MonkeyPatch.context() as m:
-            m.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+            m.setattr("botocore.auth.get_current_datetime", lambda *a, at=at, **k: at)
             SigV4Auth(frozen, "dynamodb", "eu-west-3").add_auth(again)
         assert headers["authorization"] == again.headers["Authorization"]
