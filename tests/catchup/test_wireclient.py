@@ -60,6 +60,10 @@ class Endpoint:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
+                if "x-test-cut" in headers:  # the connection lost mid-body
+                    self.wfile.write(out[: len(out) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(out)
                 if "x-test-close" in headers:  # then closes the connection, unannounced
                     self.close_connection = True
@@ -449,3 +453,18 @@ def test_credentials_that_expire_mid_run_are_renewed_and_signed_with(
             m.setattr("botocore.auth.get_current_datetime", lambda *a, at=at, **k: at)
             SigV4Auth(frozen, "dynamodb", "eu-west-3").add_auth(again)
         assert headers["authorization"] == again.headers["Authorization"]
+
+
+@pytest.mark.parametrize("crc", [True, False])
+def test_an_answer_cut_short_by_a_lost_connection_is_retried(endpoint: Endpoint, crc: bool) -> None:
+    """The connection lost in the middle of the body (urllib3 is told, as botocore tells it,
+    not to check Content-Length): the CRC32 DynamoDB sends finds it out, and without one (a
+    proxy that drops the header) the half a JSON object does; either way a failed call that
+    is retried, and then the whole answer is taken."""
+    whole = {"Responses": {"T": [ITEM]}, "UnprocessedKeys": {}}
+    endpoint.answer(200, whole, crc=crc, **{"x-test-cut": "1"})
+    endpoint.answer(200, whole, crc=crc)
+    dynamo = Dynamo(client(), no_wait())
+    found, failed = dynamo.get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [ITEM]
+    assert dynamo.stats.calls == 2
