@@ -261,3 +261,24 @@ def test_usage_errors_are_one_line_before_any_call(
     )
     assert r.returncode == 2 and line in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("op", "code"),
+    [
+        ("get_records", "KMSAccessDeniedException"),  # an encrypted stream, key not usable
+        ("get_records", "KMSDisabledException"),
+        ("get_shard_iterator", "KMSNotFoundException"),
+        ("list_shards", "ResourceInUseException"),  # a stream still CREATING, or DELETING
+        ("get_records", "AccessDeniedException"),
+    ],
+)
+def test_a_refusal_no_retry_can_help_is_one_line_at_once(op: str, code: str) -> None:
+    """Not retried (the backoff would only delay the same answer): an InputError naming the
+    call, the stream and AWS's code, before any record is yielded for the failing call."""
+    fake = lineage()
+    fake.fail(op, code, times=99)
+    before = len(waits)
+    with pytest.raises(InputError, match=f"{op} on {ARN}: {code}"):
+        list(reader(fake, Checkpoint.load(None, ARN)).read())
+    assert len(fake.ops(op)) == 1 and len(waits) == before
