@@ -282,3 +282,18 @@ def test_a_refusal_no_retry_can_help_is_one_line_at_once(op: str, code: str) -> 
     with pytest.raises(InputError, match=f"{op} on {ARN}: {code}"):
         list(reader(fake, Checkpoint.load(None, ARN)).read())
     assert len(fake.ops(op)) == 1 and len(waits) == before
+
+
+def test_a_gone_parent_whose_child_starts_with_a_foreign_record_goes_by_its_arrival() -> None:
+    """Another producer's record first in the child (no change time): its arrival, which is
+    never before a change, says the child starts after --since, so P's records may be lost;
+    this was taken as "cannot tell" and the window accepted."""
+    fake = lineage()
+    fake.retention_hours = 24 * 365
+    fake.trim("shard-p")
+    shard_a = fake.shards[2]
+    assert shard_a.id == "shard-a"
+    shard_a.records.insert(0, put(9, b'{"producer": "other"}', arrival_ms=NOW - 6500))
+    since = (NOW - 8500) * 1000
+    with pytest.raises(Trimmed, match="shard-a's parent shard-p is gone"):
+        list(reader(fake, Checkpoint.load(None, ARN), since=since).read())
