@@ -372,7 +372,7 @@ def test_a_kept_alive_connection_the_server_has_closed_is_not_a_failed_call(
     ddb = client()
     for _ in range(3):
         # Closed by the server after its answer, which says nothing of it (no Connection: close).
-        endpoint.answer(200, {"Responses": {}}, **{"x-test-close": "1"})
+        endpoint.answer(200, {"Responses": {}}, True, **{"x-test-close": "1"})
     dynamo = Dynamo(ddb, no_wait())
     for _ in range(3):
         answer = dynamo._try("batch_get_item", RequestItems={})
@@ -468,3 +468,54 @@ def test_an_answer_cut_short_by_a_lost_connection_is_retried(endpoint: Endpoint,
     found, failed = dynamo.get([("T", {"pk": {"S": "k1"}})])
     assert failed == [] and list(found.values()) == [ITEM]
     assert dynamo.stats.calls == 2
+
+
+@pytest.mark.parametrize(
+    "region, env",
+    [
+        ("local", {}),  # DynamoDB Local: botocore signs for us-east-1 (its endpoint rules)
+        ("us-east-1", {}),
+        ("us-east-1", {"AWS_USE_FIPS_ENDPOINT": "true"}),
+        ("cn-north-1", {"AWS_USE_DUALSTACK_ENDPOINT": "true"}),
+        ("us-east-1", {"AWS_ACCOUNT_ID": "123456789012"}),  # an account-based endpoint
+    ],
+)
+def test_the_endpoint_and_signing_region_are_what_botocore_resolves(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, region: str, env: dict[str, str]
+) -> None:
+    """Where botocore's own BatchGetItem would go and the region it signs for, from
+    DynamoDB's endpoint rules (not only the client's region_name and endpoint_url): nothing is
+    sent, both requests are taken before they leave."""
+    from botocore.awsrequest import AWSResponse
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_REGION", region)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = datetime.datetime(2026, 12, 7, 2, 45, 1)
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+    monkeypatch.setattr("time.time", lambda: at.replace(tzinfo=datetime.UTC).timestamp())
+    ddb = client()
+    taken: list[tuple[str, str]] = []
+
+    def scope(authorization: str) -> str:
+        return authorization.partition(", Signature=")[0]  # the bodies differ in spacing
+
+    class Raw:
+        def stream(self, **kwargs: Any) -> Iterator[bytes]:
+            yield b'{"Responses": {}}'
+
+    def theirs(request: Any, **kwargs: Any) -> Any:
+        taken.append((request.url, scope(request.headers["Authorization"].decode())))
+        return AWSResponse(request.url, 200, {}, Raw())
+
+    ddb.meta.events.register("before-send.dynamodb.BatchGetItem", theirs)
+    ddb._boto.batch_get_item(RequestItems={})
+
+    def ours(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        taken.append((ddb._http._url, scope(headers["Authorization"])))
+        return 200, {}, b'{"Responses": {}}'
+
+    monkeypatch.setattr(ddb._http, "post", ours)
+    ddb.batch_get_item(RequestItems={})
+    assert taken[1] == taken[0]
