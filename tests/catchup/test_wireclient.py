@@ -519,3 +519,14 @@ def test_the_endpoint_and_signing_region_are_what_botocore_resolves(
     monkeypatch.setattr(ddb._http, "post", ours)
     ddb.batch_get_item(RequestItems={})
     assert taken[1] == taken[0]
+
+
+def test_a_proxys_error_page_is_a_short_one_line_reason(endpoint: Endpoint) -> None:
+    """A 4xx whose body is a proxy's HTML page: not retried (code the status, as botocore
+    gives it), and the reason each key fails with (in the failed-keys file, once per key) is
+    one short line, not the page."""
+    page = b"<html>\n<head><title>403 Forbidden</title></head>\n<body>" + b"x" * 20_000
+    endpoint.answer(403, page + b"</body>\n</html>\n", crc=False)
+    reason = Dynamo(client(), no_wait())._try("batch_get_item", RequestItems={})
+    assert isinstance(reason, str) and reason.startswith("403: <html> <head><title>403 Forbidden")
+    assert "\n" not in reason and len(reason) < 300

@@ -101,8 +101,12 @@ def _parse_answer(body: bytes) -> dict[str, Any]:
         return answer
     from botocore.exceptions import HTTPClientError
 
-    shown = " ".join(body[:200].decode("utf-8", "replace").split())
-    raise HTTPClientError(error=f"DynamoDB's answer is not a JSON object: {shown!r}")
+    raise HTTPClientError(error=f"DynamoDB's answer is not a JSON object: {_shortened(body)!r}")
+
+
+def _shortened(body: bytes, limit: int = 200) -> str:
+    text = " ".join(body[: limit * 4].decode("utf-8", "replace").split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _resolve(boto: Any) -> tuple[str, str, str]:
@@ -172,7 +176,9 @@ def _client_error(op: str, status: int, headers: Any, body: bytes) -> Exception:
         parsed = json.loads(body) if body else {}
     except ValueError:
         parsed = None
-        message = body.decode("utf-8", "replace").strip()
+        # One short line: it becomes the reason of every key the call held (the failed-keys
+        # file, once per key), and a proxy's page may be long and many lines.
+        message = _shortened(body)
     if isinstance(parsed, dict):
         kind = parsed.get("__type") or headers.get("x-amzn-errortype") or ""
         code = str(kind).rpartition("#")[2].partition(":")[0] or code
