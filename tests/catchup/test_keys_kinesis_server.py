@@ -161,3 +161,26 @@ def test_records_that_are_not_valid_are_reported_and_counted(
     assert "read 7 records: 1 malformed, 1 with an invalid image" in r.stdout
     keys = sorted(json.loads(x)["Keys"]["pk"]["S"] for x in out.read_text().splitlines())
     assert keys == ["USER#0", "USER#1", "USER#7"]
+
+
+def test_an_until_kinesis_may_still_deliver_records_before_is_refused(
+    aws: FaultyDynamo, kinesis: Any, tmp_path: Path
+) -> None:
+    """--until less than 60 s ago: a change made before it may still arrive (Kinesis delivers
+    out of order, which is why reading goes on 60 s past --until). Reading the stream to now
+    would write a keys file that claims the window and exit 0 without it: refused instead, in
+    one line, before the stream is read."""
+    now_ms = int(time.time() * 1000)
+    _put(kinesis, [change("USER#1", "INSERT", at_ms=now_ms - 2000)])
+    out = tmp_path / "k.jsonl"
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms / 1000 - 10))
+    r = run_cli(aws.env(), "keys", "--from-kinesis", "ddb-changes", "--until", until,
+                "--out", str(out))  # fmt: skip
+    assert r.returncode == 2, r.stdout
+    assert "--until" in r.stderr and "(60 s later)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    # Once --until is 60 s in the past, the same window is read.
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms / 1000 - 61))
+    r = run_cli(aws.env(), "keys", "--from-kinesis", "ddb-changes", "--until", until,
+                "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr

@@ -261,3 +261,62 @@ def test_usage_errors_are_one_line_before_any_call(
     )
     assert r.returncode == 2 and line in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("op", "code"),
+    [
+        ("get_records", "KMSAccessDeniedException"),  # an encrypted stream, key not usable
+        ("get_records", "KMSDisabledException"),
+        ("get_shard_iterator", "KMSNotFoundException"),
+        ("list_shards", "ResourceInUseException"),  # a stream still CREATING, or DELETING
+        ("get_records", "AccessDeniedException"),
+    ],
+)
+def test_a_refusal_no_retry_can_help_is_one_line_at_once(op: str, code: str) -> None:
+    """Not retried (the backoff would only delay the same answer): an InputError naming the
+    call, the stream and AWS's code, before any record is yielded for the failing call."""
+    fake = lineage()
+    fake.fail(op, code, times=99)
+    before = len(waits)
+    with pytest.raises(InputError, match=f"{op} on {ARN}: {code}"):
+        list(reader(fake, Checkpoint.load(None, ARN)).read())
+    assert len(fake.ops(op)) == 1 and len(waits) == before
+
+
+def test_a_gone_parent_whose_child_starts_with_a_foreign_record_goes_by_its_arrival() -> None:
+    """Another producer's record first in the child (no change time): its arrival, which is
+    never before a change, says the child starts after --since, so P's records may be lost;
+    this was taken as "cannot tell" and the window accepted."""
+    fake = lineage()
+    fake.retention_hours = 24 * 365
+    fake.trim("shard-p")
+    shard_a = fake.shards[2]
+    assert shard_a.id == "shard-a"
+    shard_a.records.insert(0, put(9, b'{"producer": "other"}', arrival_ms=NOW - 6500))
+    since = (NOW - 8500) * 1000
+    with pytest.raises(Trimmed, match="shard-a's parent shard-p is gone"):
+        list(reader(fake, Checkpoint.load(None, ARN), since=since).read())
+
+
+def test_a_checkpointed_position_aged_out_of_an_open_shard_is_trimming(tmp_path: Path) -> None:
+    """Kinesis has no TrimmedDataAccessException: an iterator AFTER a position that has
+    passed the retention silently starts at the oldest record kept, and the records between
+    are lost. The position's own record still there proves nothing after it went; gone, the
+    run says the records after it may be trimmed (exit 1) rather than claim them read."""
+    shard = KShard("shard-0", [put(n, change(f"k{n}", at_ms=NOW - 9000 + n)) for n in (1, 2, 3)],
+                   closed=False)  # fmt: skip
+    fake = FakeKinesis([shard])
+    cp = str(tmp_path / "cp.json")
+    first = reader(fake, Checkpoint.load(cp, ARN))
+    assert [c.where for c in changes(first)] == ["shard-0 #1", "shard-0 #2", "shard-0 #3"]
+    first.commit(first.progress())
+    shard.records += [put(n, change(f"k{n}", at_ms=NOW - 5000 + n)) for n in (4, 5)]
+    # Still kept: the next run goes on after it.
+    again = reader(fake, Checkpoint.load(cp, ARN))
+    assert [c.where for c in changes(again)] == ["shard-0 #4", "shard-0 #5"]
+    # The checkpoint's record (3) and the one after it (4) aged out before this run.
+    fake.age_out("shard-0", 4)
+    late = reader(fake, Checkpoint.load(cp, ARN))
+    with pytest.raises(Trimmed, match="shard shard-0 cannot be read after sequence number 3"):
+        list(late.read())

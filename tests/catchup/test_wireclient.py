@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -24,6 +25,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from urllib3.util.wait import wait_for_read
 
 from ddbshard.catchup.dynamo import Dynamo, RetryPolicy, Write, client
 from ddbshard.catchup.wireclient import WireClient
@@ -58,7 +60,13 @@ class Endpoint:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
+                if "x-test-cut" in headers:  # the connection lost mid-body
+                    self.wfile.write(out[: len(out) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(out)
+                if "x-test-close" in headers:  # then closes the connection, unannounced
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -337,3 +345,188 @@ def test_tls_is_verified_as_botocore_verifies_it(
         ddb.batch_get_item(RequestItems={})
     pool = ddb._http._pool
     assert (pool.cert_reqs, pool.ca_certs) == ("CERT_REQUIRED", expected)
+
+
+@pytest.mark.parametrize("body", [b"<html>captive portal</html>", b"null", b"[1]"])
+def test_a_200_that_is_not_a_json_object_is_retried_not_a_traceback(
+    endpoint: Endpoint, body: bytes
+) -> None:
+    """A 200 whose body is no DynamoDB answer (a proxy's page, a truncated body without a
+    CRC32): a failed call, retried, never a ValueError/TypeError out of `Dynamo._try` (which
+    would end sync with a traceback) nor, as botocore would parse it, an answer saying that
+    none of the keys asked for exists."""
+    endpoint.answer(200, body, crc=False)
+    with pytest.raises(BotoCoreError):
+        client().batch_get_item(RequestItems={})
+    endpoint.answer(200, body, crc=False)
+    endpoint.answer(200, {"Responses": {"T": [ITEM]}, "UnprocessedKeys": {}})
+    found, failed = Dynamo(client(), no_wait()).get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [ITEM]
+
+
+def test_a_kept_alive_connection_the_server_has_closed_is_not_a_failed_call(
+    endpoint: Endpoint,
+) -> None:
+    """DynamoDB (and load balancers) close idle connections without a word: the next call
+    opens a new one rather than failing on the dead one, as botocore's own calls do."""
+    ddb = client()
+    for _ in range(3):
+        # Closed by the server after its answer, which says nothing of it (no Connection: close).
+        endpoint.answer(200, {"Responses": {}}, True, **{"x-test-close": "1"})
+    dynamo = Dynamo(ddb, no_wait())
+    for _ in range(3):
+        answer = dynamo._try("batch_get_item", RequestItems={})
+        assert answer == {"Responses": {}, "ResponseMetadata": ANY}
+        # The kept connection's socket sees the server's close before the next call.
+        (kept,) = [c for c in ddb._http._pool.pool.queue if c is not None and c.sock]
+        assert wait_for_read(kept.sock, timeout=10) and kept.sock.recv(1, socket.MSG_PEEK) == b""
+    assert dynamo.stats.calls == 3 and len(endpoint.seen) == 3
+
+
+@pytest.mark.parametrize("suffix", ["/", "/prefix", "/prefix/", "/a%20b/~x"])
+def test_an_endpoint_url_with_a_path_is_posted_to_and_signed_as_botocore_does(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """AWS_ENDPOINT_URL with a path (a gateway in front of DynamoDB) or a trailing slash: the
+    same request target as the boto3 client's own calls, and the signature botocore would make
+    for it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url + suffix)
+    ddb = wire_client()
+    endpoint.answer(200, {"Table": {"TableName": "T"}})
+    ddb.describe_table(TableName="T")
+    endpoint.answer(200, {"Responses": {}})
+    ddb.batch_get_item(RequestItems={})
+    assert endpoint.paths[1] == endpoint.paths[0]
+    headers, body = endpoint.seen[1]
+    at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+    again = AWSRequest(
+        method="POST",
+        url=endpoint.url + endpoint.paths[1],
+        data=body,
+        headers={k: headers[k] for k in ("content-type", "x-amz-target")},
+    )
+    creds = boto3.session.Session().get_credentials().get_frozen_credentials()
+    SigV4Auth(creds, "dynamodb", "eu-west-3").add_auth(again)
+    assert headers["authorization"] == again.headers["Authorization"]
+
+
+def test_credentials_that_expire_mid_run_are_renewed_and_signed_with(
+    endpoint: Endpoint,
+) -> None:
+    """Refreshable credentials (an assumed role, SSO, the instance's): each call signs with
+    what they hold now, so one renewed mid-run signs the next call (new key, new token),
+    as botocore's own calls do."""
+    from botocore.credentials import RefreshableCredentials
+
+    issued: list[int] = []
+
+    def renew() -> dict[str, str]:
+        issued.append(len(issued))
+        n = len(issued)
+        # Expires at once: botocore renews them before each use (within its refresh window).
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60 * n - 60)
+        return {
+            "access_key": f"AKID{n}",
+            "secret_key": f"secret{n}",
+            "token": f"token{n}",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    creds = RefreshableCredentials.create_from_metadata(renew(), renew, "test")
+    session = boto3.session.Session()
+    boto = session.client("dynamodb", region_name="eu-west-3")
+    ddb = WireClient(boto, creds)
+    for _ in range(2):
+        endpoint.answer(200, {"Responses": {}})
+        ddb.batch_get_item(RequestItems={})
+    first, second = (h for h, _ in endpoint.seen)
+    assert first["x-amz-security-token"] != second["x-amz-security-token"]
+    for headers, body in endpoint.seen:
+        n = headers["x-amz-security-token"].removeprefix("token")
+        assert f"Credential=AKID{n}/" in headers["authorization"]
+        frozen = type(creds.get_frozen_credentials())(f"AKID{n}", f"secret{n}", f"token{n}")
+        at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+        signed = {k: headers[k] for k in ("content-type", "x-amz-target")}
+        again = AWSRequest(method="POST", url=endpoint.url + "/", data=body, headers=signed)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr("botocore.auth.get_current_datetime", lambda *a, at=at, **k: at)
+            SigV4Auth(frozen, "dynamodb", "eu-west-3").add_auth(again)
+        assert headers["authorization"] == again.headers["Authorization"]
+
+
+@pytest.mark.parametrize("crc", [True, False])
+def test_an_answer_cut_short_by_a_lost_connection_is_retried(endpoint: Endpoint, crc: bool) -> None:
+    """The connection lost in the middle of the body (urllib3 is told, as botocore tells it,
+    not to check Content-Length): the CRC32 DynamoDB sends finds it out, and without one (a
+    proxy that drops the header) the half a JSON object does; either way a failed call that
+    is retried, and then the whole answer is taken."""
+    whole = {"Responses": {"T": [ITEM]}, "UnprocessedKeys": {}}
+    endpoint.answer(200, whole, crc=crc, **{"x-test-cut": "1"})
+    endpoint.answer(200, whole, crc=crc)
+    dynamo = Dynamo(client(), no_wait())
+    found, failed = dynamo.get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [ITEM]
+    assert dynamo.stats.calls == 2
+
+
+@pytest.mark.parametrize(
+    "region, env",
+    [
+        ("local", {}),  # DynamoDB Local: botocore signs for us-east-1 (its endpoint rules)
+        ("us-east-1", {}),
+        ("us-east-1", {"AWS_USE_FIPS_ENDPOINT": "true"}),
+        ("cn-north-1", {"AWS_USE_DUALSTACK_ENDPOINT": "true"}),
+        ("us-east-1", {"AWS_ACCOUNT_ID": "123456789012"}),  # an account-based endpoint
+    ],
+)
+def test_the_endpoint_and_signing_region_are_what_botocore_resolves(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, region: str, env: dict[str, str]
+) -> None:
+    """Where botocore's own BatchGetItem would go and the region it signs for, from
+    DynamoDB's endpoint rules (not only the client's region_name and endpoint_url): nothing is
+    sent, both requests are taken before they leave."""
+    from botocore.awsrequest import AWSResponse
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_REGION", region)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = datetime.datetime(2026, 12, 7, 2, 45, 1)
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: at)
+    monkeypatch.setattr("time.time", lambda: at.replace(tzinfo=datetime.UTC).timestamp())
+    ddb = client()
+    taken: list[tuple[str, str]] = []
+
+    def scope(authorization: str) -> str:
+        return authorization.partition(", Signature=")[0]  # the bodies differ in spacing
+
+    class Raw:
+        def stream(self, **kwargs: Any) -> Iterator[bytes]:
+            yield b'{"Responses": {}}'
+
+    def theirs(request: Any, **kwargs: Any) -> Any:
+        taken.append((request.url, scope(request.headers["Authorization"].decode())))
+        return AWSResponse(request.url, 200, {}, Raw())
+
+    ddb.meta.events.register("before-send.dynamodb.BatchGetItem", theirs)
+    ddb._boto.batch_get_item(RequestItems={})
+
+    def ours(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        taken.append((ddb._http._url, scope(headers["Authorization"])))
+        return 200, {}, b'{"Responses": {}}'
+
+    monkeypatch.setattr(ddb._http, "post", ours)
+    ddb.batch_get_item(RequestItems={})
+    assert taken[1] == taken[0]
+
+
+def test_a_proxys_error_page_is_a_short_one_line_reason(endpoint: Endpoint) -> None:
+    """A 4xx whose body is a proxy's HTML page: not retried (code the status, as botocore
+    gives it), and the reason each key fails with (in the failed-keys file, once per key) is
+    one short line, not the page."""
+    page = b"<html>\n<head><title>403 Forbidden</title></head>\n<body>" + b"x" * 20_000
+    endpoint.answer(403, page + b"</body>\n</html>\n", crc=False)
+    reason = Dynamo(client(), no_wait())._try("batch_get_item", RequestItems={})
+    assert isinstance(reason, str) and reason.startswith("403: <html> <head><title>403 Forbidden")
+    assert "\n" not in reason and len(reason) < 300

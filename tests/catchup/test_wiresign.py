@@ -126,3 +126,39 @@ def test_the_clock_is_used_when_no_time_is_given(monkeypatch: pytest.MonkeyPatch
     creds = Credentials("AKID", "secret")
     ours = Signer("http://127.0.0.1:1", "eu-west-3", "dynamodb").headers(creds, TARGET, b"")
     assert ours["X-Amz-Date"] == "20270102T030405Z"
+
+
+def test_sixteen_threads_sharing_one_signer_across_rotations_and_midnight() -> None:
+    """sync's 16 calls in flight share one Signer while the secret rotates and the day turns:
+    every signature is the one a Signer of its own would make (the cached key is never one
+    thread's secret or day used for another's request)."""
+    import threading
+
+    url = "http://127.0.0.1:8000"
+    days = [
+        epoch(datetime.datetime(2026, 12, 7, 23, 59, 59)),
+        epoch(datetime.datetime(2026, 12, 8)),
+    ]
+    keys = [Credentials(f"AKID{n}", f"secret-{n}", None) for n in range(3)]
+    cases = [(k, d) for k in range(3) for d in range(2)]
+    expected = {
+        (k, d): Signer(url, "eu-west-3", "dynamodb").headers(keys[k], TARGET, BODY, days[d])
+        for k, d in cases
+    }
+    shared = Signer(url, "eu-west-3", "dynamodb")
+    wrong: list[tuple[int, int]] = []
+    start = threading.Barrier(16)
+
+    def sign(n: int) -> None:
+        start.wait()
+        for i in range(300):
+            k, d = cases[(n + i) % len(cases)]
+            if shared.headers(keys[k], TARGET, BODY, days[d]) != expected[(k, d)]:
+                wrong.append((k, d))
+
+    threads = [threading.Thread(target=sign, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

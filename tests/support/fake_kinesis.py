@@ -8,6 +8,7 @@ errors as ClientError with AWS's codes), over shards a test lays out:
     fake.fail("get_records", "ProvisionedThroughputExceededException", times=2)
     fake.expire_next()          # the next get_records call finds its iterator expired
     fake.trim("shard-p")        # the shard and its records are gone (ListShards too)
+    fake.age_out("shard-0", 2)  # its 2 oldest records are gone, the shard still listed
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ class FakeKinesis:
     def trim(self, shard_id: str) -> None:
         self._trimmed.add(shard_id)
 
+    def age_out(self, shard_id: str, count: int) -> None:
+        """The shard's `count` oldest records pass the retention: gone, the shard still listed,
+        and as Kinesis does, no error for a position among them (AFTER_SEQUENCE_NUMBER of one
+        starts at the oldest record kept)."""
+        shard = self._shard(shard_id)
+        assert shard is not None
+        del shard.records[:count]
+
     def ops(self, op: str) -> list[dict[str, Any]]:
         return [kwargs for name, kwargs in self.calls if name == op]
 
@@ -147,6 +156,8 @@ class FakeKinesis:
             when = float(kwargs["Timestamp"])
             stamps = [r["ApproximateArrivalTimestamp"].timestamp() for r in shard.records]
             pos, gaps = sum(1 for t in stamps if t < when), 0
+        elif kind == "AT_SEQUENCE_NUMBER":
+            pos, gaps = sum(1 for q in seqs if q < int(kwargs["StartingSequenceNumber"])), 0
         else:
             assert kind == "AFTER_SEQUENCE_NUMBER"
             pos, gaps = sum(1 for q in seqs if q <= int(kwargs["StartingSequenceNumber"])), 0

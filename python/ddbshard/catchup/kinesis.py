@@ -98,6 +98,7 @@ class KinesisReader(StreamReader):
         assert self.arn == stream.arn, "the checkpoint is loaded for the stream's ARN"
         self.retention_hours = stream.retention_hours
         self.created = stream.created
+        self._kept_checked: set[str] = set()  # shards whose position is known to be kept
 
     def describe(self) -> list[Shard]:
         """Every shard ListShards lists (all pages), parents first."""
@@ -138,6 +139,33 @@ class KinesisReader(StreamReader):
         if self.since is not None:
             return self._iterator(shard, "AT_TIMESTAMP")
         return self._iterator(shard, "TRIM_HORIZON")
+
+    def _resume_iterator(self, shard: Shard) -> str:
+        # Kinesis has no TrimmedDataAccessException: AFTER_SEQUENCE_NUMBER of a record that has
+        # passed the retention silently starts at the oldest record kept, and whatever came
+        # between is lost. So, once per shard, the position's own record is looked for: still
+        # kept, nothing after it is gone (records leave oldest first); gone, records after it
+        # may be too (if the one right after was kept, that cannot be told: said all the same).
+        # A checkpoint's positions only: this run's own are minutes old.
+        seq = self.positions.get(shard.id)
+        if seq is not None and shard.id not in self._kept_checked:
+            self._kept_checked.add(shard.id)  # first: an expired iterator resumes from here
+            if seq == self.checkpoint.positions.get(shard.id) and not self._still_holds(shard, seq):
+                raise self._trimmed(shard)
+        return super()._resume_iterator(shard)
+
+    def _still_holds(self, shard: Shard, seq: str) -> bool:
+        """Whether the shard still holds the record numbered `seq`."""
+        it: str | None = self._iterator(shard, "AT_SEQUENCE_NUMBER", seq)
+        while it:
+            page = self._get_records(shard, it, limit=1)
+            records = page.get("Records", [])
+            if records:
+                return bool(self._unpack(records[0]).seq == seq)
+            if self._at_now(shard, page):
+                return False
+            it = page.get("NextShardIterator")  # an empty page before the shard's records
+        return False  # a closed shard with nothing left at or after it
 
     def _iterator_args(self, shard: Shard, kind: str, seq: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"StreamARN": self.arn, "ShardId": shard.id}

@@ -487,7 +487,10 @@ class StreamReader:
         page = self._get_records(shard, self._iterator(shard, "TRIM_HORIZON"), limit=1)
         first = page.get("Records", [])
         if first:
-            t = self._unpack(first[0]).t
+            got = self._unpack(first[0])
+            # A record with no change time (another producer's, on a Kinesis stream) still
+            # has its arrival, never before the change it would carry.
+            t = got.t if got.t is not None else got.arrival
             if t is None or t <= self.since:
                 return
             when = iso_time(t)

@@ -10,14 +10,14 @@ So for these two calls `WireClient` does only what cannot be skipped: `json.dump
 request, a SigV4 signature (wiresign.py: botocore's, with what is the same for every request
 worked out once), the POST (wirehttp.py: on the boto3 client's own connection pool, looked up
 once), `json.loads` of the answer. Everything else stays botocore's, from the boto3 client it
-wraps: the credentials (refreshable ones are frozen per request), the region and endpoint
-(AWS_ENDPOINT_URL, FIPS, ...), and the HTTP session's settings (proxies, CA bundle, the pool
-sized to the calls in flight, timeouts), so a connection that fails raises the same
-BotoCoreError it always did. An error answer is raised as botocore's
-ClientError with the response it would have built (Error.Code from `__type`, Error.Message,
-ResponseMetadata.HTTPStatusCode), so `Dynamo._try` classifies throttling, refused credentials
-and the rest as before. Every other operation (DescribeTable, Scan, ...) is the boto3 client's
-own, in its own form.
+wraps: the credentials (refreshable ones are frozen per request), the endpoint and signing
+region its endpoint rules give (AWS_ENDPOINT_URL, FIPS, DynamoDB Local, an account's endpoint,
+...), and the HTTP session's settings (proxies, CA bundle, the pool sized to the calls in
+flight, timeouts), so a connection that fails raises the same BotoCoreError it always did.
+An error answer is raised as botocore's ClientError with the response it would have built
+(Error.Code from `__type`, Error.Message, ResponseMetadata.HTTPStatusCode), so `Dynamo._try`
+classifies throttling, refused credentials and the rest as before. Every other operation
+(DescribeTable, Scan, ...) is the boto3 client's own, in its own form.
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ class WireClient:
         self._boto = boto_client
         self._credentials = credentials  # None: there are none (NoCredentialsError per call)
         meta = boto_client.meta
+        url, region, service = _resolve(boto_client)
         # DynamoDB's operations are POSTs to "/" under the endpoint, as botocore joins them.
-        url = meta.endpoint_url
         if not urlsplit(url).path:
             url += "/"
-        self._signer = Signer(url, meta.region_name, meta.service_model.signing_name)
+        self._signer = Signer(url, region, service)
         # The client's own HTTP session: botocore resolved its proxies, CA bundle, pool size and
         # timeouts from the config and the environment (wirehttp.py).
         self._http = Transport(boto_client._endpoint.http_session, url)
@@ -83,9 +83,61 @@ class WireClient:
         _check_crc32(answer_headers, answer_body)
         if status >= 300:
             raise _client_error(name, status, answer_headers, answer_body)
-        answer: dict[str, Any] = json.loads(answer_body)
+        answer = _parse_answer(answer_body)
         answer["ResponseMetadata"] = _metadata(status, answer_headers)
         return answer
+
+
+def _parse_answer(body: bytes) -> dict[str, Any]:
+    """The JSON object of a 200. Anything else (a proxy's page, a body cut short with no CRC32
+    to catch it) is a failed call, retried: not a ValueError out of `Dynamo._try`, which
+    would end the run with a traceback, nor, as botocore parses it, `{"message": body}`, an
+    answer that names no item and so says that none of the keys asked for exists."""
+    try:
+        answer = json.loads(body)
+    except ValueError as e:  # UnicodeDecodeError too
+        answer = e
+    if isinstance(answer, dict):
+        return answer
+    from botocore.exceptions import HTTPClientError
+
+    raise HTTPClientError(error=f"DynamoDB's answer is not a JSON object: {_shortened(body)!r}")
+
+
+def _shortened(body: bytes, limit: int = 200) -> str:
+    text = " ".join(body[: limit * 4].decode("utf-8", "replace").split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _resolve(boto: Any) -> tuple[str, str, str]:
+    """The URL, signing region and signing name of botocore's own BatchGetItem, from
+    DynamoDB's endpoint rules as the client resolves them for each call. They may differ from
+    the client's endpoint_url and region_name: region "local" is DynamoDB Local's
+    http://localhost:8000 signed for us-east-1 (which DynamoDB Local keeps its tables under),
+    and credentials that carry an account ID go to the account's endpoint. The same for every
+    call here (no table ARNs), so resolved once; the client's own values if the resolver (a
+    private part of botocore) is not as known here, or cannot resolve without a call."""
+    meta = boto.meta
+    url, region, service = meta.endpoint_url, meta.region_name, meta.service_model.signing_name
+    resolver: Any = getattr(boto, "_ruleset_resolver", None)
+    if not hasattr(resolver, "construct_endpoint"):
+        return url, region, service
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        operation = meta.service_model.operation_model("BatchGetItem")
+        endpoint = resolver.construct_endpoint(operation, {"RequestItems": {}}, {})
+        schemes = endpoint.properties.get("authSchemes")
+        signing = resolver.auth_schemes_to_signing_ctx(schemes)[1] if schemes else {}
+    except BotoCoreError:
+        # No credentials yet, an account ID required but unknown, ...: every call raises
+        # it from botocore's own client; here from the signing or the endpoint itself.
+        return url, region, service
+    return (
+        str(endpoint.url),
+        str(signing.get("region") or region),
+        str(signing.get("signing_name") or service),
+    )
 
 
 def _check_crc32(headers: Any, body: bytes) -> None:
@@ -124,7 +176,9 @@ def _client_error(op: str, status: int, headers: Any, body: bytes) -> Exception:
         parsed = json.loads(body) if body else {}
     except ValueError:
         parsed = None
-        message = body.decode("utf-8", "replace").strip()
+        # One short line: it becomes the reason of every key the call held (the failed-keys
+        # file, once per key), and a proxy's page may be long and many lines.
+        message = _shortened(body)
     if isinstance(parsed, dict):
         kind = parsed.get("__type") or headers.get("x-amzn-errortype") or ""
         code = str(kind).rpartition("#")[2].partition(":")[0] or code

@@ -115,6 +115,19 @@ def _usage(args: Any) -> str | None:
     if live:
         if args.kind or args.inputs:
             return f"{live} reads the stream itself: no --from, no INPUT"
+        if args.from_kinesis and args.until is not None:
+            from ddbshard.catchup.kinesis import LATE_MICROS
+
+            # Kinesis may deliver a change made before --until up to LATE_MICROS after it
+            # (the reader reads on that long past --until). Before then the stream read to now
+            # may still lack one, and the keys file would claim the window without it.
+            ready = args.until + LATE_MICROS
+            if ready > time.time() * 1_000_000:
+                return (
+                    f"--until {_iso(args.until)}: Kinesis may deliver changes made before it "
+                    f"until {_iso(ready)} ({LATE_MICROS // 1_000_000} s later), so the window "
+                    "cannot be read complete yet; run then, or leave --until out"
+                )
     elif not args.kind or not args.inputs:
         return (
             "give --from KIND INPUT... (records in files), --from-stream TABLE or "
