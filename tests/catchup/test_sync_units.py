@@ -27,6 +27,7 @@ from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncrun import SOURCE, TARGETS, _Gate
 from ddbshard.catchup.wire import canonical, item_from_client, item_size, item_to_client
 from ddbshard.config import parse_config
+from ddbshard.exceptions import InputError
 from support.ddb_tables import run_cli
 
 
@@ -432,3 +433,27 @@ def test_concurrency_out_of_range_is_one_line_and_exit_2(value: str, message: st
     r = run_cli(dict(os.environ), "sync", "nowhere.toml", *args)
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_signature_out_of_date_says_to_check_the_clock() -> None:
+    """DynamoDB refuses a request signed more than 5 minutes off its clock with
+    InvalidSignatureException "Signature expired": the run stops (every call would be refused)
+    and says it is the machine's clock, quoting DynamoDB; other refusals keep its message."""
+    expired = ClientError(
+        {
+            "Error": {
+                "Code": "InvalidSignatureException",
+                "Message": "Signature expired: 20261207T000000Z is now earlier than "
+                "20261207T000500Z (20261207T001000Z - 5 min.)",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "BatchGetItem",
+    )
+    dynamo = Dynamo(Scripted(then=expired), no_wait([]))
+    with pytest.raises(InputError, match=r"check this machine's clock.*") as e:
+        dynamo.get([("T", {"pk": {"S": "k"}})])
+    assert "Signature expired: 20261207T000000Z" in str(e.value)
+    dynamo = Dynamo(Scripted(then=error("UnrecognizedClientException")), no_wait([]))
+    with pytest.raises(InputError, match=r"UnrecognizedClientException: UnrecognizedClient"):
+        dynamo.get([("T", {"pk": {"S": "k"}})])

@@ -390,3 +390,44 @@ def test_read_only_folder_is_refused_before_reading(
     line = assert_one_line_error(r, seconds)
     assert f"{read_only} is not writable" in line, line
     assert list(read_only.iterdir()) == []
+
+
+def test_a_ca_bundle_that_does_not_exist_is_one_line_and_exit_2(
+    export: Path, tmp_path: Path
+) -> None:
+    """AWS_CA_BUNDLE naming a missing file fails every TLS handshake alike: one line saying
+    so, at once (not retried for a minute as a dropped connection, nor blamed on throttling)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        env = {
+            **AWS_ENV,
+            "AWS_ENDPOINT_URL": f"https://127.0.0.1:{listener.getsockname()[1]}",
+            "AWS_CA_BUNDLE": str(tmp_path / "no-such-ca.pem"),
+        }
+        cfg = write_config(tmp_path / "c.toml", str(export), str(tmp_path / "out"))
+        keys = tmp_path / "k.jsonl"
+        keys.write_text('{"Keys": {"pk": {"S": "a"}, "sk": {"S": "b"}}}\n')
+        r, took = cli(
+            "sync", str(cfg), "--keys", str(keys), "--source-table", "S", cwd=tmp_path, env=env
+        )
+        line = assert_one_line_error(r, took)
+        assert "no-such-ca.pem" in line and "does not exist" in line, line
+    finally:
+        listener.close()
+        for s in accepted:
+            s.close()

@@ -370,8 +370,15 @@ class Dynamo:
                 raise InputError(f"{op}: {code}: {message}") from e
             if code in _REFUSED_CREDENTIALS:
                 # Every other key would be refused alike: stop, rather than fail them all.
+                if "Signature expired" in message or "not yet current" in message:
+                    # A signature dated too far from AWS's clock: the machine's clock is off.
+                    raise InputError(
+                        f"AWS refused the request's signature as out of date ({message}): "
+                        "check this machine's clock (it must be within 5 minutes of AWS's)"
+                    ) from e
                 raise InputError(
-                    f"AWS refused the credentials ({code}): renew or fix them, then run again"
+                    f"AWS refused the credentials ({code}: {' '.join(message.split())[:200]}): "
+                    "renew or fix them, then run again"
                 ) from e
             return f"{code}: {message}"
         except BotoCoreError as e:

@@ -185,7 +185,23 @@ def aws_setup_problem(e: BaseException | None) -> str | None:
             return f"AWS credentials could not be loaded: {' '.join(str(cause).split())}"
         if isinstance(cause, exc.ConfigParseError):
             return f"the AWS config cannot be read: {cause}"
+        if isinstance(cause, exc.SSLError) and _missing_ca_bundle() is not None:
+            # TLS fails at every call alike while the bundle named is not there: no retry.
+            return (
+                f"the CA bundle {_missing_ca_bundle()} (AWS_CA_BUNDLE or ca_bundle in the AWS "
+                "config) does not exist: point it at a PEM file, or unset it"
+            )
     return None
+
+
+def _missing_ca_bundle() -> str | None:
+    """The CA bundle the AWS environment names when that file does not exist, else None."""
+    import botocore.session
+
+    path = os.environ.get("AWS_CA_BUNDLE") or botocore.session.get_session().get_config_variable(
+        "ca_bundle"
+    )
+    return path if path and not os.path.exists(path) else None
 
 
 # --- local outputs ---------------------------------------------------------------------------
