@@ -206,7 +206,7 @@ def test_ctrl_c_while_waiting_for_a_round_counts_what_it_wrote() -> None:
         if tables.write_calls or not fired.acquire(blocking=False):
             return
         # Wait (polling) until the main thread is blocked in Future.result(), then Ctrl-C.
-        while not _in(main, "result"):
+        while not (_in(main, "_settle_next") and _in(main, "result")):
             threading.Event().wait(0.001)
         signal.pthread_kill(main.ident or 0, signal.SIGINT)
         # This call is in flight when the run stops: it is answered after the stop.
