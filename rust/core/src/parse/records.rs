@@ -419,30 +419,10 @@ impl<'a> Parser<'a> {
         if self.peek() != Some(b'{') {
             return Err(self.err(Reason::NotARecord, "a record must be a JSON object"));
         }
-        self.pos += 1;
         let mut fields = Fields::default();
-        self.ws();
-        if !self.eat(b'}') {
-            loop {
-                self.ws();
-                let key_at = self.pos;
-                if self.peek() != Some(b'"') {
-                    return Err(self.unexpected("a member name"));
-                }
-                let key = self.string()?;
-                self.expect(b':')?;
-                self.ws();
-                self.record_member(&key, key_at, &mut fields, at)?;
-                self.ws();
-                if self.eat(b',') {
-                    continue;
-                }
-                if self.eat(b'}') {
-                    break;
-                }
-                return Err(self.unexpected("',' or '}'"));
-            }
-        }
+        self.members(1, &mut |p, key, key_at, _| {
+            p.record_member(key, key_at, &mut fields, at)
+        })?;
         *at = Cow::Borrowed("");
         self.finish(fields, index, start)
     }
@@ -512,21 +492,8 @@ impl<'a> Parser<'a> {
             return Err(self.err(Reason::NotARecord, "'dynamodb' must be a JSON object"));
         }
         fields.body = true;
-        self.pos += 1;
-        self.ws();
-        if self.eat(b'}') {
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key_at = self.pos;
-            if self.peek() != Some(b'"') {
-                return Err(self.unexpected("a member name"));
-            }
-            let key = self.string()?;
-            self.expect(b':')?;
-            self.ws();
-            let (bit, name) = match key.as_ref() {
+        self.members(2, &mut |p, key, key_at, _| {
+            let (bit, name) = match key {
                 "Keys" => (KEYS, "dynamodb.Keys"),
                 "NewImage" => (NEW_IMAGE, "dynamodb.NewImage"),
                 "OldImage" => (OLD_IMAGE, "dynamodb.OldImage"),
@@ -536,28 +503,20 @@ impl<'a> Parser<'a> {
                 _ => (0, ""),
             };
             if bit == 0 {
-                self.skip_json(2)?;
-            } else {
-                *at = Cow::Borrowed(name);
-                self.once(&mut fields.seen, bit, key_at, name)?;
-                match bit {
-                    KEYS => fields.keys = Some(self.keys()?),
-                    NEW_IMAGE => fields.new = self.image()?,
-                    OLD_IMAGE => fields.old = self.image()?,
-                    TIME => fields.time_us = self.time()?,
-                    SEQUENCE => fields.sequence = self.envelope_string(name)?,
-                    _ => fields.view_type = self.envelope_string(name)?,
-                }
+                return p.skip_json(2);
             }
-            self.ws();
-            if self.eat(b',') {
-                continue;
+            *at = Cow::Borrowed(name);
+            p.once(&mut fields.seen, bit, key_at, name)?;
+            match bit {
+                KEYS => fields.keys = Some(p.keys()?),
+                NEW_IMAGE => fields.new = p.image()?,
+                OLD_IMAGE => fields.old = p.image()?,
+                TIME => fields.time_us = p.time()?,
+                SEQUENCE => fields.sequence = p.envelope_string(name)?,
+                _ => fields.view_type = p.envelope_string(name)?,
             }
-            if self.eat(b'}') {
-                return Ok(());
-            }
-            return Err(self.unexpected("',' or '}'"));
-        }
+            Ok(())
+        })
     }
 
     fn once(&self, seen: &mut u32, bit: u32, key_at: usize, name: &str) -> PResult<()> {
@@ -719,11 +678,11 @@ impl<'a> Parser<'a> {
     /// report of a record that was refused); an error only if its JSON cannot be read.
     fn record_ids(&mut self) -> PResult<Ids<'a>> {
         let (mut sequence, mut event_id) = (None, None);
-        self.members(1, &mut |p, key, depth| {
+        self.members(1, &mut |p, key, _, depth| {
             match key {
                 "eventID" if p.peek() == Some(b'"') => event_id = Some(p.string()?),
                 "dynamodb" if p.peek() == Some(b'{') => {
-                    p.members(depth + 1, &mut |p, key, depth| {
+                    p.members(depth + 1, &mut |p, key, _, depth| {
                         if key == "SequenceNumber" && p.peek() == Some(b'"') {
                             sequence = Some(p.string()?);
                             Ok(())
@@ -739,11 +698,12 @@ impl<'a> Parser<'a> {
         Ok((sequence, event_id))
     }
 
-    /// The members of the object at the cursor, each value left to `each(parser, key, depth)`.
+    /// The members of the object at the cursor, each value left to
+    /// `each(parser, key, where the key starts, depth)`.
     fn members(
         &mut self,
         depth: usize,
-        each: &mut dyn FnMut(&mut Self, &str, usize) -> PResult<()>,
+        each: &mut dyn FnMut(&mut Self, &str, usize, usize) -> PResult<()>,
     ) -> PResult<()> {
         self.ws();
         self.expect(b'{')?;
@@ -753,13 +713,14 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.ws();
+            let key_at = self.pos;
             if self.peek() != Some(b'"') {
                 return Err(self.unexpected("a member name"));
             }
             let key = self.string()?;
             self.expect(b':')?;
             self.ws();
-            each(self, &key, depth)?;
+            each(self, &key, key_at, depth)?;
             self.ws();
             if self.eat(b',') {
                 continue;
@@ -783,7 +744,7 @@ impl<'a> Parser<'a> {
         }
         self.ws();
         match self.peek() {
-            Some(b'{') => self.members(depth, &mut |p, _, depth| p.skip_json(depth + 1)),
+            Some(b'{') => self.members(depth, &mut |p, _, _, depth| p.skip_json(depth + 1)),
             Some(b'[') => {
                 self.pos += 1;
                 self.ws();
