@@ -104,7 +104,8 @@ class RetryPolicy:
 
 
 class Budget:
-    """A token bucket of write capacity units per second (`--max-wcu`), shared by every thread.
+    """A token bucket of capacity units per second (`--max-wcu`; `--max-rcu` through
+    compare/readbudget.py), shared by every thread.
 
     Starts with one second's worth. `take` reserves the units at once (the bucket may go into
     debt) and then sleeps, outside the lock, until the debt it is part of is paid: threads that
@@ -122,7 +123,7 @@ class Budget:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if per_second <= 0:
-            raise ValueError("the write budget must be positive")
+            raise ValueError("a capacity budget must be positive")
         self.rate = per_second
         self.tokens = per_second
         self.clock = clock
