@@ -47,6 +47,17 @@ def positive_int(text: str) -> int:
     return n
 
 
+def change_time(text: str) -> int:
+    """An argparse type: --since/--until as ISO 8601 or epoch seconds, ms or µs; µs since the
+    epoch (the catch-up's one reading of times, imported only by the commands using it)."""
+    from ddbshard.catchup.changes import RecordError, parse_time
+
+    try:
+        return parse_time(text)
+    except RecordError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_scan_arguments(p: argparse.ArgumentParser) -> None:
     """The options of a live table's Scan, for parquet and diff alike."""
     p.add_argument(

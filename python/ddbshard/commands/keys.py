@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ddbshard.catchup.changefiles import Malformed, read_changes
-from ddbshard.catchup.changes import KINDS, Change, RecordError, parse_time
+from ddbshard.catchup.changes import KINDS, Change
 from ddbshard.catchup.keysfile import KeyCollector, entry_json, write_lines
 from ddbshard.catchup.streams import (
     Checkpoint,
@@ -32,6 +32,7 @@ from ddbshard.catchup.streams import (
     resolve_stream,
     streams_client,
 )
+from ddbshard.commands import change_time
 from ddbshard.io.storage import check_local_output
 
 __all__ = ["add_arguments", "run"]
@@ -70,21 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="AWS region of the stream (default: from the environment)")
     p.add_argument(
         "--since",
-        type=_time,
+        type=change_time,
         help="only changes at or after this time: ISO 8601 (UTC unless a zone is given) or "
         "epoch seconds, milliseconds or microseconds",
     )
-    p.add_argument("--until", type=_time, help="only changes before this time (same forms)")
+    p.add_argument("--until", type=change_time, help="only changes before this time (same forms)")
     p.add_argument("--out", required=True, help="the keys file to write (local or s3://)")
     p.add_argument("--show", type=int, default=10, help="malformed records to print (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _time(text: str) -> int:
-    try:
-        return parse_time(text)
-    except RecordError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args: Any) -> int:

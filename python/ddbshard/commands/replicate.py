@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ddbshard.catchup.changes import RecordError, parse_time
-from ddbshard.commands import positive_int
+from ddbshard.commands import change_time, positive_int
 
 __all__ = ["add_arguments", "run"]
 
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--since",
-        type=_time,
+        type=change_time,
         help="the time the targets hold A's state of (default: the exportTime of the config's "
         "source export): a new checkpoint refuses to start when records since then may be trimmed",
     )
@@ -81,13 +81,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--region", help="AWS region (default: from the environment)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _time(text: str) -> int:
-    try:
-        return parse_time(text)
-    except RecordError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _Stopped(BaseException):
