@@ -159,9 +159,15 @@ def test_kinesis_records_in_every_form_and_every_time_unit(realdata: Path, tmp_p
         realdata / "clickhouse-docs/kds-record-all-types.json",  # µs, every type
     ]
     out = tmp_path / "k.jsonl"
+    # Three projects' tables: one keys file must not mix them.
     r = run_keys("--from", "kinesis", *map(str, files), "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    got = {canonical(x["Keys"]): x["t"] for x in keys_out(out)}
+    assert r.returncode == 2 and "more than one table: dynamodb-businfo" in r.stderr
+    got: dict[str, int] = {}
+    tables = {raw["tableName"] for raw in _kds_records(files)}
+    for table in tables:
+        r = run_keys("--from", "kinesis", *map(str, files), "--table", table, "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        got |= {canonical(x["Keys"]): x["t"] for x in keys_out(out)}
     expected: dict[str, int] = {}
     for raw in _kds_records(files):
         body = raw["dynamodb"]
@@ -193,14 +199,42 @@ def test_kinesis_fixtures_that_are_not_dynamodb_json(realdata: Path, tmp_path: P
     # two deliberately invalid records (eventSource foo:bar, eventName FOOBAR).
     out = tmp_path / "k.jsonl"
     src = realdata / "crate-commons-codec/kinesis-cdc-records.jsonl"
+    # Its records name two tables (foo, and table-testdrive-nested on line 2).
     r = run_keys("--from", "kinesis", str(src), "--out", str(out), "--show", "20")
+    assert r.returncode == 2 and "foo (" in r.stderr and "table-testdrive-nested (" in r.stderr
+    assert not out.exists()
+    r = run_keys("--from", "kinesis", str(src), "--table", "foo", "--out", str(out), "--show", "20")
     assert r.returncode == 1
     assert "line 6: eventSource 'foo:bar'" in r.stderr and "line 7: eventName 'FOOBAR'" in r.stderr
-    assert r.stderr.count("(image left out, key kept)") == 5
+    assert r.stderr.count("(image left out, key kept)") == 4
+    assert "read 7 records: 2 malformed, 4 with an invalid image" in r.stdout
+    assert "; 1 of other tables than foo" in r.stdout
     (line,) = keys_out(out)
     assert line["Keys"] == {"id": {"S": "5F9E-Fsadd41C-4C92-A8C1-70BF3FFB9266"}}
-    assert line["t"] == 1720800199717446  # the newest of the five valid records, in µs
+    assert line["t"] == 1720742321848352  # the newest of foo's four valid records, in µs
     assert line["OldImage"] is None  # the oldest record is the INSERT
+    r = run_keys("--from", "kinesis", str(src), "--table", "table-testdrive-nested", "--out",
+                 str(out))  # fmt: skip
+    (line,) = keys_out(out)
+    assert line["t"] == 1720800199717446  # its one record
+
+
+def test_lambda_stream_events_of_two_tables_need_table(realdata: Path, tmp_path: Path) -> None:
+    """Lambda's stream events name their table in eventSourceARN only."""
+    other = realdata / "aws-sam-cli/DynamoDBUpdate.json"  # table/{{{table}}}
+    one = realdata / "awsdocs-dynamodb-developer-guide/streams-lambda-tutorial-payload.json"
+    out = tmp_path / "k.jsonl"
+    r = run_keys("--from", "streams", str(other), str(one), "--out", str(out))
+    assert r.returncode == 2 and "{{{table}}} (" in r.stderr and "and BarkTable (" in r.stderr
+    r = run_keys("--from", "streams", str(other), str(one), "--table", "BarkTable", "--out",
+                 str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "; 3 of other tables than BarkTable" in r.stdout
+    alone = tmp_path / "alone.jsonl"
+    assert run_keys("--from", "streams", str(one), "--out", str(alone)).returncode == 0
+    assert out.read_bytes() == alone.read_bytes()
+    r = run_keys("--from", "incremental", str(one), "--table", "T", "--out", str(out))
+    assert r.returncode == 2 and "--table: an incremental export" in r.stderr
 
 
 # --- incremental exports -------------------------------------------------------------------

@@ -184,3 +184,41 @@ def test_an_until_kinesis_may_still_deliver_records_before_is_refused(
     r = run_cli(aws.env(), "keys", "--from-kinesis", "ddb-changes", "--until", until,
                 "--out", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
+
+
+def test_a_stream_shared_by_two_tables_needs_table_and_then_keeps_its_keys_only(
+    aws: FaultyDynamo, kinesis: Any, tmp_path: Path
+) -> None:
+    """Several tables may send their changes to one Kinesis stream. Their keys in one keys
+    file would make sync read and write one table's keys in another: without --table the run
+    stops at the second table's first record, before anything is written or checkpointed."""
+    base = int(time.time() * 1000) - 60_000
+    mine = _changes(0, 4, base)
+    theirs = _changes(50, 3, base + 1)
+    for r in theirs:
+        r["tableName"] = "Other"
+    _put(kinesis, [*mine, *theirs])
+    out, cp = tmp_path / "k.jsonl", tmp_path / "k.checkpoint"
+    args = ("keys", "--from-kinesis", "ddb-changes", "--checkpoint", str(cp), "--out", str(out))
+    r = run_cli(aws.env(), *args)
+    assert r.returncode == 2, r.stdout
+    assert "the records are of more than one table: " in r.stderr and "--table" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert not cp.exists() or not json.loads(cp.read_text()).get("shards")
+    r = run_cli(aws.env(), *args, "--table", "T")
+    assert r.returncode == 0, r.stderr
+    keys = sorted(json.loads(x)["Keys"]["pk"]["S"] for x in out.read_text().splitlines())
+    assert keys == ["USER#0", "USER#1", "USER#2", "USER#3"]
+    n_theirs = len(theirs)
+    assert f"read {len(mine) + n_theirs} records: 0 malformed" in r.stdout
+    assert f"; {n_theirs} of other tables than T" in r.stdout
+    # The same records saved to a file: the same choice and the same keys.
+    saved, from_file = tmp_path / "records.jsonl", tmp_path / "file.jsonl"
+    saved.write_text("".join(json.dumps(x) + "\n" for x in [*mine, *theirs]))
+    r = run_cli(aws.env(), "keys", "--from", "kinesis", str(saved), "--out", str(from_file))
+    assert r.returncode == 2 and "more than one table" in r.stderr
+    r = run_cli(aws.env(), "keys", "--from", "kinesis", str(saved), "--table", "Other", "--out",
+                str(from_file))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    keys = sorted(json.loads(x)["Keys"]["pk"]["S"] for x in from_file.read_text().splitlines())
+    assert keys == ["USER#50", "USER#51", "USER#52"]

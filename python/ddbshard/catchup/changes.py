@@ -120,6 +120,10 @@ class Change:
     # An image DynamoDB could not have written: it is left out (UNKNOWN) and the key kept,
     # since the key is what `keys` is after and `sync` reads the item's state itself.
     problem: str | None = None
+    # The table the record names (tableName, else its eventSourceARN); None when it names
+    # none (incremental exports, GetRecords records). One stream may carry several tables'
+    # changes (a Kinesis stream, or files a consumer gathered): `keys --table` picks one.
+    table: str | None = None
 
 
 def parse_record(kind: str, record: Any, where: str, *, old_images: bool = False) -> Change:
@@ -164,7 +168,22 @@ def _stream(record: dict[str, Any], where: str) -> Change:
         old=_image(body, "OldImage", None if name == "INSERT" else UNKNOWN, problems),
         new=_image(body, "NewImage", None if name == "REMOVE" else UNKNOWN, problems),
         problem="; ".join(problems) or None,
+        table=_table_of(record),
     )
+
+
+def _table_of(record: dict[str, Any]) -> str | None:
+    """tableName (Kinesis Data Streams for DynamoDB), else the table in eventSourceARN
+    (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`, Lambda's stream events)."""
+    name = record.get("tableName")
+    if isinstance(name, str) and name:
+        return name
+    arn = record.get("eventSourceARN")
+    if isinstance(arn, str):
+        parts = arn.split(":", 5)
+        if len(parts) == 6 and parts[5].startswith("table/"):
+            return parts[5].split("/")[1] or None
+    return None
 
 
 def _unwrap_kinesis(record: dict[str, Any]) -> dict[str, Any]:

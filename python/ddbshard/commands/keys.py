@@ -68,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --from-stream or --from-kinesis: continue after this checkpoint and move "
         "it to the last record taken (local or s3://; created if missing)",
     )
+    p.add_argument(
+        "--table",
+        metavar="NAME",
+        help="only the changes of this table, where the records name their table (a Kinesis "
+        "stream or files that carry several tables' changes); without it, records of a second "
+        "table stop the run",
+    )
     p.add_argument("--region", help="AWS region of the stream (default: from the environment)")
     p.add_argument(
         "--since",
@@ -98,6 +105,13 @@ def run(args: Any) -> int:
     except Trimmed as e:
         print(f"ddbshard: error: {e}", file=sys.stderr)
         return 1
+    except MixedTables as e:
+        print(f"ddbshard: error: {e}", file=sys.stderr)
+        return 2
+
+
+class MixedTables(Exception):
+    """Records of two tables, and no --table to say which one is wanted."""
 
 
 def _usage(args: Any) -> str | None:
@@ -129,6 +143,8 @@ def _usage(args: Any) -> str | None:
         )
     elif args.checkpoint:
         return "--checkpoint goes with --from-stream or --from-kinesis"
+    elif args.table and args.kind == "incremental":
+        return "--table: an incremental export holds one table's changes and names none"
     return None
 
 
@@ -166,7 +182,8 @@ def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamRea
     until: int | None = args.until
     windowed = since is not None or until is not None
     collector = KeyCollector()
-    records = malformed = images = before = after = 0
+    records = malformed = images = before = after = other = 0
+    tables = _Tables(args.table)
     ticker = _Ticker(enabled=not args.quiet)
     for change in changes:
         records += 1
@@ -174,6 +191,9 @@ def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamRea
         if isinstance(change, Malformed):
             malformed += 1
             _report(malformed + images, args.show, change.where, change.reason)
+            continue
+        if not tables.wanted(change):
+            other += 1
             continue
         if change.problem is not None:
             images += 1
@@ -199,6 +219,8 @@ def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamRea
     window = ""
     if windowed:
         window = f"; outside the window: {before:,} before --since, {after:,} from --until on"
+    if args.table:
+        window += f"; {other:,} of other tables than {args.table}"
     print(
         f"read {records:,} records: {malformed:,} malformed, {images:,} with an invalid image "
         f"(key kept){window}"
@@ -217,6 +239,31 @@ def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamRea
             file=sys.stderr,
         )
     return 1 if malformed or images else 0
+
+
+class _Tables:
+    """Which records' keys are taken: with --table, those of that table (records that name no
+    table are taken: nothing says they are another's); without it, those of the one table the
+    records name, a second one being an error rather than keys of two tables in one file."""
+
+    def __init__(self, table: str | None) -> None:
+        self.table = table
+        self.seen: tuple[str, str] | None = None  # (table, where) of the first record naming one
+
+    def wanted(self, change: Change) -> bool:
+        name = change.table
+        if name is None:
+            return True
+        if self.table is not None:
+            return name == self.table
+        if self.seen is None:
+            self.seen = (name, change.where)
+        elif name != self.seen[0]:
+            raise MixedTables(
+                f"the records are of more than one table: {self.seen[0]} ({self.seen[1]}) and "
+                f"{name} ({change.where}); say which with --table"
+            )
+        return True
 
 
 def _report(n: int, show: int, where: str, reason: str) -> None:
