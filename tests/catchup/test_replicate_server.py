@@ -185,3 +185,32 @@ def test_a_keys_only_stream_reads_the_source_and_says_what_it_cannot_see(
     r = replicate(fresh, config, cp)
     assert r.returncode == 0, r.stderr
     assert "note: the stream has no old images, and Comments build their keys" in r.stderr
+
+
+def test_an_s3_checkpoint_resumes_and_a_missing_bucket_is_refused_before_any_write(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    items, config = migrate(fresh, tmp_path, 300)
+    change(fresh, items)
+    before = {t: scan(fresh.client(), t) for t in ("Posts", "Comments")}
+    args = ("replicate", str(config), "--source-table", "Source", "--until-caught-up")
+    url = "s3://cp-bucket/runs/source.checkpoint"
+    r = run_cli(fresh.env(), *args, "--checkpoint", url, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        f"ddbshard: error: {url}: cannot keep the checkpoint there: the bucket cp-bucket does "
+        "not exist"
+    )
+    assert {t: scan(fresh.client(), t) for t in before} == before  # nothing applied
+    s3 = fresh.client("s3")
+    s3.create_bucket(Bucket="cp-bucket")
+    r = run_cli(fresh.env(), *args, "--checkpoint", url, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert_targets_match_source(fresh, tmp_path)
+    saved = json.loads(
+        s3.get_object(Bucket="cp-bucket", Key="runs/source.checkpoint")["Body"].read()
+    )
+    assert saved["shards"] or saved["finished"]
+    r = run_cli(fresh.env(), *args, "--checkpoint", url, "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ", 0 records (" in r.stderr and "put 0," in r.stderr  # went on from the S3 checkpoint

@@ -210,6 +210,8 @@ class Checkpoint:
             with fs.open(path, "rb") as f:
                 data = json.loads(f.read())
         except FileNotFoundError:
+            if is_s3(url):
+                _check_bucket(fs, path, url)
             return cls(url, stream)
         except OSError as e:
             raise InputError(f"{url}: cannot read the checkpoint: {describe_os_error(e)}") from e
@@ -265,6 +267,22 @@ class Checkpoint:
             why = describe_os_error(e)
             raise InputError(f"{self.url}: cannot save the checkpoint: {why}") from e
         self.existed = True
+
+
+def _check_bucket(fs: Any, path: str, url: str) -> None:
+    """A new s3:// checkpoint's bucket must exist now: found missing only at the first save,
+    it would stop the run after its first batch of work. (S3 answers a missing object the
+    same way whether its bucket exists or not.) HeadBucket needs s3:ListBucket, which a role
+    allowed only to get and put the checkpoint lacks: denied, the save will tell."""
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.info(bucket)
+    except FileNotFoundError:
+        raise InputError(
+            f"{url}: cannot keep the checkpoint there: the bucket {bucket} does not exist"
+        ) from None
+    except OSError:
+        pass
 
 
 _HELD: list[int] = []  # the checkpoint locks this process holds
