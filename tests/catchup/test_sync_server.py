@@ -194,6 +194,47 @@ def test_refused_credentials_stop_sync_with_one_line(
     assert not fresh.calls("BatchWriteItem")
 
 
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_a_proxy_refusing_every_call_stops_sync_with_one_line(
+    fresh: FaultyDynamo, tmp_path: Path, concurrency: int
+) -> None:
+    """An HTML 403 for every call (a proxy or firewall in the way) would otherwise fail each
+    key alone, a call per key: the run stops after a few refusals in a row (exit 2)."""
+    config, events, changed = catch_up_ready(fresh, tmp_path, count=200)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    fresh.fail(Fault.FORBIDDEN, op="BatchGetItem", nth=1, times=10_000)
+    failed = tmp_path / "failed.jsonl"
+    args = ["--source-table", "Source", "--quiet", "--failed-keys", str(failed)]
+    args += ["--concurrency", str(concurrency)]
+    r = run_cli(fresh.env(), "sync", str(config), "--keys", str(keys_file), *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused with HTTP 403 by something that is not DynamoDB" in lines[0]
+    assert "403 Forbidden" in lines[0] and "Traceback" not in r.stderr
+    assert changed > 100  # more keys than calls made: not one call per key
+    assert len(fresh.calls("BatchGetItem")) < 8 + 16
+    assert not fresh.calls("BatchWriteItem")
+
+
+def test_one_key_refused_by_a_filter_fails_alone(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    """One 403 page (a filter refusing a request's content) is not everything refused: the
+    batch's keys are asked for alone, the refused one fails, the rest are synced."""
+    config, events, _ = catch_up_ready(fresh, tmp_path, count=200)
+    keys_file = keys(fresh, tmp_path, events)
+    fresh.clear_faults()
+    fresh.fail(Fault.FORBIDDEN, op="BatchGetItem", nth=1, times=1)  # the first batch
+    fresh.fail(Fault.FORBIDDEN, op="BatchGetItem", nth=3, times=1)  # its second key alone
+    failed = tmp_path / "failed.jsonl"
+    args = ["--source-table", "Source", "--quiet", "--failed-keys", str(failed)]
+    args += ["--concurrency", "1"]  # calls in a known order
+    r = run_cli(fresh.env(), "sync", str(config), "--keys", str(keys_file), *args)
+    assert r.returncode == 1, r.stdout + r.stderr
+    (line,) = [json.loads(x) for x in failed.read_text().splitlines()]
+    assert line["reason"].startswith("Source: 403: <html>"), line
+    assert counts(r.stdout)["failed"] == 1
+
+
 def test_dry_run_lists_the_writes_and_writes_nothing(fresh: FaultyDynamo, tmp_path: Path) -> None:
     config, events, _ = catch_up_ready(fresh, tmp_path, count=200)
     keys_file = keys(fresh, tmp_path, events)

@@ -7,6 +7,7 @@ on 127.0.0.1 through a middleware that, by rule:
 
 - THROTTLE: answers 400 ProvisionedThroughputExceededException itself (moto never sees the call,
   as when AWS processes nothing);
+- FORBIDDEN: answers an HTML 403 page, as a proxy or firewall in the way does;
 - UNPROCESSED: forwards only the first half of a BatchWriteItem's requests (or a BatchGetItem's
   keys) to moto and returns the other half as UnprocessedItems (UnprocessedKeys), as AWS does
   when part of a batch is throttled.
@@ -45,6 +46,7 @@ class Fault(enum.Enum):
     THROTTLE = "ProvisionedThroughputExceededException"
     UNPROCESSED = "unprocessed"
     EXPIRED_TOKEN = "ExpiredTokenException"  # the session token expired; moto never sees it
+    FORBIDDEN = "forbidden"  # a proxy's HTML 403 page, not DynamoDB's JSON; moto never sees it
 
 
 @dataclass
@@ -93,6 +95,12 @@ class FaultMiddleware:
             self._record(Call(op, count, fault.value))
             return _error(start_response, fault.value, "The security token included in the "
                           "request is expired")  # fmt: skip
+        if fault is Fault.FORBIDDEN:
+            self._record(Call(op, count, fault.value))
+            page = b"<html><head><title>403 Forbidden</title></head><body>proxy</body></html>"
+            start_response("403 Forbidden", [("Content-Type", "text/html"),
+                                             ("Content-Length", str(len(page)))])  # fmt: skip
+            return [page]
         if fault is Fault.UNPROCESSED and count > 1:
             self._record(Call(op, count, fault.value))
             return self._partial(op, request, environ, start_response)

@@ -60,6 +60,12 @@ _REFUSED_CREDENTIALS = {
     "InvalidSignatureException",
     "MissingAuthenticationTokenException",
 }
+# A 4xx whose body is not DynamoDB's JSON (the code is then the status) comes from something
+# between here and DynamoDB: a proxy, a firewall, a captive portal. One such answer may be a
+# filter refusing one item's content, and only that key fails; this many in a row, with no
+# call answered in between, is everything refused, and the run stops instead of failing
+# every key one call at a time.
+FOREIGN_REFUSALS = 8
 
 
 def client(region: str | None = None, connections: int = 10) -> Any:
@@ -210,6 +216,7 @@ class Dynamo:
         self.slots: threading.Semaphore | None = None
         self.limit(slots)
         self.stopping = threading.Event()
+        self._foreign = 0  # calls refused in a row by something that is not DynamoDB
 
     def limit(self, slots: int | None) -> None:
         """At most `slots` calls under way at once, from all threads (None: no bound)."""
@@ -360,6 +367,7 @@ class Dynamo:
 
         try:
             answer: dict[str, Any] = self._send(op, kwargs)
+            self._foreign = 0
             return answer
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
@@ -367,6 +375,10 @@ class Dynamo:
             if code in _THROTTLED or code in _SERVER or status >= 500:
                 return None
             message = e.response.get("Error", {}).get("Message", "")
+            if code == str(status):
+                self._refused_by_foreign(op, status, message)
+            else:
+                self._foreign = 0  # DynamoDB answered
             if code in ("ResourceNotFoundException", "AccessDeniedException"):
                 raise InputError(f"{op}: {code}: {message}") from e
             if code in _REFUSED_CREDENTIALS:
@@ -386,6 +398,17 @@ class Dynamo:
             if aws_setup_problem(e) is not None:
                 raise  # no retry supplies missing configuration: the command says what to set
             return None  # dropped connection, timeout: the request may be sent again
+
+    def _refused_by_foreign(self, op: str, status: int, message: str) -> None:
+        with self._lock:
+            self._foreign += 1
+            streak = self._foreign
+        if streak >= FOREIGN_REFUSALS:
+            raise InputError(
+                f"{op}: {streak} calls in a row were refused with HTTP {status} by something "
+                f"that is not DynamoDB ({message[:120]}): a proxy or firewall in the way? fix "
+                "it, then run again"
+            )
 
     def _send(self, op: str, kwargs: dict[str, Any]) -> Any:
         """The call itself, in one of the slots."""
