@@ -333,8 +333,15 @@ def _iso_micros(text: str, what: str) -> int:
 
 
 def parse_time(text: str) -> int:
-    """A --since/--until argument: epoch s/ms/µs, or ISO 8601 (UTC unless a zone is given)."""
-    return to_micros(text.strip(), "time")
+    """A --since/--until argument: epoch s/ms/µs, or ISO 8601 (UTC unless a zone is given),
+    from the epoch to the last time a record can carry (a time outside could not even be
+    printed back in the trimming checks' messages)."""
+    micros = to_micros(text.strip(), "time")
+    if not 0 <= micros < _LATEST:
+        raise RecordError(
+            f"time {text!r} is outside 1970-01-01..5138-11-16, the times a stream record can have"
+        )
+    return micros
 
 
 def _json_kind(v: Any) -> str:
