@@ -457,3 +457,20 @@ def test_a_signature_out_of_date_says_to_check_the_clock() -> None:
     dynamo = Dynamo(Scripted(then=error("UnrecognizedClientException")), no_wait([]))
     with pytest.raises(InputError, match=r"UnrecognizedClientException: UnrecognizedClient"):
         dynamo.get([("T", {"pk": {"S": "k"}})])
+
+
+def test_an_unreachable_endpoint_is_named_not_called_throttling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing listens on port 1: every call is a refused connection, which is retried as a
+    # dropped one. The line after the retries must say that, not "throttled".
+    from ddbshard.catchup.dynamo import client
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    dynamo = Dynamo(client("us-east-1"), RetryPolicy(max_attempts=2, sleep=lambda s: None))
+    with pytest.raises(InputError) as e:
+        dynamo.key_schema("Feed")
+    assert "throttled" not in str(e.value)
+    assert "127.0.0.1:1" in str(e.value) and "after 2 attempts" in str(e.value)
