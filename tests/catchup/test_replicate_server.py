@@ -131,6 +131,48 @@ def test_sigterm_saves_and_exits_143_with_one_line(fresh: FaultyDynamo, tmp_path
     assert json.loads(cp.read_text())["shards"]
 
 
+def test_ctrl_c_in_the_middle_of_a_batch_counts_no_failure_the_file_does_not_list(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """The calls a Ctrl-C gives back are not failures: the checkpoint has not passed their
+    batch, which the next run applies again. The last line's "failed" must count what the
+    failed-keys file lists (nothing here), not them."""
+    items, config = migrate(fresh, tmp_path, 300)
+    change(fresh, items)
+    cp, failed = tmp_path / "source.checkpoint", tmp_path / "failed.jsonl"
+    fresh.clear_faults()  # and the log: the signal waits for replicate's own first write
+    fresh.slow(0.1)  # the batch's calls take a while: the signal comes while it writes
+    args = ["replicate", str(config), "--source-table", "Source", "--checkpoint", str(cp)]
+    args += ["--failed-keys", str(failed), "--batch-records", "5000", "--concurrency", "4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddbshard", *args],
+        env=fresh.env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not fresh.calls("BatchWriteItem") and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    status = [line for line in err.splitlines() if line.startswith("replicate: lag")][-1]
+    listed = len(failed.read_text().splitlines()) if failed.exists() else 0
+    assert status.endswith(f", failed {listed}"), (status, listed)
+    fresh.clear_faults()
+    r = replicate(fresh, config, cp, "--failed-keys", str(failed), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert_targets_match_source(fresh, tmp_path)
+
+
 def test_a_keys_only_stream_reads_the_source_and_says_what_it_cannot_see(
     fresh: FaultyDynamo, tmp_path: Path
 ) -> None:
