@@ -431,3 +431,27 @@ def test_a_ca_bundle_that_does_not_exist_is_one_line_and_exit_2(
         listener.close()
         for s in accepted:
             s.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", "c.toml", "--keys", "k", "--source-table", "A", "--max-wcu", "nan"],
+        # A budget so small that its first wait overflowed time.sleep (a traceback).
+        ["sync", "c.toml", "--keys", "k", "--source-table", "A", "--max-wcu", "1e-300"],
+        ["replicate", "c.toml", "--source-table", "A", "--max-wcu", "inf"],
+        ["replicate", "c.toml", "--source-table", "A", "--until-caught-up", "nan"],
+        ["replicate", "c.toml", "--source-table", "A", "--until-caught-up", "-5"],
+        ["parquet", "dynamodb://A", "out", "--max-rcu", "nan"],
+        ["diff", "c.toml", "--actual", "T=dynamodb://T", "--max-rcu", "-1"],
+    ],
+)
+def test_rates_and_ages_that_are_not_usable_numbers_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddbshard.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser(argv[0]).parse_args(argv)
+    assert e.value.code == 2
+    assert f"argument {argv[-2]}" in capsys.readouterr().err

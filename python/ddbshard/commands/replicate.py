@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ddbshard.catchup.changes import RecordError, parse_time
-from ddbshard.commands import change_time, positive_int
+from ddbshard.commands import capacity_rate, change_time, positive_int, seconds_or_more
 
 __all__ = ["add_arguments", "run"]
 
@@ -52,14 +52,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--until-caught-up",
         nargs="?",
         const=0.0,
-        type=float,
+        type=seconds_or_more,
         metavar="SECONDS",
         help="exit 0 once every shard is drained and the newest record applied is at most "
         "SECONDS old (default 0: a pass that finds nothing new)",
     )
     p.add_argument(
         "--max-wcu",
-        type=float,
+        type=capacity_rate,
         help="write capacity units per second to use at most (default: no limit)",
     )
     p.add_argument(
@@ -109,11 +109,8 @@ def run(args: Any) -> int:
     )
     from ddbshard.catchup.syncrun import SyncRun, check_target_tables
     from ddbshard.config import load_config
-    from ddbshard.exceptions import ConfigError
     from ddbshard.io.storage import check_local_output
 
-    if args.max_wcu is not None and args.max_wcu <= 0:
-        raise ConfigError("--max-wcu must be positive")
     config = load_config(args.config)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
