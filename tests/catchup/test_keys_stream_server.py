@@ -109,3 +109,24 @@ def test_a_checkpoint_of_another_stream_and_a_table_without_stream_are_refused(
     assert "Traceback" not in r.stderr
     r = run_cli(fresh.env(), "keys", "--from-stream", "Source", "x.json", "--out", str(out))
     assert r.returncode == 2 and "no --from, no INPUT" in r.stderr
+
+
+def test_a_table_other_than_the_stream_s_is_refused(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    """A DynamoDB stream holds one table's changes and its GetRecords records name none: a
+    --table naming another table cannot be honoured (its keys were written as that table's)."""
+    client = fresh.client()
+    create_table(client, "Source", "pk", "sk", stream=True)
+    _writes(client, 0, 2)
+    out = tmp_path / "k.jsonl"
+    r = run_cli(
+        fresh.env(), "keys", "--from-stream", "Source", "--table", "Other", "--out", str(out)
+    )
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Source" in r.stderr, r.stderr
+    assert not out.exists()
+    # Its own table is what it reads anyway.
+    r = run_cli(
+        fresh.env(), "keys", "--from-stream", "Source", "--table", "Source", "--out", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(out.read_text().splitlines()) == 2

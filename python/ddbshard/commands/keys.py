@@ -33,6 +33,7 @@ from ddbshard.catchup.streams import (
     streams_client,
 )
 from ddbshard.commands import change_time
+from ddbshard.exceptions import ConfigError
 from ddbshard.io.storage import check_local_output
 
 __all__ = ["add_arguments", "run"]
@@ -154,6 +155,13 @@ def _reader(args: Any) -> StreamReader:
     if args.from_kinesis:
         return _kinesis_reader(args)
     arn = resolve_stream(client(args.region), args.from_stream)
+    own = arn.split(":table/", 1)[-1].split("/stream/", 1)[0] if ":table/" in arn else None
+    if args.table and own is not None and args.table != own:
+        # A DynamoDB stream holds one table's changes, and its records name no table: they
+        # would all be taken as --table's.
+        raise ConfigError(
+            f"--table {args.table}: the stream {arn} holds the changes of table {own} only"
+        )
     if args.checkpoint:
         # One run per checkpoint: two would move it back and forth (the lock also makes the
         # checkpoint's folder, so a bad location fails before the stream is read).
