@@ -693,7 +693,7 @@ def make_copies(
         with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
             futures = [pool.submit(work) for _ in range(n_workers)]
             try:
-                per_worker = [f.result() for f in futures]
+                per_worker = [_result(f) for f in futures]
             except BaseException:
                 halt()
                 raise
@@ -733,6 +733,17 @@ def make_copies(
         bytes_in=tally.bytes_in,
         seconds=time.monotonic() - start,
     )
+
+
+def _result(future: concurrent.futures.Future[Any]) -> Any:
+    """A worker's result, waited for in short naps: a SIGINT the kernel hands to another
+    thread of the process (polars' pool, in diff) only runs Python's handler once the main
+    thread wakes, and an untimed wait wakes when that worker ends: after its whole scan."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except concurrent.futures.TimeoutError:
+            continue
 
 
 def _copy_plain(
