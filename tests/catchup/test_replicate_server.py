@@ -256,3 +256,35 @@ def test_an_s3_checkpoint_resumes_and_a_missing_bucket_is_refused_before_any_wri
     r = run_cli(fresh.env(), *args, "--checkpoint", url, "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert ", 0 records (" in r.stderr and "put 0," in r.stderr  # went on from the S3 checkpoint
+
+
+def test_a_signal_after_the_loop_is_an_interruption_not_a_traceback(
+    fresh: FaultyDynamo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replicate's own SIGINT/SIGTERM handler raises its stop inside the loop only: once the
+    loop is over (the last status line, the notes, an error on its way out), a signal must
+    reach the CLI's usual handling, not escape as a traceback of an internal exception."""
+    import os
+
+    from ddbshard.cli import main
+    from ddbshard.commands import replicate as command
+
+    _, config = migrate(fresh, tmp_path, 20)
+    for name, value in fresh.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    real_final = command._Show.final
+
+    def final_then_ctrl_c(show: Any) -> None:
+        real_final(show)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(command._Show, "final", final_then_ctrl_c)
+    args = ["replicate", str(config), "--source-table", "Source", "--quiet"]
+    args += ["--checkpoint", str(tmp_path / "cp.json"), "--until-caught-up"]
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(args) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])

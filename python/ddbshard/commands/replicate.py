@@ -143,8 +143,8 @@ def run(args: Any) -> int:
         reader, sync, router, failed_keys=args.failed_keys, batch_records=args.batch_records
     )
     show = _Show(replicator, enabled=not args.quiet)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # Stopped inside the loop only: after it, the CLI's own handling (one line, 130 or 143).
+    previous = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)
     try:
         while True:
             replicator.run_pass(show.tick)
@@ -163,10 +163,16 @@ def run(args: Any) -> int:
         )
         return 143 if e.signum == signal.SIGTERM else 130
     except Trimmed as e:
-        show.final()
-        print(f"ddbshard: error: {e}", file=sys.stderr)
-        return 1
+        trimmed: Trimmed | None = e
+    else:
+        trimmed = None
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
     show.final()
+    if trimmed is not None:
+        print(f"ddbshard: error: {trimmed}", file=sys.stderr)
+        return 1
     from ddbshard.catchup.replicator import unlocatable_note
 
     note = None if images else unlocatable_note(router, replicator.first_without_old)
