@@ -274,3 +274,32 @@ def test_ctrl_c_stops_a_diff_s_live_scan_at_once(tmp_path: Path) -> None:
         assert "Traceback" not in err and err.strip().splitlines()[-1] == "ddbshard: interrupted"
         scans = len(server.calls("Scan"))
         assert scans < 20, f"{scans} Scan pages read after Ctrl-C"
+
+
+def test_an_s3_output_whose_bucket_is_missing_is_refused_before_the_scan(tmp_path: Path) -> None:
+    """Found only at the first write, a missing bucket cost a whole scan of the table (hours
+    and read units on a real one) and, for diff, the whole diff."""
+    from support.ddb_tables import run_cli
+
+    with FaultyDynamo() as server:
+        ddb = _client(server.endpoint)
+        _table(ddb, "Src", ("pk", "S"))
+        _table(ddb, "Tgt", ("pk", "S"))
+        load(ddb, "Src", [{"pk": {"S": f"k{i}"}} for i in range(10)])
+        (tmp_path / "src").mkdir()
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'source = "{tmp_path / "src"}"\ndest = "{tmp_path / "out"}"\n'
+            '[[target]]\nname = "Tgt"\nkey = { hash = "pk" }\nkey_types = { pk = "S" }\n'
+        )
+        diff = ["diff", str(cfg), "--source", "dynamodb://Src", "--actual", "Tgt=dynamodb://Tgt"]
+        runs = [
+            ["parquet", "dynamodb://Src", "s3://no-such-bucket/copy"],
+            [*diff, "--out", "s3://no-such-bucket/diff"],
+        ]
+        for args in runs:
+            r = run_cli(server.env(), *args, "--quiet", cwd=tmp_path)
+            assert r.returncode == 2, r.stderr
+            lines = [x for x in r.stderr.splitlines() if "DescribeTable's figures" not in x]
+            assert len(lines) == 1 and "the bucket no-such-bucket does not" in lines[0], r.stderr
+            assert not server.calls("Scan"), args

@@ -15,7 +15,7 @@ from ddbshard.compare.locations import live_table
 from ddbshard.compare.sourcekey import parse_source_key
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError
-from ddbshard.io.storage import check_local_output
+from ddbshard.io.storage import check_local_output, check_output
 
 __all__ = ["add_arguments", "run"]
 
@@ -105,7 +105,7 @@ def run(args: Any) -> int:
         raise ConfigError(f"--out {args.out}: results are files (a folder, local or s3://)")
     config = load_config(args.config)
     # Before any input is read: the results are written last, after the whole join.
-    check_local_output(args.out or posixpath.join(config.dest.rstrip("/"), "_diff"), "--out")
+    check_output(args.out or posixpath.join(config.dest.rstrip("/"), "_diff"), "--out")
     if args.work_dir:
         check_local_output(args.work_dir, "--work-dir")
     result = run_diff(config, options)

@@ -34,7 +34,7 @@ from ddbshard.catchup.streams import (
 )
 from ddbshard.commands import change_time
 from ddbshard.exceptions import ConfigError
-from ddbshard.io.storage import check_local_output
+from ddbshard.io.storage import check_output
 
 __all__ = ["add_arguments", "run"]
 
@@ -94,7 +94,7 @@ def run(args: Any) -> int:
     if problem is not None:
         print(f"ddbshard: error: {problem}", file=sys.stderr)
         return 2
-    check_local_output(args.out, "--out", file=True)  # before any record is read
+    check_output(args.out, "--out", file=True)  # before any record is read
     reader = None
     if args.from_stream or args.from_kinesis:
         reader = _reader(args)

@@ -109,7 +109,7 @@ def run(args: Any) -> int:
     )
     from ddbshard.catchup.syncrun import SyncRun, check_target_tables
     from ddbshard.config import load_config
-    from ddbshard.io.storage import check_local_output
+    from ddbshard.io.storage import check_output
 
     config = load_config(args.config)
     router = Router(config)
@@ -121,7 +121,7 @@ def run(args: Any) -> int:
     arn = resolve_stream(ddb, args.source_table)
     # Before anything is read or written: one run per checkpoint (the lock also makes its
     # folder), and a failed-keys file that can be written.
-    check_local_output(args.failed_keys, "--failed-keys", file=True)
+    check_output(args.failed_keys, "--failed-keys", file=True)
     location = args.checkpoint or f"{args.source_table}.replicate-checkpoint.json"
     lock_checkpoint(location)
     checkpoint = Checkpoint.load(location, arn)

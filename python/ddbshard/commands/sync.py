@@ -27,7 +27,7 @@ from ddbshard.catchup.syncrun import SyncRun, Tally, check_target_tables
 from ddbshard.commands import capacity_rate, positive_int
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError, InputError
-from ddbshard.io.storage import check_local_output, describe_os_error, url_to_fs
+from ddbshard.io.storage import check_output, describe_os_error, url_to_fs
 
 __all__ = ["add_arguments", "run"]
 
@@ -91,7 +91,7 @@ def run(args: Any) -> int:
         # deleted their items.
         _check_readable(url)
     # Written at the end: a place that cannot take it would lose the list of failed keys.
-    check_local_output(args.failed_keys, "--failed-keys", file=True)
+    check_output(args.failed_keys, "--failed-keys", file=True)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
     policy = RetryPolicy(max_attempts=args.max_attempts)

@@ -234,3 +234,21 @@ def check_local_output(location: str, what: str, *, file: bool = False) -> None:
             f"{what} {location}: cannot write: {probe} is not writable "
             f"({os.strerror(errno.EACCES)}, or a read-only file system)"
         )
+
+
+def check_output(location: str, what: str, *, file: bool = False) -> None:
+    """`check_local_output` for a local location; for s3://, that its bucket exists (found
+    missing only at the first write, it would cost the whole run before it: a table's scan,
+    a stream's read). HeadBucket needs s3:ListBucket, which a role allowed only to write the
+    output may lack: any other refusal passes, and the write will tell."""
+    if not is_s3(location):
+        check_local_output(location, what, file=file)
+        return
+    fs, path = url_to_fs(location)
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.info(bucket)
+    except FileNotFoundError:
+        raise InputError(f"{what} {location}: the bucket {bucket} does not exist") from None
+    except OSError:
+        pass
