@@ -455,3 +455,35 @@ def test_rates_and_ages_that_are_not_usable_numbers_are_usage_errors(
         build_parser(argv[0]).parse_args(argv)
     assert e.value.code == 2
     assert f"argument {argv[-2]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "--from-stream", "Feed", "--out", "{tmp}/k.jsonl", "--region", "bad region"],
+        ["keys", "--from-kinesis", "feed", "--out", "{tmp}/k.jsonl", "--region", "bad region"],
+        ["replicate", "{tmp}/c.toml", "--source-table", "Feed", "--region", "us east 1"],
+        ["sync", "{tmp}/c.toml", "--keys", "{tmp}/k.jsonl", "--source-table", "A", "--region=1!"],
+        ["parquet", "dynamodb://Feed", "{tmp}/copy"],  # AWS_REGION below
+    ],
+)
+def test_a_region_that_is_not_a_region_name_is_one_line(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore refuses such a name when the client is made, before any request: it was a
+    traceback of InvalidRegionError."""
+    from ddbshard.cli import main
+
+    monkeypatch.setenv("AWS_REGION", "not a region")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    (tmp_path / "src").mkdir()
+    write_config(tmp_path / "c.toml", str(tmp_path / "src"), str(tmp_path / "out"))
+    (tmp_path / "k.jsonl").write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
+    code = main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "not a valid AWS Region" in err, err

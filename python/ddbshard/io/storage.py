@@ -158,7 +158,8 @@ def error_code(e: BaseException) -> str | None:
 def aws_setup_problem(e: BaseException | None) -> str | None:
     """One line saying what the AWS environment lacks and how to set it, when `e`, or an
     exception it was raised from or while handling, is botocore saying so (no credentials, no
-    Region, an unknown profile, a credential provider that failed); None otherwise.
+    Region or one that is not a Region name, an unknown profile, a credential provider that
+    failed); None otherwise.
 
     s3fs and aiobotocore pass these through unwrapped (s3fs translates only ClientError), and
     none is worth a retry: botocore raises them before any request is sent."""
@@ -180,6 +181,11 @@ def aws_setup_problem(e: BaseException | None) -> str | None:
             )
         if isinstance(cause, exc.NoRegionError):
             return NO_REGION
+        if isinstance(cause, exc.InvalidRegionError):
+            return (
+                f"{cause.kwargs.get('region_name')!r} is not a valid AWS Region name (such as "
+                "us-east-1): fix --region, AWS_REGION, AWS_DEFAULT_REGION or the profile's region"
+            )
         if isinstance(cause, exc.CredentialRetrievalError | exc.TokenRetrievalError | exc.SSOError):
             # One line, though the message may quote a credential process's stderr.
             return f"AWS credentials could not be loaded: {' '.join(str(cause).split())}"
