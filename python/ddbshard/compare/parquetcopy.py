@@ -643,9 +643,10 @@ def make_copies(
     for out in outputs:
         check_key_names(out.keys)
         prepare_dest(out.dest, overwrite=overwrite)
-    for out in outputs:
-        _mark_incomplete(out.dest, True)
     inputs, item_count, total_bytes = _inputs(source)
+    # After the source is found readable: a source refused (no credentials, a missing table)
+    # leaves no folder behind.
+    made = [_mark_incomplete(out.dest, True) for out in outputs]
     progress = Progress(
         total_items=item_count,
         total_bytes=total_bytes,
@@ -736,7 +737,11 @@ def make_copies(
             _remove_parts(stage, nm.handed_out())
             if stage != out.dest:
                 _remove_parts(out.dest, out.files)
+        for out, folder in zip(outputs, made, strict=True):
             _remove_parts(out.dest, [INCOMPLETE])  # nothing left that could be taken for it
+            if folder is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # made by this run, and empty: as if never begun
         for f in futures:  # the workers that ended well hold their reject files still
             if f.done() and not f.cancelled() and f.exception() is None:
                 for sink in f.result():
@@ -921,20 +926,24 @@ def _finish_output(out: CopyOutput, sinks: list[_Sink], tmp: Path | None) -> Non
             s.rejects.close()
 
 
-def _mark_incomplete(dest: str, incomplete: bool) -> None:
+def _mark_incomplete(dest: str, incomplete: bool) -> str | None:
     """Puts the INCOMPLETE marker into a copy's folder before its first part, or takes it
-    away once its last part is written."""
+    away once its last part is written. Returns the local folder it made (None if it was
+    there already, or is not local)."""
     fs, path = url_to_fs(dest)
     marker = posixpath.join(path.rstrip("/"), INCOMPLETE)
+    made = None
     try:
         if not incomplete:
             fs.rm(marker)
-            return
-        if isinstance(fs, LocalFileSystem):
+            return None
+        if isinstance(fs, LocalFileSystem) and not fs.exists(path):
             fs.makedirs(path, exist_ok=True)
+            made = path
         fs.pipe_file(marker, b"a copy is being written here; its parts are not all there yet\n")
     except OSError as e:
         raise InputError(f"{dest}: cannot write: {describe_os_error(e)}") from e
+    return made
 
 
 def _remove_parts(dest: str, names: list[str]) -> None:
