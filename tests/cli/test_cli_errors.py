@@ -444,6 +444,11 @@ def test_a_ca_bundle_that_does_not_exist_is_one_line_and_exit_2(
         ["replicate", "c.toml", "--source-table", "A", "--until-caught-up", "-5"],
         ["parquet", "dynamodb://A", "out", "--max-rcu", "nan"],
         ["diff", "c.toml", "--actual", "T=dynamodb://T", "--max-rcu", "-1"],
+        # "... and 5 more malformed records" when there were none.
+        ["keys", "--from", "streams", "x.json", "--out", "k", "--show", "-5"],
+        # A thread and a scan segment per worker: 100,000 of each on a 100-item table.
+        ["parquet", "dynamodb://A", "out", "--workers", "100000"],
+        ["diff", "c.toml", "--actual", "T=dynamodb://T", "--workers", "0"],
     ],
 )
 def test_rates_and_ages_that_are_not_usable_numbers_are_usage_errors(

@@ -48,6 +48,28 @@ def positive_int(text: str) -> int:
     return n
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 0")
+    return n
+
+
+MAX_WORKERS = 256
+
+
+def worker_count(text: str) -> int:
+    """An argparse type: threads (and a live table's default scan segments), 1 to MAX_WORKERS."""
+    n = positive_int(text)
+    if n > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{n}: at most {MAX_WORKERS}")
+    return n
+
+
 def capacity_rate(text: str) -> float:
     """An argparse type: --max-wcu/--max-rcu, capacity units per second, at least 1 (the
     smallest capacity DynamoDB provisions). NaN slipped past a `<= 0` check, and a rate near

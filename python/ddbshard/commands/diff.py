@@ -9,7 +9,7 @@ import argparse
 import posixpath
 from typing import Any
 
-from ddbshard.commands import add_scan_arguments
+from ddbshard.commands import add_scan_arguments, worker_count
 from ddbshard.compare.diffrun import DiffOptions, DiffResult, run_diff
 from ddbshard.compare.locations import live_table
 from ddbshard.compare.sourcekey import parse_source_key
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=worker_count,
         help="threads reading input files at once (default: one per CPU, at most 8)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")

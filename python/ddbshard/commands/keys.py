@@ -32,7 +32,7 @@ from ddbshard.catchup.streams import (
     resolve_stream,
     streams_client,
 )
-from ddbshard.commands import change_time
+from ddbshard.commands import change_time, non_negative_int
 from ddbshard.exceptions import ConfigError
 from ddbshard.io.storage import check_output
 
@@ -85,7 +85,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--until", type=change_time, help="only changes before this time (same forms)")
     p.add_argument("--out", required=True, help="the keys file to write (local or s3://)")
-    p.add_argument("--show", type=int, default=10, help="malformed records to print (default 10)")
+    p.add_argument(
+        "--show",
+        type=non_negative_int,
+        default=10,
+        help="malformed records to print (default 10)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

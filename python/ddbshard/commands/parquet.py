@@ -20,7 +20,7 @@ import posixpath
 import sys
 from typing import Any
 
-from ddbshard.commands import add_scan_arguments
+from ddbshard.commands import add_scan_arguments, worker_count
 from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.locations import live_table
 from ddbshard.compare.parquetcopy import (
@@ -79,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a copy already in DEST")
     p.add_argument(
         "--workers",
-        type=int,
+        type=worker_count,
         help="threads reading input files at once (default: one per CPU, at most 8)",
     )
     p.add_argument("--work-dir", help="local folder for --flatten's staging (default: temp)")
