@@ -130,9 +130,9 @@ def code_of(e: Exception) -> str:
 
 
 def resolve_stream(ddb: Any, table_or_arn: str, policy: RetryPolicy | None = None) -> str:
-    """The stream ARN: an ARN as given, or a table's LatestStreamArn (InputError when the
-    table is missing or has no stream enabled)."""
-    if table_or_arn.startswith("arn:"):
+    """The stream ARN: a stream's ARN as given, or a table's LatestStreamArn, the table given
+    by its name or its ARN (InputError when the table is missing or has no stream enabled)."""
+    if table_or_arn.startswith("arn:") and "/stream/" in table_or_arn:
         return table_or_arn
     from botocore.exceptions import ClientError
 

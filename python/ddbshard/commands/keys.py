@@ -159,6 +159,8 @@ def _reader(args: Any) -> StreamReader:
 
     if args.from_kinesis:
         return _kinesis_reader(args)
+    if args.from_stream.startswith("arn:") and ":kinesis:" in args.from_stream:
+        raise ConfigError(f"--from-stream {args.from_stream}: a Kinesis stream: use --from-kinesis")
     arn = resolve_stream(client(args.region), args.from_stream)
     own = arn.split(":table/", 1)[-1].split("/stream/", 1)[0] if ":table/" in arn else None
     if args.table and own is not None and args.table != own:
