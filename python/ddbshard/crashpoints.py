@@ -17,6 +17,7 @@ Steps (in the order a run reaches them):
     part_uploaded    an S3 multipart part was uploaded
     applied          replicate: a batch's writes are acknowledged, its checkpoint not yet saved
     checkpointed     the checkpoint was saved (replicate: after a batch, the stream checkpoint)
+    copy_written     parquet/diff: a copy's parts are all written, the copy not yet marked whole
     object_written   an object was completed on its dest (PUT, CompleteMultipartUpload)
     object_recorded  the checkpoint records that object as complete
     manifest         a target's manifest (or import request) was written
@@ -38,6 +39,7 @@ STEPS = (
     "part_uploaded",
     "applied",
     "checkpointed",
+    "copy_written",
     "object_written",
     "object_recorded",
     "manifest",

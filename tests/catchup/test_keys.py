@@ -383,6 +383,12 @@ def test_time_units() -> None:
     for bad in ("yesterday", "-5", "1e9"):
         with pytest.raises(RecordError):
             parse_time(bad)
+    assert parse_time("0") == 0
+    # Times no stream holds: once they reached the trimming checks' messages (a year 0 there
+    # was a traceback) or Kinesis' AT_TIMESTAMP (botocore's own traceback).
+    for far in ("0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59Z", "99999999999999999999999"):
+        with pytest.raises(RecordError, match="outside"):
+            parse_time(far)
     with pytest.raises(RecordError):
         to_micros(True)
 

@@ -109,3 +109,45 @@ def test_a_checkpoint_of_another_stream_and_a_table_without_stream_are_refused(
     assert "Traceback" not in r.stderr
     r = run_cli(fresh.env(), "keys", "--from-stream", "Source", "x.json", "--out", str(out))
     assert r.returncode == 2 and "no --from, no INPUT" in r.stderr
+
+
+def test_a_table_other_than_the_stream_s_is_refused(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    """A DynamoDB stream holds one table's changes and its GetRecords records name none: a
+    --table naming another table cannot be honoured (its keys were written as that table's)."""
+    client = fresh.client()
+    create_table(client, "Source", "pk", "sk", stream=True)
+    _writes(client, 0, 2)
+    out = tmp_path / "k.jsonl"
+    r = run_cli(
+        fresh.env(), "keys", "--from-stream", "Source", "--table", "Other", "--out", str(out)
+    )
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Source" in r.stderr, r.stderr
+    assert not out.exists()
+    # Its own table is what it reads anyway.
+    r = run_cli(
+        fresh.env(), "keys", "--from-stream", "Source", "--table", "Source", "--out", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_a_table_arn_reads_the_table_s_latest_stream(fresh: FaultyDynamo, tmp_path: Path) -> None:
+    """TABLE_OR_STREAM_ARN: a table's ARN is the table (DescribeTable takes it), not a stream
+    ARN to pass to DescribeStream as it is (DynamoDB refuses that; moto read it as the table's,
+    and the checkpoint named the table's ARN as its stream)."""
+    client = fresh.client()
+    create_table(client, "Source", "pk", "sk", stream=True)
+    _writes(client, 0, 2)
+    table_arn = client.describe_table(TableName="Source")["Table"]["TableArn"]
+    stream_arn = client.describe_table(TableName="Source")["Table"]["LatestStreamArn"]
+    out, cp = tmp_path / "k.jsonl", tmp_path / "cp.json"
+    r = run_cli(
+        fresh.env(), "keys", "--from-stream", table_arn, "--checkpoint", str(cp), "--out", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(cp.read_text())["stream"] == stream_arn
+    assert len(out.read_text().splitlines()) == 2
+    kinesis = "arn:aws:kinesis:us-east-1:123456789012:stream/feed"
+    r = run_cli(fresh.env(), "keys", "--from-stream", kinesis, "--out", str(out))
+    assert r.returncode == 2 and "use --from-kinesis" in r.stderr, r.stderr

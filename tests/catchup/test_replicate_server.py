@@ -131,6 +131,48 @@ def test_sigterm_saves_and_exits_143_with_one_line(fresh: FaultyDynamo, tmp_path
     assert json.loads(cp.read_text())["shards"]
 
 
+def test_ctrl_c_in_the_middle_of_a_batch_counts_no_failure_the_file_does_not_list(
+    fresh: FaultyDynamo, tmp_path: Path
+) -> None:
+    """The calls a Ctrl-C gives back are not failures: the checkpoint has not passed their
+    batch, which the next run applies again. The last line's "failed" must count what the
+    failed-keys file lists (nothing here), not them."""
+    items, config = migrate(fresh, tmp_path, 300)
+    change(fresh, items)
+    cp, failed = tmp_path / "source.checkpoint", tmp_path / "failed.jsonl"
+    fresh.clear_faults()  # and the log: the signal waits for replicate's own first write
+    fresh.slow(0.1)  # the batch's calls take a while: the signal comes while it writes
+    args = ["replicate", str(config), "--source-table", "Source", "--checkpoint", str(cp)]
+    args += ["--failed-keys", str(failed), "--batch-records", "5000", "--concurrency", "4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddbshard", *args],
+        env=fresh.env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not fresh.calls("BatchWriteItem") and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    status = [line for line in err.splitlines() if line.startswith("replicate: lag")][-1]
+    listed = len(failed.read_text().splitlines()) if failed.exists() else 0
+    assert status.endswith(f", failed {listed}"), (status, listed)
+    fresh.clear_faults()
+    r = replicate(fresh, config, cp, "--failed-keys", str(failed), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert_targets_match_source(fresh, tmp_path)
+
+
 def test_a_keys_only_stream_reads_the_source_and_says_what_it_cannot_see(
     fresh: FaultyDynamo, tmp_path: Path
 ) -> None:
@@ -214,3 +256,35 @@ def test_an_s3_checkpoint_resumes_and_a_missing_bucket_is_refused_before_any_wri
     r = run_cli(fresh.env(), *args, "--checkpoint", url, "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert ", 0 records (" in r.stderr and "put 0," in r.stderr  # went on from the S3 checkpoint
+
+
+def test_a_signal_after_the_loop_is_an_interruption_not_a_traceback(
+    fresh: FaultyDynamo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replicate's own SIGINT/SIGTERM handler raises its stop inside the loop only: once the
+    loop is over (the last status line, the notes, an error on its way out), a signal must
+    reach the CLI's usual handling, not escape as a traceback of an internal exception."""
+    import os
+
+    from ddbshard.cli import main
+    from ddbshard.commands import replicate as command
+
+    _, config = migrate(fresh, tmp_path, 20)
+    for name, value in fresh.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    real_final = command._Show.final
+
+    def final_then_ctrl_c(show: Any) -> None:
+        real_final(show)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(command._Show, "final", final_then_ctrl_c)
+    args = ["replicate", str(config), "--source-table", "Source", "--quiet"]
+    args += ["--checkpoint", str(tmp_path / "cp.json"), "--until-caught-up"]
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(args) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])

@@ -88,7 +88,10 @@ def test_throttling_past_the_attempts_is_one_error_line() -> None:
     fake = lineage()
     fake.fail("get_records", "ProvisionedThroughputExceededException", times=99)
     reader = StreamReader(fake, Checkpoint("", ARN), policy=POLICY)
-    with pytest.raises(Exception, match="still throttled or failing after 5 attempts"):
+    with pytest.raises(
+        Exception,
+        match=r"still failing after 5 attempts \(the last: ProvisionedThroughput",
+    ):
         changes(reader)
 
 
@@ -211,3 +214,19 @@ def test_from_latest_skips_what_the_stream_holds_now(tmp_path: Path) -> None:
     fake.shards[0].records.append(record(21, "k3", "INSERT", at=NOW))
     again = StreamReader(fake, Checkpoint.load(cp, ARN), policy=POLICY, start="latest")
     assert [c.seq for c in changes(again)] == [21]
+
+
+def test_an_unreachable_streams_endpoint_is_named_not_called_throttling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ddbshard.catchup.streams import call_retried, streams_client
+    from ddbshard.exceptions import InputError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    policy = RetryPolicy(max_attempts=2, sleep=lambda s: None)
+    with pytest.raises(InputError) as e:
+        call_retried(streams_client("us-east-1"), "describe_stream", policy, StreamArn=ARN)
+    assert "throttled" not in str(e.value)
+    assert "127.0.0.1:1" in str(e.value) and "after 2 attempts" in str(e.value)

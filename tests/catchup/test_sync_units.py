@@ -270,6 +270,27 @@ def test_targets_whose_key_comes_from_the_source_key_alone() -> None:
     ]
 
 
+def test_a_target_keyed_by_the_source_key_with_other_templates_is_found_from_the_key() -> None:
+    """The demo's Posts: keyed by the source key, with a GSI key made from a non-key attribute
+    and a renamed one. Its key comes from the source key alone; the templates of its other
+    attributes must not hide it (a key without OldImage, moved out of Posts, left its copy
+    there, and sync's note named Posts among the targets keyed by non-key attributes)."""
+    config = CONFIG.replace(
+        'rename = { pk = "owner" }\nset = { pk = "P#{pk}" }',
+        'rename = { created_at = "createdAt" }\nset = { gsi1pk = "USER#{user_id}" }',
+    )
+    assert "gsi1pk" in config
+    router = Router(parse_config(config))
+    keys = {"pk": {"S": "u1"}, "sk": {"S": "s1"}}
+    assert router.keys_from_source_key(keys) == {0: keys}
+    assert router.keys_from_source_keys([keys, keys]) == [{0: keys}, {0: keys}]
+    assert router.keyed_elsewhere(keys) == ["Comments"]
+    # Routing a whole item still makes every attribute, the templated ones too.
+    item = {**keys, "kind": {"S": "post"}, "user_id": {"S": "9"}, "created_at": {"S": "t"}}
+    routed = router.route(item).outputs[0]
+    assert routed["gsi1pk"] == {"S": "USER#9"} and routed["createdAt"] == {"S": "t"}
+
+
 @pytest.mark.parametrize("missing", [NoCredentialsError(), NoRegionError()])
 def test_missing_credentials_or_region_are_not_retried_as_throttling(missing: Exception) -> None:
     sleeps: list[float] = []
@@ -457,3 +478,20 @@ def test_a_signature_out_of_date_says_to_check_the_clock() -> None:
     dynamo = Dynamo(Scripted(then=error("UnrecognizedClientException")), no_wait([]))
     with pytest.raises(InputError, match=r"UnrecognizedClientException: UnrecognizedClient"):
         dynamo.get([("T", {"pk": {"S": "k"}})])
+
+
+def test_an_unreachable_endpoint_is_named_not_called_throttling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing listens on port 1: every call is a refused connection, which is retried as a
+    # dropped one. The line after the retries must say that, not "throttled".
+    from ddbshard.catchup.dynamo import client
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    dynamo = Dynamo(client("us-east-1"), RetryPolicy(max_attempts=2, sleep=lambda s: None))
+    with pytest.raises(InputError) as e:
+        dynamo.key_schema("Feed")
+    assert "throttled" not in str(e.value)
+    assert "127.0.0.1:1" in str(e.value) and "after 2 attempts" in str(e.value)

@@ -431,3 +431,64 @@ def test_a_ca_bundle_that_does_not_exist_is_one_line_and_exit_2(
         listener.close()
         for s in accepted:
             s.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", "c.toml", "--keys", "k", "--source-table", "A", "--max-wcu", "nan"],
+        # A budget so small that its first wait overflowed time.sleep (a traceback).
+        ["sync", "c.toml", "--keys", "k", "--source-table", "A", "--max-wcu", "1e-300"],
+        ["replicate", "c.toml", "--source-table", "A", "--max-wcu", "inf"],
+        ["replicate", "c.toml", "--source-table", "A", "--until-caught-up", "nan"],
+        ["replicate", "c.toml", "--source-table", "A", "--until-caught-up", "-5"],
+        ["parquet", "dynamodb://A", "out", "--max-rcu", "nan"],
+        ["diff", "c.toml", "--actual", "T=dynamodb://T", "--max-rcu", "-1"],
+        # "... and 5 more malformed records" when there were none.
+        ["keys", "--from", "streams", "x.json", "--out", "k", "--show", "-5"],
+        # A thread and a scan segment per worker: 100,000 of each on a 100-item table.
+        ["parquet", "dynamodb://A", "out", "--workers", "100000"],
+        ["diff", "c.toml", "--actual", "T=dynamodb://T", "--workers", "0"],
+    ],
+)
+def test_rates_and_ages_that_are_not_usable_numbers_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddbshard.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser(argv[0]).parse_args(argv)
+    assert e.value.code == 2
+    assert f"argument {argv[-2]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "--from-stream", "Feed", "--out", "{tmp}/k.jsonl", "--region", "bad region"],
+        ["keys", "--from-kinesis", "feed", "--out", "{tmp}/k.jsonl", "--region", "bad region"],
+        ["replicate", "{tmp}/c.toml", "--source-table", "Feed", "--region", "us east 1"],
+        ["sync", "{tmp}/c.toml", "--keys", "{tmp}/k.jsonl", "--source-table", "A", "--region=1!"],
+        ["parquet", "dynamodb://Feed", "{tmp}/copy"],  # AWS_REGION below
+    ],
+)
+def test_a_region_that_is_not_a_region_name_is_one_line(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore refuses such a name when the client is made, before any request: it was a
+    traceback of InvalidRegionError."""
+    from ddbshard.cli import main
+
+    monkeypatch.setenv("AWS_REGION", "not a region")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    (tmp_path / "src").mkdir()
+    write_config(tmp_path / "c.toml", str(tmp_path / "src"), str(tmp_path / "out"))
+    (tmp_path / "k.jsonl").write_text('{"Keys":{"pk":{"S":"a"},"sk":{"S":"b"}}}\n')
+    code = main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "not a valid AWS Region" in err, err

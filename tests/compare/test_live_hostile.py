@@ -10,6 +10,8 @@ with dynamodb:// sides meets, against moto's DynamoDB over HTTP.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -224,3 +226,80 @@ def test_a_segment_failing_for_good_does_not_wait_for_another_s_read_budget(
         make_copies(scan, [CopyOutput(str(tmp_path / "c"), (("pk", "S"),))], workers=2)
     # Not the ~80 s segment 1's budget wait would last: the failure ends every wait.
     assert time.monotonic() - started < 20
+
+
+def test_ctrl_c_stops_a_diff_s_live_scan_at_once(tmp_path: Path) -> None:
+    """The main thread waits for the copy's workers; a SIGINT the kernel hands to another of
+    the process's threads (diff has polars' too) must still stop the scan then, not when a
+    worker happens to end: before, diff read the whole table first (a real one: hours)."""
+    with FaultyDynamo() as server:
+        ddb = _client(server.endpoint)
+        _table(ddb, "Slow", ("pk", "S"))
+        _table(ddb, "SlowT", ("pk", "S"))
+        load(ddb, "Slow", [{"pk": {"S": f"k{i}"}} for i in range(200)])
+        (tmp_path / "src").mkdir()
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'source = "{tmp_path / "src"}"\ndest = "{tmp_path / "out"}"\n'
+            '[[target]]\nname = "SlowT"\nkey = { hash = "pk" }\nkey_types = { pk = "S" }\n'
+        )
+        server.slow(0.2)  # 40 segments, one page each, 2 workers: about 4 s in all
+        args = [
+            "diff",
+            str(cfg),
+            "--source",
+            "dynamodb://Slow",
+            "--actual",
+            "SlowT=dynamodb://SlowT",
+        ]
+        args += ["--segments", "40", "--workers", "2", "--quiet", "--out", str(tmp_path / "d")]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ddbshard", *args],
+            env=server.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(server.calls("Scan")) < 2 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == "ddbshard: interrupted"
+        scans = len(server.calls("Scan"))
+        assert scans < 20, f"{scans} Scan pages read after Ctrl-C"
+
+
+def test_an_s3_output_whose_bucket_is_missing_is_refused_before_the_scan(tmp_path: Path) -> None:
+    """Found only at the first write, a missing bucket cost a whole scan of the table (hours
+    and read units on a real one) and, for diff, the whole diff."""
+    from support.ddb_tables import run_cli
+
+    with FaultyDynamo() as server:
+        ddb = _client(server.endpoint)
+        _table(ddb, "Src", ("pk", "S"))
+        _table(ddb, "Tgt", ("pk", "S"))
+        load(ddb, "Src", [{"pk": {"S": f"k{i}"}} for i in range(10)])
+        (tmp_path / "src").mkdir()
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'source = "{tmp_path / "src"}"\ndest = "{tmp_path / "out"}"\n'
+            '[[target]]\nname = "Tgt"\nkey = { hash = "pk" }\nkey_types = { pk = "S" }\n'
+        )
+        diff = ["diff", str(cfg), "--source", "dynamodb://Src", "--actual", "Tgt=dynamodb://Tgt"]
+        runs = [
+            ["parquet", "dynamodb://Src", "s3://no-such-bucket/copy"],
+            [*diff, "--out", "s3://no-such-bucket/diff"],
+        ]
+        for args in runs:
+            r = run_cli(server.env(), *args, "--quiet", cwd=tmp_path)
+            assert r.returncode == 2, r.stderr
+            lines = [x for x in r.stderr.splitlines() if "DescribeTable's figures" not in x]
+            assert len(lines) == 1 and "the bucket no-such-bucket does not" in lines[0], r.stderr
+            assert not server.calls("Scan"), args

@@ -204,7 +204,9 @@ def test_throttled_pages_are_asked_again_and_no_item_is_lost(tmp_path: Path) -> 
         server.clear_faults()
         server.fail(Fault.THROTTLE, op="Scan", nth=1, times=100)
         scan = LiveScan("Throttled", segments=1, ddb=ddb, policy=RetryPolicy(sleep=slept.append))
-        with pytest.raises(InputError, match=r"dynamodb://Throttled#segment-0: Scan still"):
+        with pytest.raises(
+            InputError, match=r"dynamodb://Throttled#segment-0: Scan still.*lower --max-rcu"
+        ):
             make_copies(scan, [CopyOutput(str(tmp_path / "c2"), (("pk", "S"),))])
 
 
@@ -483,3 +485,21 @@ def test_a_live_side_with_another_key_and_scan_options_without_a_live_side_are_r
     assert "for dynamodb:// sides" in capsys.readouterr().err
     assert main(["parquet", src, str(tmp_path / "d"), "--segments", "2"]) == 2
     assert "for SRC dynamodb://TABLE" in capsys.readouterr().err
+
+
+class _Unreachable(FakeDynamoDB):
+    """Described, then gone: every Scan is a connection refused."""
+
+    def scan(self, **kw: Any) -> dict[str, Any]:
+        from botocore.exceptions import EndpointConnectionError
+
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1/")
+
+
+def test_a_scan_that_cannot_connect_says_so_and_not_to_lower_max_rcu() -> None:
+    policy = RetryPolicy(max_attempts=2, sleep=lambda s: None)
+    scan = LiveScan("T", segments=1, ddb=_Unreachable(1, 1, 1.0), policy=policy)
+    with pytest.raises(InputError) as e:
+        b"".join(scan.chunks(0))
+    assert "127.0.0.1:1" in str(e.value) and "after 2 attempts" in str(e.value)
+    assert "--max-rcu" not in str(e.value)  # a lower rate would not help

@@ -408,3 +408,36 @@ def test_diff_pairs_reads_arrow_chunks_and_bytes_alike() -> None:
     assert rows == [(-5, 1, 0, 0), (9, 3, 30, 2), (13, 0, 5, 1)]
     with pytest.raises(ValueError, match="as many item hashes"):
         _core.diff_pairs([actual_keys], [actual_items[:8]], [], [])
+
+
+def test_a_copy_whose_run_was_killed_is_refused_until_made_again(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIGKILL (an OOM kill, a power cut) leaves no time to remove a copy's parts. Its parts
+    are valid Parquet with the copy's metadata, but fewer than the copy's: given to diff as the
+    expected side, every item it lacks would be unexpected, which sync deletes from the target.
+    The copy says it is unfinished until its last part is written."""
+    import os
+    import subprocess
+    import sys
+
+    dest = tmp_path / "posts-expected"
+    args = ["parquet", str(world["export"]), str(dest), "--config", str(world["cfg"])]
+    args += ["--target", "Posts", "--quiet"]
+    env = {**os.environ, "DDBSHARD_CRASH_AT": "copy_written:1:kill"}
+    r = subprocess.run(
+        [sys.executable, "-m", "ddbshard", *args], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == -9, r.stderr
+    assert list(dest.glob("part-*.parquet"))  # its parts are there, and look whole
+    actual = f"--actual=Posts={world['tmp'] / 'actual' / 'Posts'}"
+    d = run("diff", str(world["cfg"]), actual, f"--expected=Posts={dest}", "--out", str(tmp_path))
+    assert d.returncode == 2, d.stderr
+    assert len(d.stderr.strip().splitlines()) == 1 and "cut short" in d.stderr, d.stderr
+    assert not (tmp_path / "Posts").exists()  # no keys files for sync
+    r = run(*args)
+    assert r.returncode == 2 and "cut short" in r.stderr and "--overwrite" in r.stderr, r.stderr
+    r = run(*args, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    d = run("diff", str(world["cfg"]), actual, f"--expected=Posts={dest}", "--out", str(tmp_path))
+    assert d.returncode == 1, d.stderr  # the planted differences, read from a whole copy

@@ -62,6 +62,8 @@ _MILLIS_BELOW: Final = 10**14
 # like 1E+999999999 is refused instead of expanded into a billion digits.
 _EARLIEST: Final = 10**8  # 1973-03-03 in seconds
 _LATEST: Final = 10**17  # 5138-11-16 in microseconds
+# --since/--until: a day short of datetime's end, so that any time zone still fits in it.
+_LAST_ARGUMENT: Final = 253_402_214_400 * 1_000_000  # 9999-12-31T00:00:00Z
 
 
 class _Unknown:
@@ -333,8 +335,13 @@ def _iso_micros(text: str, what: str) -> int:
 
 
 def parse_time(text: str) -> int:
-    """A --since/--until argument: epoch s/ms/µs, or ISO 8601 (UTC unless a zone is given)."""
-    return to_micros(text.strip(), "time")
+    """A --since/--until argument: epoch s/ms/µs, or ISO 8601 (UTC unless a zone is given),
+    from the epoch to a day before the last a datetime holds (a time outside could not even
+    be printed back in the trimming checks' messages, nor sent as Kinesis' AT_TIMESTAMP)."""
+    micros = to_micros(text.strip(), "time")
+    if not 0 <= micros < _LAST_ARGUMENT:
+        raise RecordError(f"time {text!r} is outside 1970-01-01..9999-12-30")
+    return micros
 
 
 def _json_kind(v: Any) -> str:

@@ -217,6 +217,9 @@ class Dynamo:
         self.limit(slots)
         self.stopping = threading.Event()
         self._foreign = 0  # calls refused in a row by something that is not DynamoDB
+        # Why this thread's last call is to be retried: the line after the last retry says
+        # it (a refused connection is not throttling, and no lower rate would help it).
+        self._retry_why = threading.local()
 
     def limit(self, slots: int | None) -> None:
         """At most `slots` calls under way at once, from all threads (None: no bound)."""
@@ -373,6 +376,7 @@ class Dynamo:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in _THROTTLED or code in _SERVER or status >= 500:
+                self._retry_why.last = f"{code or 'HTTP ' + str(status)}"
                 return None
             message = e.response.get("Error", {}).get("Message", "")
             if code == str(status):
@@ -397,7 +401,17 @@ class Dynamo:
         except BotoCoreError as e:
             if aws_setup_problem(e) is not None:
                 raise  # no retry supplies missing configuration: the command says what to set
+            self._retry_why.last = str(e)
             return None  # dropped connection, timeout: the request may be sent again
+
+    def retry_reason(self) -> str:
+        """Why this thread's last call was to be retried (an error code, a status, or
+        botocore's words for a connection that failed)."""
+        return str(getattr(self._retry_why, "last", "unknown"))
+
+    def throttled_last(self) -> bool:
+        """Whether this thread's last retried call was throttled (a lower rate may help)."""
+        return self.retry_reason() in _THROTTLED
 
     def _refused_by_foreign(self, op: str, status: int, message: str) -> None:
         with self._lock:
@@ -436,7 +450,8 @@ class Dynamo:
                 raise InputError(f"{op} {_args(kwargs)}: {answer}")
             self.policy.backoff(attempt)
         raise InputError(
-            f"{op} {_args(kwargs)}: still throttled after {self.policy.max_attempts} attempts"
+            f"{op} {_args(kwargs)}: still failing after {self.policy.max_attempts} attempts "
+            f"(the last: {self.retry_reason()})"
         )
 
 

@@ -218,9 +218,11 @@ class Replicator:
         return (
             f"lag {self.lag():.1f} s, {c.records:,} records ({rate:,.0f}/s), put {t.put:,}, "
             # Every key in the failed-keys file (failed, or refused by a target) is a failure:
-            # the count must match what the file lists.
+            # the count must match what the file lists. So it counts the lines written, not
+            # the keys of a batch a Ctrl-C cut short (sync gives back their unsent calls as
+            # failed; the checkpoint has not passed them, and the next run applies them).
             f"moves {c.moves:,}, deleted {t.deleted:,}, "
-            f"failed {len(self.sync.failed_lines) + c.malformed:,}"
+            f"failed {self._failed_written + c.malformed:,}"
         )
 
 

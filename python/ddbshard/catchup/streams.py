@@ -103,6 +103,7 @@ def call_retried(client: Any, op: str, policy: RetryPolicy, **kwargs: Any) -> di
     backoff; any other ClientError is the caller's (expired iterators, trimmed data)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    why = ""
     for attempt in range(1, policy.max_attempts + 1):
         try:
             answer: dict[str, Any] = getattr(client, op)(**kwargs)
@@ -112,12 +113,14 @@ def call_retried(client: Any, op: str, policy: RetryPolicy, **kwargs: Any) -> di
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code not in _THROTTLED and code not in _SERVER and status < 500:
                 raise
+            why = code or f"HTTP {status}"
         except BotoCoreError as e:
             if aws_setup_problem(e) is not None:
                 raise
+            why = str(e)  # a refused or dropped connection is not throttling: say which
         if attempt < policy.max_attempts:
             policy.backoff(attempt)
-    raise InputError(f"{op}: still throttled or failing after {policy.max_attempts} attempts")
+    raise InputError(f"{op}: still failing after {policy.max_attempts} attempts (the last: {why})")
 
 
 def code_of(e: Exception) -> str:
@@ -127,9 +130,9 @@ def code_of(e: Exception) -> str:
 
 
 def resolve_stream(ddb: Any, table_or_arn: str, policy: RetryPolicy | None = None) -> str:
-    """The stream ARN: an ARN as given, or a table's LatestStreamArn (InputError when the
-    table is missing or has no stream enabled)."""
-    if table_or_arn.startswith("arn:"):
+    """The stream ARN: a stream's ARN as given, or a table's LatestStreamArn, the table given
+    by its name or its ARN (InputError when the table is missing or has no stream enabled)."""
+    if table_or_arn.startswith("arn:") and "/stream/" in table_or_arn:
         return table_or_arn
     from botocore.exceptions import ClientError
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from types import ModuleType
 
 # name -> (module under ddbshard.commands, one line of help); listed in the order of a
@@ -47,6 +48,52 @@ def positive_int(text: str) -> int:
     return n
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 0")
+    return n
+
+
+MAX_WORKERS = 256
+
+
+def worker_count(text: str) -> int:
+    """An argparse type: threads (and a live table's default scan segments), 1 to MAX_WORKERS."""
+    n = positive_int(text)
+    if n > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{n}: at most {MAX_WORKERS}")
+    return n
+
+
+def capacity_rate(text: str) -> float:
+    """An argparse type: --max-wcu/--max-rcu, capacity units per second, at least 1 (the
+    smallest capacity DynamoDB provisions). NaN slipped past a `<= 0` check, and a rate near
+    0 made the first wait too long for time.sleep: both were tracebacks mid-run."""
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 1 <= rate < math.inf:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number of units per second, 1 or more")
+    return rate
+
+
+def seconds_or_more(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more (finite)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number of seconds, 0 or more")
+    return seconds
+
+
 def change_time(text: str) -> int:
     """An argparse type: --since/--until as ISO 8601 or epoch seconds, ms or µs; µs since the
     epoch (the catch-up's one reading of times, imported only by the commands using it)."""
@@ -68,7 +115,7 @@ def add_scan_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-rcu",
-        type=float,
+        type=capacity_rate,
         metavar="N",
         help="read units per second a dynamodb:// scan may consume (default: no limit)",
     )

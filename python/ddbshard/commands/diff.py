@@ -9,13 +9,13 @@ import argparse
 import posixpath
 from typing import Any
 
-from ddbshard.commands import add_scan_arguments
+from ddbshard.commands import add_scan_arguments, worker_count
 from ddbshard.compare.diffrun import DiffOptions, DiffResult, run_diff
 from ddbshard.compare.locations import live_table
 from ddbshard.compare.sourcekey import parse_source_key
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError
-from ddbshard.io.storage import check_local_output
+from ddbshard.io.storage import check_local_output, check_output
 
 __all__ = ["add_arguments", "run"]
 
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=worker_count,
         help="threads reading input files at once (default: one per CPU, at most 8)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -105,7 +105,7 @@ def run(args: Any) -> int:
         raise ConfigError(f"--out {args.out}: results are files (a folder, local or s3://)")
     config = load_config(args.config)
     # Before any input is read: the results are written last, after the whole join.
-    check_local_output(args.out or posixpath.join(config.dest.rstrip("/"), "_diff"), "--out")
+    check_output(args.out or posixpath.join(config.dest.rstrip("/"), "_diff"), "--out")
     if args.work_dir:
         check_local_output(args.work_dir, "--work-dir")
     result = run_diff(config, options)

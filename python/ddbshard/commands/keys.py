@@ -32,8 +32,9 @@ from ddbshard.catchup.streams import (
     resolve_stream,
     streams_client,
 )
-from ddbshard.commands import change_time
-from ddbshard.io.storage import check_local_output
+from ddbshard.commands import change_time, non_negative_int
+from ddbshard.exceptions import ConfigError
+from ddbshard.io.storage import check_output
 
 __all__ = ["add_arguments", "run"]
 
@@ -84,7 +85,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--until", type=change_time, help="only changes before this time (same forms)")
     p.add_argument("--out", required=True, help="the keys file to write (local or s3://)")
-    p.add_argument("--show", type=int, default=10, help="malformed records to print (default 10)")
+    p.add_argument(
+        "--show",
+        type=non_negative_int,
+        default=10,
+        help="malformed records to print (default 10)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -93,7 +99,7 @@ def run(args: Any) -> int:
     if problem is not None:
         print(f"ddbshard: error: {problem}", file=sys.stderr)
         return 2
-    check_local_output(args.out, "--out", file=True)  # before any record is read
+    check_output(args.out, "--out", file=True)  # before any record is read
     reader = None
     if args.from_stream or args.from_kinesis:
         reader = _reader(args)
@@ -153,7 +159,16 @@ def _reader(args: Any) -> StreamReader:
 
     if args.from_kinesis:
         return _kinesis_reader(args)
+    if args.from_stream.startswith("arn:") and ":kinesis:" in args.from_stream:
+        raise ConfigError(f"--from-stream {args.from_stream}: a Kinesis stream: use --from-kinesis")
     arn = resolve_stream(client(args.region), args.from_stream)
+    own = arn.split(":table/", 1)[-1].split("/stream/", 1)[0] if ":table/" in arn else None
+    if args.table and own is not None and args.table != own:
+        # A DynamoDB stream holds one table's changes, and its records name no table: they
+        # would all be taken as --table's.
+        raise ConfigError(
+            f"--table {args.table}: the stream {arn} holds the changes of table {own} only"
+        )
     if args.checkpoint:
         # One run per checkpoint: two would move it back and forth (the lock also makes the
         # checkpoint's folder, so a bad location fails before the stream is read).

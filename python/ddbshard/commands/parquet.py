@@ -20,7 +20,7 @@ import posixpath
 import sys
 from typing import Any
 
-from ddbshard.commands import add_scan_arguments
+from ddbshard.commands import add_scan_arguments, worker_count
 from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.locations import live_table
 from ddbshard.compare.parquetcopy import (
@@ -34,7 +34,13 @@ from ddbshard.compare.parquetcopy import (
 from ddbshard.compare.sourcekey import parse_source_key, resolve_source_key, table_source_key
 from ddbshard.config import SplitConfig, load_config
 from ddbshard.exceptions import ConfigError, InputError
-from ddbshard.io.storage import check_local_output, describe_os_error, is_s3, url_to_fs
+from ddbshard.io.storage import (
+    check_local_output,
+    check_output,
+    describe_os_error,
+    is_s3,
+    url_to_fs,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -73,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a copy already in DEST")
     p.add_argument(
         "--workers",
-        type=int,
+        type=worker_count,
         help="threads reading input files at once (default: one per CPU, at most 8)",
     )
     p.add_argument("--work-dir", help="local folder for --flatten's staging (default: temp)")
@@ -147,7 +153,7 @@ def run(args: Any) -> int:
         raise ConfigError("--segments, --max-rcu and --consistent are for SRC dynamodb://TABLE")
     config, target_name = _config_target(args)
     # Before any input is read: a copy that cannot be written would fail at its first file.
-    check_local_output(args.dest, "DEST")
+    check_output(args.dest, "DEST")
     if args.work_dir:
         check_local_output(args.work_dir, "--work-dir")
     if config is not None and target_name is not None:

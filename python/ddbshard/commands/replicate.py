@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ddbshard.catchup.changes import RecordError, parse_time
-from ddbshard.commands import change_time, positive_int
+from ddbshard.commands import capacity_rate, change_time, positive_int, seconds_or_more
 
 __all__ = ["add_arguments", "run"]
 
@@ -52,14 +52,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--until-caught-up",
         nargs="?",
         const=0.0,
-        type=float,
+        type=seconds_or_more,
         metavar="SECONDS",
         help="exit 0 once every shard is drained and the newest record applied is at most "
         "SECONDS old (default 0: a pass that finds nothing new)",
     )
     p.add_argument(
         "--max-wcu",
-        type=float,
+        type=capacity_rate,
         help="write capacity units per second to use at most (default: no limit)",
     )
     p.add_argument(
@@ -109,11 +109,8 @@ def run(args: Any) -> int:
     )
     from ddbshard.catchup.syncrun import SyncRun, check_target_tables
     from ddbshard.config import load_config
-    from ddbshard.exceptions import ConfigError
-    from ddbshard.io.storage import check_local_output
+    from ddbshard.io.storage import check_output
 
-    if args.max_wcu is not None and args.max_wcu <= 0:
-        raise ConfigError("--max-wcu must be positive")
     config = load_config(args.config)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
@@ -124,7 +121,7 @@ def run(args: Any) -> int:
     arn = resolve_stream(ddb, args.source_table)
     # Before anything is read or written: one run per checkpoint (the lock also makes its
     # folder), and a failed-keys file that can be written.
-    check_local_output(args.failed_keys, "--failed-keys", file=True)
+    check_output(args.failed_keys, "--failed-keys", file=True)
     location = args.checkpoint or f"{args.source_table}.replicate-checkpoint.json"
     lock_checkpoint(location)
     checkpoint = Checkpoint.load(location, arn)
@@ -146,8 +143,8 @@ def run(args: Any) -> int:
         reader, sync, router, failed_keys=args.failed_keys, batch_records=args.batch_records
     )
     show = _Show(replicator, enabled=not args.quiet)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # Stopped inside the loop only: after it, the CLI's own handling (one line, 130 or 143).
+    previous = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)
     try:
         while True:
             replicator.run_pass(show.tick)
@@ -166,10 +163,16 @@ def run(args: Any) -> int:
         )
         return 143 if e.signum == signal.SIGTERM else 130
     except Trimmed as e:
-        show.final()
-        print(f"ddbshard: error: {e}", file=sys.stderr)
-        return 1
+        trimmed: Trimmed | None = e
+    else:
+        trimmed = None
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
     show.final()
+    if trimmed is not None:
+        print(f"ddbshard: error: {trimmed}", file=sys.stderr)
+        return 1
     from ddbshard.catchup.replicator import unlocatable_note
 
     note = None if images else unlocatable_note(router, replicator.first_without_old)

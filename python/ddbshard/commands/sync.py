@@ -24,10 +24,10 @@ from ddbshard.catchup.dynamo import Budget, Dynamo, RetryPolicy, client
 from ddbshard.catchup.keysfile import KeyCollector, KeyEntry, read_keys, write_lines
 from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncrun import SyncRun, Tally, check_target_tables
-from ddbshard.commands import positive_int
+from ddbshard.commands import capacity_rate, positive_int
 from ddbshard.config import load_config
 from ddbshard.exceptions import ConfigError, InputError
-from ddbshard.io.storage import check_local_output, describe_os_error, url_to_fs
+from ddbshard.io.storage import check_output, describe_os_error, url_to_fs
 
 __all__ = ["add_arguments", "run"]
 
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-wcu",
-        type=float,
+        type=capacity_rate,
         help="write capacity units per second to use at most (default: no limit)",
     )
     p.add_argument(
@@ -91,7 +91,7 @@ def run(args: Any) -> int:
         # deleted their items.
         _check_readable(url)
     # Written at the end: a place that cannot take it would lose the list of failed keys.
-    check_local_output(args.failed_keys, "--failed-keys", file=True)
+    check_output(args.failed_keys, "--failed-keys", file=True)
     router = Router(config)
     budget = Budget(args.max_wcu) if args.max_wcu else None
     policy = RetryPolicy(max_attempts=args.max_attempts)
@@ -158,8 +158,6 @@ def _check_usage(args: Any) -> None:
         args.inputs = []
         if not args.keys or not args.source_table:
             raise _Usage("give --keys KEYS and --source-table A (or --from incremental EXPORT)")
-    if args.max_wcu is not None and args.max_wcu <= 0:
-        raise _Usage("--max-wcu must be positive")
     if args.max_attempts < 1:
         raise _Usage("--max-attempts must be at least 1")
     if args.concurrency > MAX_CONCURRENCY:

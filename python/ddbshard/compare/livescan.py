@@ -266,9 +266,11 @@ class LiveScan:
             with self.stats.lock:
                 self.stats.retried += 1
             if attempts >= self.dynamo.policy.max_attempts:
+                why = self.dynamo.retry_reason()
+                hint = "; try a lower --max-rcu or fewer --segments"
                 raise InputError(
-                    f"{self.segment_name(segment)}: Scan still throttled or failing after "
-                    f"{attempts} attempts; try a lower --max-rcu or fewer --segments"
+                    f"{self.segment_name(segment)}: Scan still failing after {attempts} attempts "
+                    f"(the last: {why}){hint if self.dynamo.throttled_last() else ''}"
                 )
             self.dynamo.policy.backoff(attempts)
 

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from ddbshard import crashpoints
 from ddbshard._core import ColumnBuilder, Splitter, flatten_items
 from ddbshard.compare.livescan import LiveScan
 from ddbshard.config import CoreSpec, SplitConfig, TargetConfig, build_core_spec
@@ -255,8 +256,16 @@ def _is_parquet_name(path: str) -> bool:
     return path.endswith(".parquet") and not posixpath.basename(path).startswith(("_", "."))
 
 
+# In a copy's folder from its first part until its last is written: a copy whose run was
+# killed (SIGKILL, an OOM kill: no cleanup runs) keeps it, and is refused as input. Its parts
+# are valid Parquet with the copy's metadata, but fewer: as diff's expected side, every item
+# it lacks would be unexpected, which sync then deletes from the target.
+INCOMPLETE = "_incomplete"
+
+
 def parquet_files(url: str) -> tuple[AbstractFileSystem, list[str]]:
-    """The Parquet files of a copy (a folder of them, or one file), in name order."""
+    """The Parquet files of a copy (a folder of them, or one file), in name order; InputError
+    for a copy whose run was cut short before it was whole."""
     fs, path = url_to_fs(url)
     path = path.rstrip("/")
     try:
@@ -265,8 +274,14 @@ def parquet_files(url: str) -> tuple[AbstractFileSystem, list[str]]:
         if not fs.isdir(path):
             return fs, []
         found = sorted(p for p in fs.find(path) if _is_parquet_name(p))
+        cut_short = fs.exists(posixpath.join(path, INCOMPLETE))
     except OSError as e:
         raise InputError(f"{url}: cannot list: {describe_os_error(e)}") from e
+    if cut_short:
+        raise InputError(
+            f"{url}: a copy cut short (the run making it was killed before its last part was "
+            "written): make it again (parquet --overwrite, or run diff again)"
+        )
     return fs, [p for p in found if "/_" not in p[len(path) :]]
 
 
@@ -407,16 +422,17 @@ def prepare_dest(url: str, *, overwrite: bool) -> None:
         entries = fs.ls(path, detail=False)
     except OSError as e:
         raise InputError(f"{url}: cannot list: {describe_os_error(e)}") from e
+    names = {posixpath.basename(p.rstrip("/")): p for p in entries}
     ours = [
         p
-        for p in entries
-        if posixpath.basename(p.rstrip("/")).startswith("part-")
-        or posixpath.basename(p.rstrip("/")) in ("_summary.json", "_rejects")
+        for name, p in names.items()
+        if name.startswith("part-") or name in ("_summary.json", "_rejects", INCOMPLETE)
     ]
     if not ours:
         return
     if not overwrite:
-        raise InputError(f"{url}: already holds a Parquet copy; use --overwrite to replace it")
+        what = "a copy cut short (its run was killed)" if INCOMPLETE in names else "a Parquet copy"
+        raise InputError(f"{url}: already holds {what}; use --overwrite to replace it")
     for p in ours:
         fs.rm(p, recursive=True)
 
@@ -628,6 +644,9 @@ def make_copies(
         check_key_names(out.keys)
         prepare_dest(out.dest, overwrite=overwrite)
     inputs, item_count, total_bytes = _inputs(source)
+    # After the source is found readable: a source refused (no credentials, a missing table)
+    # leaves no folder behind.
+    made = [_mark_incomplete(out.dest, True) for out in outputs]
     progress = Progress(
         total_items=item_count,
         total_bytes=total_bytes,
@@ -693,7 +712,7 @@ def make_copies(
         with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
             futures = [pool.submit(work) for _ in range(n_workers)]
             try:
-                per_worker = [f.result() for f in futures]
+                per_worker = [_result(f) for f in futures]
             except BaseException:
                 halt()
                 raise
@@ -706,6 +725,9 @@ def make_copies(
                         tally.source_reasons[k] = tally.source_reasons.get(k, 0) + v
         for i, out in enumerate(outputs):
             _finish_output(out, [w[i] for w in per_worker], tmp)
+        crashpoints.reached("copy_written")
+        for out in outputs:
+            _mark_incomplete(out.dest, False)
     except BaseException:
         # A copy cut short (a scan segment failing for good, a file not matching its MD5,
         # Ctrl-C) must not be left looking whole: its finished parts are valid Parquet with
@@ -715,6 +737,11 @@ def make_copies(
             _remove_parts(stage, nm.handed_out())
             if stage != out.dest:
                 _remove_parts(out.dest, out.files)
+        for out, folder in zip(outputs, made, strict=True):
+            _remove_parts(out.dest, [INCOMPLETE])  # nothing left that could be taken for it
+            if folder is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # made by this run, and empty: as if never begun
         for f in futures:  # the workers that ended well hold their reject files still
             if f.done() and not f.cancelled() and f.exception() is None:
                 for sink in f.result():
@@ -733,6 +760,17 @@ def make_copies(
         bytes_in=tally.bytes_in,
         seconds=time.monotonic() - start,
     )
+
+
+def _result(future: concurrent.futures.Future[Any]) -> Any:
+    """A worker's result, waited for in short naps: a SIGINT the kernel hands to another
+    thread of the process (polars' pool, in diff) only runs Python's handler once the main
+    thread wakes, and an untimed wait wakes when that worker ends: after its whole scan."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except concurrent.futures.TimeoutError:
+            continue
 
 
 def _copy_plain(
@@ -886,6 +924,26 @@ def _finish_output(out: CopyOutput, sinks: list[_Sink], tmp: Path | None) -> Non
     finally:
         for s in sinks:
             s.rejects.close()
+
+
+def _mark_incomplete(dest: str, incomplete: bool) -> str | None:
+    """Puts the INCOMPLETE marker into a copy's folder before its first part, or takes it
+    away once its last part is written. Returns the local folder it made (None if it was
+    there already, or is not local)."""
+    fs, path = url_to_fs(dest)
+    marker = posixpath.join(path.rstrip("/"), INCOMPLETE)
+    made = None
+    try:
+        if not incomplete:
+            fs.rm(marker)
+            return None
+        if isinstance(fs, LocalFileSystem) and not fs.exists(path):
+            fs.makedirs(path, exist_ok=True)
+            made = path
+        fs.pipe_file(marker, b"a copy is being written here; its parts are not all there yet\n")
+    except OSError as e:
+        raise InputError(f"{dest}: cannot write: {describe_os_error(e)}") from e
+    return made
 
 
 def _remove_parts(dest: str, names: list[str]) -> None:

@@ -53,8 +53,10 @@ def build_core_spec(
     `output.shards` when that is a number (with "auto", the caller must resolve every one).
     `compression` replaces the config's (at its default level; "none" for callers that read
     the lines back, not write shards); `unmatched` its unmatched policy, `route` its route;
-    `every_item` drops the targets' conditions (each target takes every item: what a target
-    would make of an item, whatever it holds).
+    `every_item` drops the targets' conditions and keeps only the `set` templates that make
+    a table key attribute: what a target's key would be, made from whatever the item holds
+    (a source key alone: a template of another attribute over a non-key attribute would
+    refuse it, hiding a key that is the source key).
     """
     targets: list[TargetSpec] = []
     for t in config.targets:
@@ -81,7 +83,7 @@ def build_core_spec(
                 "keep": list(t.keep) if t.keep is not None else None,
                 "drop": list(t.drop),
                 "rename": dict(t.rename),
-                "set": dict(t.set),
+                "set": {k: v for k, v in t.set.items() if not every_item or k in table_keys},
                 "shards": shards,
             }
         )

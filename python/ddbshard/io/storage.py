@@ -158,7 +158,8 @@ def error_code(e: BaseException) -> str | None:
 def aws_setup_problem(e: BaseException | None) -> str | None:
     """One line saying what the AWS environment lacks and how to set it, when `e`, or an
     exception it was raised from or while handling, is botocore saying so (no credentials, no
-    Region, an unknown profile, a credential provider that failed); None otherwise.
+    Region or one that is not a Region name, an unknown profile, a credential provider that
+    failed); None otherwise.
 
     s3fs and aiobotocore pass these through unwrapped (s3fs translates only ClientError), and
     none is worth a retry: botocore raises them before any request is sent."""
@@ -180,6 +181,11 @@ def aws_setup_problem(e: BaseException | None) -> str | None:
             )
         if isinstance(cause, exc.NoRegionError):
             return NO_REGION
+        if isinstance(cause, exc.InvalidRegionError):
+            return (
+                f"{cause.kwargs.get('region_name')!r} is not a valid AWS Region name (such as "
+                "us-east-1): fix --region, AWS_REGION, AWS_DEFAULT_REGION or the profile's region"
+            )
         if isinstance(cause, exc.CredentialRetrievalError | exc.TokenRetrievalError | exc.SSOError):
             # One line, though the message may quote a credential process's stderr.
             return f"AWS credentials could not be loaded: {' '.join(str(cause).split())}"
@@ -234,3 +240,21 @@ def check_local_output(location: str, what: str, *, file: bool = False) -> None:
             f"{what} {location}: cannot write: {probe} is not writable "
             f"({os.strerror(errno.EACCES)}, or a read-only file system)"
         )
+
+
+def check_output(location: str, what: str, *, file: bool = False) -> None:
+    """`check_local_output` for a local location; for s3://, that its bucket exists (found
+    missing only at the first write, it would cost the whole run before it: a table's scan,
+    a stream's read). HeadBucket needs s3:ListBucket, which a role allowed only to write the
+    output may lack: any other refusal passes, and the write will tell."""
+    if not is_s3(location):
+        check_local_output(location, what, file=file)
+        return
+    fs, path = url_to_fs(location)
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.info(bucket)
+    except FileNotFoundError:
+        raise InputError(f"{what} {location}: the bucket {bucket} does not exist") from None
+    except OSError:
+        pass
