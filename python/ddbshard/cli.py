@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ddbshard.commands import COMMANDS, load
-from ddbshard.exceptions import DdbShardError
+from ddbshard.exceptions import DdbShardError, Terminated
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -50,10 +50,6 @@ def _prog() -> str:
 def _command_in(argv: Sequence[str]) -> str | None:
     """The command named on the command line: the first argument that is not an option."""
     return next((a for a in argv if not a.startswith("-")), None)
-
-
-class Terminated(BaseException):
-    """SIGTERM (a scheduler stopping the job, `timeout`, `kill`): handled as Ctrl-C is."""
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "ParseError",
     "ResumeError",
     "StreamRecordError",
+    "Terminated",
     "UnmatchedError",
 ]
 
@@ -94,3 +95,8 @@ class ResumeError(DdbShardError):
 class LocalDiskError(DdbShardError):
     """A fault of this machine's own disk (full, read-only, failing) while writing spill,
     state or a local destination: never the input's fault, and the checkpoint is kept."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler stopping the job, `timeout`, `kill`): handled as Ctrl-C is. A
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it."""

@@ -762,8 +762,9 @@ def test_unmatched_error_stops_and_says_which_keys_were_synced(
     assert len(synced) == 150 + (int(after.group(1)) if after else 0), r.stderr
 
 
-def test_ctrl_c_stops_the_rounds_and_prints_the_tally_so_far(
-    fresh: FaultyDynamo, tmp_path: Path
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_the_rounds_and_prints_the_tally_so_far(
+    fresh: FaultyDynamo, tmp_path: Path, signum: int, status: int
 ) -> None:
     config = _tables(fresh, tmp_path)
     client = fresh.client()
@@ -784,10 +785,10 @@ def test_ctrl_c_stops_the_rounds_and_prints_the_tally_so_far(
     while len(fresh.calls("BatchWriteItem")) < 8 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     fresh.clear_faults()
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == status, out + err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith("ddbshard sync: interrupted after "), err
     assert out.startswith("sync (interrupted): "), out

@@ -26,7 +26,7 @@ from ddbshard.catchup.routing import Router
 from ddbshard.catchup.syncrun import SyncRun, Tally, check_target_tables
 from ddbshard.commands import capacity_rate, positive_int
 from ddbshard.config import load_config
-from ddbshard.exceptions import ConfigError, InputError
+from ddbshard.exceptions import ConfigError, InputError, Terminated
 from ddbshard.io.storage import check_output, describe_os_error, url_to_fs
 
 __all__ = ["add_arguments", "run"]
@@ -117,7 +117,7 @@ def run(args: Any) -> int:
     started = time.monotonic()
     try:
         run.run(progress.follow(entries))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
         # The rounds under way have finished and are counted: say what was done. The
         # failed-keys file is left alone: it may be the very keys file being read.
         progress.close()
@@ -128,7 +128,7 @@ def run(args: Any) -> int:
             "run it again with the same keys to finish",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     progress.close()
     for m in malformed[:SHOW_MALFORMED]:
         print(f"ddbshard sync: malformed: {m.where}: {m.reason}", file=sys.stderr)
