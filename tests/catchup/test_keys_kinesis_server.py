@@ -212,6 +212,12 @@ def test_a_stream_shared_by_two_tables_needs_table_and_then_keeps_its_keys_only(
     n_theirs = len(theirs)
     assert f"read {len(mine) + n_theirs} records: 0 malformed" in r.stdout
     assert f"; {n_theirs} of other tables than T" in r.stdout
+    assert "note" not in r.stderr
+    # A name no record has (misspelt, or a window without its changes): said, not an error.
+    r = run_cli(aws.env(), "keys", "--from-kinesis", "ddb-changes", "--table", "t", "--out",
+                str(tmp_path / "none.jsonl"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "note: no record of the table t; the records are of Other, T" in r.stderr
     # The same records saved to a file: the same choice and the same keys.
     saved, from_file = tmp_path / "records.jsonl", tmp_path / "file.jsonl"
     saved.write_text("".join(json.dumps(x) + "\n" for x in [*mine, *theirs]))

@@ -253,6 +253,13 @@ def _collect(args: Any, changes: Iterable[Change | Malformed], reader: StreamRea
             f"ddbshard: {malformed} malformed records were skipped: the keys may be incomplete",
             file=sys.stderr,
         )
+    if args.table and not tables.matched and tables.others:
+        # A window without that table's changes, or a misspelt name: say which were there.
+        print(
+            f"ddbshard keys: note: no record of the table {args.table}; the records are of "
+            f"{', '.join(sorted(tables.others))}",
+            file=sys.stderr,
+        )
     return 1 if malformed or images else 0
 
 
@@ -264,13 +271,19 @@ class _Tables:
     def __init__(self, table: str | None) -> None:
         self.table = table
         self.seen: tuple[str, str] | None = None  # (table, where) of the first record naming one
+        self.matched = False  # a record of --table was met
+        self.others: set[str] = set()  # the other tables met (a few names: bounded by them)
 
     def wanted(self, change: Change) -> bool:
         name = change.table
         if name is None:
             return True
         if self.table is not None:
-            return name == self.table
+            if name == self.table:
+                self.matched = True
+                return True
+            self.others.add(name)
+            return False
         if self.seen is None:
             self.seen = (name, change.where)
         elif name != self.seen[0]:
