@@ -26,6 +26,8 @@ import os
 import socket
 from typing import Any
 
+from ddbshard.catchup.wireexchange import exchange, host_header, request_head
+
 __all__ = ["Transport"]
 
 # botocore's session methods resolved once here (private: checked, else `send` is used).
@@ -51,6 +53,8 @@ class Transport:
         self._pool: Any = None  # resolved at the first request
         self._target = "/"
         self._proxy_url: str | None = None
+        self._host: str | None = None  # the Host header: set when the exchange is ours
+        self._timeouts: tuple[float | None, float | None] = (None, None)  # connect, read
 
     def post(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
         """Status, headers (case-insensitive) and body of the answer."""
@@ -63,6 +67,8 @@ class Transport:
             pool = self._pool
             if pool is None or pool.pool is None:  # first request, or the manager closed it
                 pool = self._resolve()
+            if self._host is not None:
+                return self._exchange(pool, headers, body)
             response = pool.urlopen(
                 method="POST",
                 url=self._target,
@@ -109,8 +115,35 @@ class Transport:
             pool.proxy_headers["host"] = urlsplit(self._url).hostname
         self._target = session._get_request_target(self._url, proxy_url)
         self._proxy_url = proxy_url
+        self._host = _own_exchange_host(pool, proxy_url)
+        if self._host is not None:
+            from urllib3.util.timeout import Timeout
+
+            self._timeouts = (
+                Timeout.resolve_default_timeout(pool.timeout.connect_timeout),
+                Timeout.resolve_default_timeout(pool.timeout.read_timeout),
+            )
         self._pool = pool
         return pool
+
+    def _exchange(self, pool: Any, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
+        """The POST on one of the pool's connections, spoken here (wireexchange.py); the
+        connection goes back to the pool, or is closed and its place given back, as urlopen
+        does."""
+        assert self._host is not None
+        head = request_head(self._target, self._host, headers, len(body))
+        conn = pool._get_conn()
+        keep = False
+        try:
+            (status, answer_headers, answer_body), keep = exchange(
+                pool, conn, head + body, *self._timeouts
+            )
+        finally:
+            if not keep:
+                conn.close()
+                conn = None
+            pool._put_conn(conn)
+        return status, answer_headers, answer_body
 
     def _send(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
         from botocore.awsrequest import AWSPreparedRequest
@@ -119,3 +152,23 @@ class Transport:
         response = self._session.send(prepared)
         content: bytes = response.content
         return response.status_code, response.headers, content
+
+
+def _own_exchange_host(pool: Any, proxy_url: str | None) -> str | None:
+    """The Host header to send when wireexchange.py may speak to the pool's connections: a
+    plain http or https pool of urllib3's as known here, no proxy (a forwarding proxy wants
+    its own headers, a tunnel its CONNECT: urlopen does both), and certificates checked (an
+    unchecked https connection is warned about by urlopen on every request). None: urlopen."""
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    if proxy_url is not None or getattr(pool, "proxy", None) is not None:
+        return None
+    if not isinstance(pool, HTTPConnectionPool) or not all(
+        hasattr(pool, m) for m in ("_get_conn", "_put_conn", "timeout")
+    ):
+        return None
+    if isinstance(pool, HTTPSConnectionPool) and pool.cert_reqs != "CERT_REQUIRED":
+        return None
+    default = 443 if isinstance(pool, HTTPSConnectionPool) else 80
+    # As the connection names its host (urllib3 drops an FQDN's final dot).
+    return host_header(pool.host.rstrip("."), pool.port, default)
