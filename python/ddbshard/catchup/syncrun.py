@@ -250,11 +250,13 @@ class SyncRun:
             if p.problem is not None:
                 continue
             decide(self.router, p, actual, unread_ids, sized=sized)
-            for t, item, key in p.puts:
+            for t, item, key, ident in p.puts:
                 units = _units(item) if sized else 0
-                writes.append(Write(self.router.targets[t].table, item, key, units, p.index))
-            for t, key, units in p.deletes:
-                writes.append(Write(self.router.targets[t].table, None, key, units, p.index))
+                table = self.router.targets[t].table
+                writes.append(Write(table, item, key, units, p.index, key_id=ident))
+            for t, key, units, ident in p.deletes:
+                table = self.router.targets[t].table
+                writes.append(Write(table, None, key, units, p.index, key_id=ident))
         if not self.dry_run:
             for w, reason in self.dynamo.write(writes):
                 done.failed.setdefault(w.tag, f"{w.table}: {reason}")
@@ -303,9 +305,9 @@ class SyncRun:
     def _list(self, plans: list[EntryPlan]) -> None:
         for p in plans:
             why = describe(p)
-            for t, _, key in p.puts:
+            for t, _, key, _ in p.puts:
                 self._print("put", self.router.targets[t].table, key, why)
-            for t, key, _ in p.deletes:
+            for t, key, _, _ in p.deletes:
                 self._print("delete", self.router.targets[t].table, key, why)
 
     def _print(self, op: str, table: str, key: dict[str, Any], why: str) -> None:
@@ -325,10 +327,10 @@ class SyncRun:
             tally.failed += 1
             self.failed_lines.append(entry_json(p.entry, reason=problem))
             return
-        for t, _, _ in p.puts:
+        for t, *_ in p.puts:
             tally.put += 1
             tally.count(self.router.targets[t].table, "put")
-        for t, _, _ in p.deletes:
+        for t, *_ in p.deletes:
             tally.deleted += 1
             tally.count(self.router.targets[t].table, "deleted")
         for t in p.unchanged:
