@@ -270,10 +270,12 @@ class Dynamo:
                 unprocessed = [ident for ident, _ in batch]
             else:
                 names = {t: tuple(keys[0]) for t, keys in tables.items()}
+                from_client = self._from_client
                 for table, items in answer.get("Responses", {}).items():
+                    key_names = names[table]
                     for item in items:
-                        wire = self._from_client(item)
-                        ident = (table, canonical(key_of(wire, names[table])))
+                        wire = from_client(item)
+                        ident = (table, canonical(key_of(wire, key_names)))
                         found[ident] = wire
                         pending.pop(ident, None)
                 unprocessed = [

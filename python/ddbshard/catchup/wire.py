@@ -115,8 +115,13 @@ def canonical(item: dict[str, Any]) -> str:
     Numbers by value, sets in sorted order, binaries in standard base64, attributes sorted:
     two maps DynamoDB would store identically get the same text, and no others do.
     """
-    # A string is already one text per value: the common key needs no rebuilding.
-    return _CANONICAL_JSON({k: v if "S" in v else _canonical_value(v) for k, v in item.items()})
+    for v in item.values():
+        if "S" not in v:
+            return _CANONICAL_JSON(
+                {k: v if "S" in v else _canonical_value(v) for k, v in item.items()}
+            )
+    # A string is already one text per value: the common key (strings only) is written as is.
+    return _CANONICAL_JSON(item)
 
 
 def _compact_encoder(*, sort_keys: bool, ascii: bool) -> Callable[[Any], str]:
