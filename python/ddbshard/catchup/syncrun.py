@@ -67,7 +67,10 @@ class Tally:
     per_table: dict[str, Counter[str]] = field(default_factory=dict)
 
     def count(self, table: str, what: str) -> None:
-        self.per_table.setdefault(table, Counter())[what] += 1
+        counts = self.per_table.get(table)
+        if counts is None:  # not setdefault: it would build a Counter for every key counted
+            counts = self.per_table[table] = Counter()
+        counts[what] += 1
 
 
 @dataclass
