@@ -405,7 +405,8 @@ class _Gate:
 SOURCE, TARGETS = 0, 1  # _Gate's steps
 
 
-# Allocations between the collector's youngest passes during a run (Python's default: 700).
+# Container objects made (net of those freed) between the collector's young passes during a
+# run; Python's default is 700.
 _YOUNG_THRESHOLD = 50_000
 
 
@@ -422,10 +423,10 @@ def _collector_quieted() -> Iterator[None]:
     cycle among them waits for the run's end, when they all go back to the collector.
 
     With 16 rounds in flight, their tens of thousands of objects are alive at every young pass
-    (every 700 allocations) and are walked again and again: a sixth of the CPU time of a
-    run, three times what one round after another spends there. A pass every 50,000
-    allocations walks them about as often as there are rounds: the run makes few cycles
-    (a few hundred in 20,000 keys), so what waits longer for the collector is small."""
+    (every 700 objects kept) and were walked again and again: 0.2 s of CPU in 20,000 keys,
+    three times what one round after another spends there. At 50,000 the collector passes
+    about once in 20,000 keys; the run makes few cycles (a few hundred in 20,000 keys), so
+    what waits longer for it is small."""
     thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(thresholds[0], _YOUNG_THRESHOLD), *thresholds[1:])
