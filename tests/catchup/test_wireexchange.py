@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError
 from ddbshard.catchup.dynamo import Dynamo, RetryPolicy
 from ddbshard.catchup.wireclient import WireClient
 from ddbshard.catchup.wireexchange import host_header
+from ddbshard.io.storage import aws_setup_problem
 
 CLOSE = b""  # a scripted answer: close the connection without a word
 
@@ -325,25 +326,29 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.mark.parametrize("bundle", [True, False])
+@pytest.mark.parametrize("bundle", ["given", "none", "missing"])
 def test_tls_is_checked_against_the_ca_bundle_botocore_resolves(
     aws_env: None,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     certificate: tuple[Path, Path],
-    bundle: bool,
+    bundle: str,
 ) -> None:
     """An https endpoint whose certificate only AWS_CA_BUNDLE vouches for: spoken here over
-    the TLS connection urllib3 makes and checks; without the bundle the same SSLError the
-    boto3 client's own calls raise, and nothing is sent."""
+    the TLS connection urllib3 makes and checks; without the bundle, or with a bundle file
+    that does not exist, the same SSLError the boto3 client's own calls raise (which sync
+    reports as a setup problem when the file is missing), and nothing is sent."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
     e = RawEndpoint(tls=context)
     monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
-    if bundle:
+    if bundle == "given":
         monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    elif bundle == "missing":
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "no-such-ca.pem"))
     try:
         ddb = wire_client()
-        if bundle:
+        if bundle == "given":
             for _ in range(2):
                 e.answer(ok(BODY))
                 assert ddb.batch_get_item(RequestItems={})["Responses"]["T"]
@@ -357,6 +362,10 @@ def test_tls_is_checked_against_the_ca_bundle_botocore_resolves(
         assert ours(ddb) and e.requests == []
         assert type(spoken.value) is type(theirs.value)
         assert type(spoken.value).__name__ == "SSLError"
-        assert "CERTIFICATE_VERIFY_FAILED" in str(spoken.value)
+        if bundle == "none":
+            assert "CERTIFICATE_VERIFY_FAILED" in str(spoken.value)
+        else:
+            assert aws_setup_problem(spoken.value) == aws_setup_problem(theirs.value)
+            assert "no-such-ca.pem" in str(aws_setup_problem(spoken.value))
     finally:
         e.sock.close()

@@ -174,6 +174,8 @@ def _own_exchange_host(pool: Any, proxy_url: str | None) -> str | None:
         hasattr(pool, m) for m in ("_get_conn", "_put_conn", "timeout")
     ):
         return None
+    if not hasattr(getattr(pool, "ConnectionCls", None), "is_closed"):
+        return None  # urllib3 1.x's connections: urlopen knows them
     if isinstance(pool, HTTPSConnectionPool) and pool.cert_reqs != "CERT_REQUIRED":
         return None
     default = 443 if isinstance(pool, HTTPSConnectionPool) else 80
