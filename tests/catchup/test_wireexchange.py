@@ -223,6 +223,15 @@ def test_every_shape_of_answer_is_read_and_the_connection_kept_only_when_it_may_
         assert headers["x-many"] == "a, b"  # joined, as urllib3's HTTPHeaderDict gives them
 
 
+def test_header_values_are_latin_1_text_split_at_line_ends_only(raw: RawEndpoint) -> None:
+    """As http.client reads them: a byte that str.splitlines would take for a line end (0x85,
+    0x1c) stays in its value."""
+    answer = ok(BODY, "X-Request-Id: abc")
+    raw.answer(answer.replace(b"abc", b"a\x85b\x1cc\xe9"))
+    got = wire_client().batch_get_item(RequestItems={})
+    assert got["ResponseMetadata"]["HTTPHeaders"]["x-request-id"] == "a\x85b\x1cc\xe9"
+
+
 def test_a_body_until_the_connection_closes_is_read_whole(raw: RawEndpoint) -> None:
     raw.answer(b"HTTP/1.0 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n\r\n" + BODY, True)
     raw.answer(ok(BODY))
