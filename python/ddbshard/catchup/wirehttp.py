@@ -64,7 +64,9 @@ class Transport:
         self._timeouts: tuple[float | None, float | None] = (None, None)  # connect, read
 
     def post(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
-        """Status, headers (case-insensitive) and body of the answer."""
+        """Status, headers and body of the answer. The headers: urllib3's case-insensitive
+        dict, or (spoken on the pool, wireexchange.py) a dict of lowercased names; read them
+        by lowercase name."""
         if not self._direct:
             return self._send(headers, body)
         from botocore import exceptions as bce
@@ -75,7 +77,7 @@ class Transport:
             if pool is None or pool.pool is None:  # first request, or the manager closed it
                 pool = self._resolve()
             if self._host is not None:
-                return self._exchange(pool, headers, body)
+                return self._exchange(pool, self._host, headers, body)
             response = pool.urlopen(
                 method="POST",
                 url=self._target,
@@ -133,12 +135,13 @@ class Transport:
         self._pool = pool
         return pool
 
-    def _exchange(self, pool: Any, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
+    def _exchange(
+        self, pool: Any, host: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, bytes]:
         """The POST on one of the pool's connections, spoken here (wireexchange.py); the
         connection goes back to the pool, or is closed and its place given back, as urlopen
         does."""
-        assert self._host is not None
-        head = request_head(self._target, self._host, headers, len(body))
+        head = request_head(self._target, host, headers, len(body))
         conn = pool._get_conn()
         keep = False
         try:
