@@ -8,6 +8,7 @@ when the test says; tests/catchup/test_sync_server.py does the same through HTTP
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -23,8 +24,9 @@ from botocore.exceptions import (
 )
 
 from ddbshard.catchup.dynamo import MAX_WRITE, Budget, Dynamo, RetryPolicy, Write
+from ddbshard.catchup.keysfile import KeyEntry
 from ddbshard.catchup.routing import Router
-from ddbshard.catchup.syncrun import SOURCE, TARGETS, _Gate
+from ddbshard.catchup.syncrun import SOURCE, TARGETS, SyncRun, _Gate
 from ddbshard.catchup.wire import canonical, item_from_client, item_size, item_to_client
 from ddbshard.config import parse_config
 from ddbshard.exceptions import InputError
@@ -495,3 +497,33 @@ def test_an_unreachable_endpoint_is_named_not_called_throttling(
         dynamo.key_schema("Feed")
     assert "throttled" not in str(e.value)
     assert "127.0.0.1:1" in str(e.value) and "after 2 attempts" in str(e.value)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_collector_is_quieted_for_a_run_and_its_settings_restored_after(
+    concurrency: int,
+) -> None:
+    """During a run the collector's young passes are rare (and what was alive before is
+    frozen); after it, also one that failed, the process's own settings are back."""
+    before = gc.get_threshold()
+    seen: list[tuple[tuple[int, ...], int]] = []
+
+    def gone(kw: dict[str, Any]) -> dict[str, Any]:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return {"Responses": {}, "UnprocessedKeys": {}}
+
+    keys = {"pk": {"S": "u1"}, "sk": {"S": "s1"}}
+    entries = [KeyEntry(keys, canonical(keys))]
+
+    def run(ddb: Scripted) -> None:
+        dynamo = Dynamo(ddb, no_wait())
+        SyncRun(
+            Router(parse_config(CONFIG)), dynamo, "S", ("pk", "sk"), concurrency=concurrency
+        ).run(entries)
+
+    run(Scripted(then=gone))
+    assert seen and all(t[0] >= 50_000 and t[1:] == before[1:] and n > 0 for t, n in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError):
+        run(Scripted(RuntimeError("the client failed")))
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

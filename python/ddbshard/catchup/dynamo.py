@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ddbshard.catchup.wire import canonical, item_from_client, item_to_client, key_of
@@ -171,10 +171,11 @@ class Write:
     tag: Any = None  # the caller's: which entry this write belongs to
     attempts: int = 0
     alone: bool = False  # send in a call of its own (to find which request a batch refused)
-    key_id: str = field(init=False)
+    key_id: str = ""  # canonical(key): made here unless the caller has it already
 
     def __post_init__(self) -> None:
-        self.key_id = canonical(self.key)
+        if not self.key_id:
+            self.key_id = canonical(self.key)
 
     def request(self, to_client: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         if self.put is not None:
@@ -279,10 +280,12 @@ class Dynamo:
                 unprocessed = [ident for ident, _ in batch]
             else:
                 names = {t: tuple(keys[0]) for t, keys in tables.items()}
+                from_client = self._from_client
                 for table, items in answer.get("Responses", {}).items():
+                    key_names = names[table]
                     for item in items:
-                        wire = self._from_client(item)
-                        ident = (table, canonical(key_of(wire, names[table])))
+                        wire = from_client(item)
+                        ident = (table, canonical(key_of(wire, key_names)))
                         found[ident] = wire
                         pending.pop(ident, None)
                 unprocessed = [

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddbshard._core import Splitter
-from ddbshard.catchup.wire import key_of
+from ddbshard.catchup.wire import key_of, wire_json
 from ddbshard.config import SplitConfig, TargetConfig, build_core_spec
 
 __all__ = ["Reject", "Routed", "Router", "TargetInfo"]
@@ -116,7 +116,7 @@ class Router:
             return [self.route(item) for item in items]  # never seen: the tie did not hold
         return [self._combine([o[i] for o in each if o is not None]) for i in range(len(items))]
 
-    def _combine(self, outcomes: list[bytes | Reject]) -> Routed:
+    def _combine(self, outcomes: list[dict[str, Any] | Reject]) -> Routed:
         """An item's routing from its outcome in each target's own Splitter."""
         first = outcomes[0]
         if isinstance(first, Reject) and first.target is None and first.reason != "unmatched":
@@ -128,7 +128,7 @@ class Router:
                     continue  # this target's condition does not match
                 routed.rejects.append(outcome)
             else:
-                routed.outputs[t] = json.loads(outcome)["Item"]
+                routed.outputs[t] = outcome["Item"]
             if self.first:
                 return routed  # the first target it matches takes it
         if not routed.outputs and not routed.rejects and isinstance(first, Reject):
@@ -148,7 +148,7 @@ class Router:
             names = self.targets[t].key
             for i, line in enumerate(per_line):
                 if line is not None:
-                    out[i][t] = key_of(json.loads(line)["Item"], names)
+                    out[i][t] = key_of(line["Item"], names)
         return out
 
     def keys_from_source_key(self, keys: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -181,20 +181,30 @@ def _info(t: TargetConfig) -> TargetInfo:
 
 def _line(item: dict[str, Any]) -> bytes:
     # ASCII JSON keeps lone surrogates as \u escapes, exactly as the item holds them.
-    return b'{"Item":' + _DUMPS(item).encode() + b"}\n"
+    return b'{"Item":' + wire_json(item).encode() + b"}\n"
 
 
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+def _objects(data: bytes) -> list[dict[str, Any]]:
+    """The JSON object of each line of `data`, in one json.loads: a round's output lines were
+    a json.loads each, and their set-up cost as much as the parsing (a JSON line holds no raw
+    newline, so the lines joined by commas are an array of them)."""
+    lines = [x for x in data.split(b"\n") if x.strip()]
+    if not lines:
+        return []
+    objects: list[dict[str, Any]] = json.loads(b"[" + b",".join(lines) + b"]")
+    return objects
 
 
-def _feed(splitter: Splitter, lines: list[bytes]) -> tuple[dict[int, list[bytes]], list[Reject]]:
-    """One cycle: each target's output lines, in order, and the reject records."""
+def _feed(
+    splitter: Splitter, lines: list[bytes]
+) -> tuple[dict[int, list[dict[str, Any]]], list[Reject]]:
+    """One cycle: each target's output lines (parsed), in order, and the reject records."""
     splitter.begin_file("sync")
     splitter.feed(b"".join(lines))
     splitter.end_file()
-    outputs: dict[int, list[bytes]] = {}
+    outputs: dict[int, list[dict[str, Any]]] = {}
     for target, _shard, data in splitter.drain():
-        outputs.setdefault(target, []).extend(x for x in data.split(b"\n") if x.strip())
+        outputs.setdefault(target, []).extend(_objects(data))
     rejects = [
         Reject(r.get("target"), r.get("reason", ""), r.get("message", ""), r.get("line"))
         for r in (json.loads(x) for x in splitter.take_rejects().split(b"\n") if x.strip())
@@ -202,8 +212,9 @@ def _feed(splitter: Splitter, lines: list[bytes]) -> tuple[dict[int, list[bytes]
     return outputs, rejects
 
 
-def _outcomes(splitter: Splitter, lines: list[bytes]) -> list[bytes | Reject] | None:
-    """Each line's one outcome in a one-target Splitter: its output line or its reject record;
+def _outcomes(splitter: Splitter, lines: list[bytes]) -> list[dict[str, Any] | Reject] | None:
+    """Each line's one outcome in a one-target Splitter: its output line (parsed) or its reject
+    record;
     None if the outcomes are not one per line."""
     outputs, rejects = _feed(splitter, lines)
     by_line = {r.line: r for r in rejects}
@@ -218,9 +229,9 @@ def _outcomes(splitter: Splitter, lines: list[bytes]) -> list[bytes | Reject] | 
 
 def _outcomes_by_target(
     splitter: Splitter, lines: list[bytes], index: dict[str, int]
-) -> dict[int, list[bytes | None]] | None:
-    """Per target, each line's output line (None: refused) in a Splitter every target of which
-    takes every line; None if the outcomes are not one per line and target."""
+) -> dict[int, list[dict[str, Any] | None]] | None:
+    """Per target, each line's output line, parsed (None: refused), in a Splitter every target
+    of which takes every line; None if the outcomes are not one per line and target."""
     outputs, rejects = _feed(splitter, lines)
     refused: dict[int, set[int]] = {t: set() for t in index.values()}
     for r in rejects:
@@ -233,7 +244,7 @@ def _outcomes_by_target(
             refused[index[r.target]].add(r.line)
         else:
             return None
-    made: dict[int, list[bytes | None]] = {}
+    made: dict[int, list[dict[str, Any] | None]] = {}
     for t, out in refused.items():
         written = outputs.get(t, [])
         if len(written) + len(out) != len(lines):
@@ -249,9 +260,8 @@ def _cycle(splitter: Splitter, item: dict[str, Any]) -> tuple[dict[int, Any], li
     splitter.end_file()
     outputs: dict[int, Any] = {}
     for target, _shard, data in splitter.drain():
-        for line in data.split(b"\n"):
-            if line.strip():
-                outputs[target] = json.loads(line)["Item"]
+        for line in _objects(data):
+            outputs[target] = line["Item"]
     rejects = [
         Reject(r.get("target"), r.get("reason", ""), r.get("message", ""), r.get("line"))
         for r in (json.loads(x) for x in splitter.take_rejects().split(b"\n") if x.strip())

@@ -50,8 +50,9 @@ class EntryPlan:
     old_keys: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # target -> keys
     rejects: list[Reject] = field(default_factory=list)
     problem: str | None = None  # why this entry cannot be synced now (it goes to failed keys)
-    puts: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    deletes: list[tuple[int, dict[str, Any], int]] = field(default_factory=list)
+    # (target, item, key, canonical key) and (target, key, write units, canonical key)
+    puts: list[tuple[int, dict[str, Any], dict[str, Any], str]] = field(default_factory=list)
+    deletes: list[tuple[int, dict[str, Any], int, str]] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)  # targets already holding the output
     wanted: list[Read] | None = None  # `reads`, made once
 
@@ -126,12 +127,17 @@ def reads(router: Router, plan: EntryPlan) -> list[Read]:
     goes (in `new`'s order), then where copies may be (in `old_keys`' order). Made once per
     plan: a round needs them to hold its items, to read them, and to decide."""
     if plan.wanted is None:
-        out = []
+        out: list[Read] = []
         for t, item in plan.new.items():
             key = router.target_key(t, item)
             out.append((router.targets[t].table, key, canonical(key)))
         for t, keys in plan.old_keys.items():
-            out.extend((router.targets[t].table, k, canonical(k)) for k in keys)
+            table = router.targets[t].table
+            for k in keys:
+                # Most often the old copy's place is where the output goes (the key kept):
+                # equal dicts have the same text, made once.
+                same = next((r for r in out if r[1] == k and r[0] == table), None)
+                out.append((table, k, same[2] if same is not None else canonical(k)))
         plan.wanted = out
     return plan.wanted
 
@@ -156,7 +162,7 @@ def decide(
         if have is not None and (have == item or canonical(have) == canonical(item)):
             plan.unchanged.append(t)
         else:
-            plan.puts.append((t, item, key))
+            plan.puts.append((t, item, key, ident))
     old = iter(wanted[len(plan.new) :])
     for t, keys in plan.old_keys.items():
         keep = kept.get(t)
@@ -167,9 +173,9 @@ def decide(
             seen.add(ident)
             have = actual.get((table, ident))
             if have is not None:
-                plan.deletes.append((t, key, write_units(item_size(have)) if sized else 0))
+                plan.deletes.append((t, key, write_units(item_size(have)) if sized else 0, ident))
             elif (table, ident) in unread:
-                plan.deletes.append((t, key, 1))  # not known to be there: delete blind
+                plan.deletes.append((t, key, 1, ident))  # not known to be there: delete blind
 
 
 def describe(plan: EntryPlan) -> str:

@@ -23,7 +23,11 @@ import json
 import math
 from collections.abc import Callable
 from decimal import Context, Decimal, InvalidOperation
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from json.encoder import (  # type: ignore[attr-defined]
+    c_make_encoder,
+    encode_basestring,
+    encode_basestring_ascii,
+)
 from typing import Any
 
 import ddbshard
@@ -35,6 +39,7 @@ __all__ = [
     "item_size",
     "item_to_client",
     "key_of",
+    "wire_json",
     "write_units",
 ]
 
@@ -110,25 +115,37 @@ def canonical(item: dict[str, Any]) -> str:
     Numbers by value, sets in sorted order, binaries in standard base64, attributes sorted:
     two maps DynamoDB would store identically get the same text, and no others do.
     """
-    # A string is already one text per value: the common key needs no rebuilding.
-    return _CANONICAL_JSON({k: v if "S" in v else _canonical_value(v) for k, v in item.items()})
+    for v in item.values():
+        if "S" not in v:
+            return _CANONICAL_JSON(
+                {k: v if "S" in v else _canonical_value(v) for k, v in item.items()}
+            )
+    # A string is already one text per value: the common key (strings only) is written as is.
+    return _CANONICAL_JSON(item)
 
 
-def _canonical_encoder() -> Callable[[Any], str]:
-    """json.dumps(sort_keys, ensure_ascii=False, compact) with its per-call set-up done once:
-    sync computes about ten canonical texts per key, and JSONEncoder.encode builds its C
-    encoder anew on every call, which took more than half the time of a key's text."""
-    options = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+def _compact_encoder(*, sort_keys: bool, ascii: bool) -> Callable[[Any], str]:
+    """json.dumps(sort_keys, ensure_ascii, compact) with its per-call set-up done once: sync
+    computes several canonical texts and JSON lines per key, and JSONEncoder.encode builds its
+    C encoder anew on every call, which took more than half the time of a key's text."""
+    options = json.JSONEncoder(sort_keys=sort_keys, ensure_ascii=ascii, separators=(",", ":"))
     if c_make_encoder is None:  # a Python without the C accelerator
         return options.encode
     # No circular-reference check (markers None): the values come from JSON text.
-    encode = c_make_encoder(
-        None, options.default, encode_basestring, None, ":", ",", True, False, True
-    )
+    strings = encode_basestring_ascii if ascii else encode_basestring
+    encode = c_make_encoder(None, options.default, strings, None, ":", ",", sort_keys, False, True)
     return lambda value: "".join(encode(value, 0))
 
 
-_CANONICAL_JSON = _canonical_encoder()
+_CANONICAL_JSON = _compact_encoder(sort_keys=True, ascii=False)
+
+_WIRE_JSON = _compact_encoder(sort_keys=False, ascii=True)
+
+
+def wire_json(value: Any) -> str:
+    """Compact ASCII JSON of a wire value, as json.dumps(separators=(",", ":")) writes it:
+    lone surrogates stay \\u escapes, exactly as the item holds them."""
+    return _WIRE_JSON(value)
 
 
 def key_of(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ddbshard
+from ddbshard.catchup.wire import wire_json
 from ddbshard.catchup.wirehttp import Transport
 from ddbshard.catchup.wiresign import Signer
 
@@ -36,7 +37,6 @@ __all__ = ["WireClient"]
 _TARGET = "DynamoDB_20120810."
 # The operations posted here (boto3's names); the rest go to the boto3 client.
 _OPS = {"batch_get_item": "BatchGetItem", "batch_write_item": "BatchWriteItem"}
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates as \u escapes
 
 
 class WireClient:
@@ -74,7 +74,7 @@ class WireClient:
 
             raise NoCredentialsError()  # as botocore raises it when it signs
         name = _OPS[op]
-        body = _DUMPS(request).encode()
+        body = wire_json(request).encode()  # ASCII: lone surrogates as \u escapes
         # Frozen per request: a refreshable provider (SSO, an assumed role) renews here.
         frozen = self._credentials.get_frozen_credentials()
         headers = self._signer.headers(frozen, _TARGET + name, body)

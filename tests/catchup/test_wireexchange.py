@@ -1,0 +1,380 @@
+"""sync's POST spoken straight on the pool's connections (wireexchange.py): the same bytes on
+the wire as urllib3 writes, every shape of HTTP/1.x answer read as urllib3 reads it, every
+fault raised as the BotoCoreError the boto3 client's own calls raise; and the cases it leaves
+to urllib3 (a proxy, certificates not checked) go there.
+
+A raw socket server on 127.0.0.1 answers each request with the next scripted bytes, keeps the
+raw requests, and counts the connections it accepted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import subprocess
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+
+from ddbshard.catchup.dynamo import Dynamo, RetryPolicy
+from ddbshard.catchup.wireclient import WireClient
+from ddbshard.catchup.wireexchange import host_header
+from ddbshard.io.storage import aws_setup_problem
+
+CLOSE = b""  # a scripted answer: close the connection without a word
+
+
+class RawEndpoint:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.answers: list[tuple[bytes, bool]] = []  # raw answer, close after it
+        self.requests: list[bytes] = []  # raw requests, head and body
+        self.connections = 0
+        self.tls = tls
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def answer(self, raw: bytes, close: bool = False) -> None:
+        self.answers.append((raw, close))
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed by the fixture
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    more = conn.recv(65536)
+                    if not more or more.startswith(b"\x16"):  # closed, or TLS to plain HTTP
+                        return
+                    buf += more
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(buf) < length:
+                    buf += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + buf[:length])
+                buf = buf[length:]
+                raw, close = self.answers.pop(0)
+                if raw == CLOSE:
+                    return
+                conn.sendall(raw)
+                if close:
+                    return
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+
+
+def ok(body: bytes, *extra: str, version: str = "HTTP/1.1") -> bytes:
+    """A 200 as DynamoDB sends it (Content-Length, the body's CRC32), with `extra` headers."""
+    headers = [
+        f"{version} 200 OK",
+        "Content-Type: application/x-amz-json-1.0",
+        f"Content-Length: {len(body)}",
+        f"x-amz-crc32: {zlib.crc32(body)}",
+        *extra,
+    ]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        *(v for proxy in ("http_proxy", "https_proxy", "no_proxy") for v in (proxy, proxy.upper())),
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/ddbshard-test/config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/ddbshard-test/credentials")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDRAW")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+
+
+@pytest.fixture
+def raw(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[RawEndpoint]:
+    e = RawEndpoint()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
+    yield e
+    e.sock.close()
+
+
+def wire_client(**config: Any) -> WireClient:
+    session = boto3.session.Session()
+    boto = session.client(
+        "dynamodb",
+        region_name="eu-west-3",
+        config=Config(retries={"total_max_attempts": 1}, **config),
+    )
+    return WireClient(boto, session.get_credentials())
+
+
+def ours(ddb: WireClient) -> bool:
+    """Whether the client's last request was spoken by wireexchange.py (not urlopen)."""
+    return ddb._http._host is not None
+
+
+def no_wait() -> RetryPolicy:
+    return RetryPolicy(max_attempts=3, sleep=lambda s: None, random=lambda: 0.5)
+
+
+def test_the_request_on_the_wire_is_byte_for_byte_urllib3s(
+    raw: RawEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same request, at the same moment, spoken here and by urlopen: the same bytes
+    (request line, Host, Accept-Encoding, Content-Length, the signed headers, in order)."""
+    monkeypatch.setattr("time.time", lambda: 1_796_615_000.0)
+    ddb = wire_client()
+    for _ in range(2):
+        raw.answer(ok(b'{"Responses":{}}'))
+    ddb.batch_get_item(RequestItems={"T": {"Keys": [{"pk": {"S": "é\ud800"}}]}})
+    assert ours(ddb)
+    ddb._http._host = None  # urlopen for the next request
+    ddb.batch_get_item(RequestItems={"T": {"Keys": [{"pk": {"S": "é\ud800"}}]}})
+    spoken, urllib3s = raw.requests
+    assert spoken == urllib3s
+    assert spoken.startswith(b"POST / HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b'"\\u00e9\\ud800"' in spoken  # ASCII JSON, the lone surrogate as written
+
+
+@pytest.mark.parametrize(
+    "host, port, https",
+    [
+        ("127.0.0.1", 8000, False),
+        ("dynamodb.eu-west-3.amazonaws.com", 443, True),
+        ("dynamodb.eu-west-3.amazonaws.com", 80, False),
+        ("dynamodb.eu-west-3.amazonaws.com", 80, True),
+        ("::1", 8000, False),
+        ("fe80::1%eth0", 443, True),
+        ("bücher.example", 8443, True),
+    ],
+)
+def test_the_host_header_is_http_clients(host: str, port: int, https: bool) -> None:
+    cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    conn = cls(host, port)
+    conn.putrequest("POST", "/")
+    (theirs,) = [line for line in conn._buffer if line.startswith(b"Host: ")]  # type: ignore[attr-defined]
+    assert host_header(host, port, 443 if https else 80).encode() == theirs.removeprefix(b"Host: ")
+
+
+BODY = b'{"Responses":{"T":[{"pk":{"S":"k1"}}]},"UnprocessedKeys":{}}'
+
+
+@pytest.mark.parametrize(
+    "answer, connections",
+    [
+        (ok(BODY), 1),
+        # Chunked (a proxy re-encoding it), with a chunk extension and a trailer.
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x;ext=1\r\n" % 10
+            + BODY[:10]
+            + b"\r\n%x\r\n" % (len(BODY) - 10)
+            + BODY[10:]
+            + b"\r\n0\r\nx-trailer: 1\r\n\r\n",
+            1,
+        ),
+        (b"HTTP/1.1 100 Continue\r\n\r\n" + ok(BODY), 1),  # an interim answer first
+        (ok(BODY, "Connection: close"), 2),  # the server says it closes: a new connection
+        (ok(BODY, version="HTTP/1.0"), 2),
+        (ok(BODY) + b"HTTP/1.1 200 OK\r\n", 2),  # bytes after the answer: not used again
+        (ok(BODY, "X-Many: a", "x-many: b"), 1),
+    ],
+)
+def test_every_shape_of_answer_is_read_and_the_connection_kept_only_when_it_may_be(
+    raw: RawEndpoint, answer: bytes, connections: int
+) -> None:
+    ddb = wire_client()
+    for _ in range(2):
+        raw.answer(answer)
+        got = ddb.batch_get_item(RequestItems={})
+        assert got["Responses"] == {"T": [{"pk": {"S": "k1"}}]}
+    assert ours(ddb) and raw.connections == connections
+    headers = got["ResponseMetadata"]["HTTPHeaders"]
+    if b"X-Many" in answer:
+        assert headers["x-many"] == "a, b"  # joined, as urllib3's HTTPHeaderDict gives them
+
+
+def test_header_values_are_latin_1_text_split_at_line_ends_only(raw: RawEndpoint) -> None:
+    """As http.client reads them: a byte that str.splitlines would take for a line end (0x85,
+    0x1c) stays in its value."""
+    answer = ok(BODY, "X-Request-Id: abc")
+    raw.answer(answer.replace(b"abc", b"a\x85b\x1cc\xe9"))
+    got = wire_client().batch_get_item(RequestItems={})
+    assert got["ResponseMetadata"]["HTTPHeaders"]["x-request-id"] == "a\x85b\x1cc\xe9"
+
+
+def test_a_body_until_the_connection_closes_is_read_whole(raw: RawEndpoint) -> None:
+    raw.answer(b"HTTP/1.0 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n\r\n" + BODY, True)
+    raw.answer(ok(BODY))
+    ddb = wire_client()
+    for _ in range(2):
+        assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert raw.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",  # not HTTP
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        CLOSE,
+    ],
+)
+def test_an_answer_that_is_not_http_fails_as_the_boto3_clients_own_calls_fail(
+    raw: RawEndpoint, answer: bytes
+) -> None:
+    """The same BotoCoreError class as DescribeTable (botocore, urllib3) gets for the same
+    bytes, and `Dynamo._try` retries it."""
+    ddb = wire_client()
+    raw.answer(answer, close=True)
+    with pytest.raises(BotoCoreError) as theirs:
+        ddb.describe_table(TableName="T")
+    raw.answer(answer, close=True)
+    with pytest.raises(BotoCoreError) as spoken:
+        ddb.batch_get_item(RequestItems={})
+    assert ours(ddb)
+    assert type(spoken.value) is type(theirs.value)
+    raw.answer(answer, close=True)
+    assert Dynamo(ddb, no_wait())._try("batch_get_item", RequestItems={}) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Le",  # closed in the head
+    ],
+)
+def test_a_head_http_client_would_half_read_is_a_failed_call_then_retried(
+    raw: RawEndpoint, answer: bytes
+) -> None:
+    """http.client ends the head at a line without a colon (the rest taken for the body) or
+    at the connection's end, and the body then fails as JSON: here the answer is refused as
+    not HTTP. Either way a failed call, retried."""
+    raw.answer(answer, close=True)
+    raw.answer(ok(BODY))
+    found, failed = Dynamo(wire_client(), no_wait()).get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [{"pk": {"S": "k1"}}]
+    assert len(raw.requests) == 2
+
+
+def test_a_body_cut_short_is_a_failed_call_then_retried(raw: RawEndpoint) -> None:
+    """Content-Length promises more than arrives: as urllib3 (told by botocore not to enforce
+    the length) the part is taken, the CRC32 refuses it, the call is retried."""
+    raw.answer(ok(BODY)[:-5], close=True)
+    raw.answer(ok(BODY))
+    found, failed = Dynamo(wire_client(), no_wait()).get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [{"pk": {"S": "k1"}}]
+    assert len(raw.requests) == 2 and raw.connections == 2
+
+
+def test_through_a_proxy_or_with_certificates_unchecked_urlopen_speaks(
+    raw: RawEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy wants its own request form (the absolute URL as the target), an unchecked
+    https connection urllib3's warning: both stay urlopen's."""
+    target = "http://127.0.0.1:9"  # never connected: the proxy is asked
+    monkeypatch.setenv("AWS_ENDPOINT_URL", target)
+    monkeypatch.setenv("HTTP_PROXY", raw.url)
+    raw.answer(ok(BODY))
+    ddb = wire_client()
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert not ours(ddb) and raw.requests[0].startswith(f"POST {target}/ HTTP/1.1".encode())
+
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", raw.url.replace("http:", "https:"))
+    unchecked = wire_client()
+    unchecked._boto._endpoint.http_session._verify = False
+    with pytest.raises(BotoCoreError):  # the raw endpoint speaks no TLS
+        unchecked.batch_get_item(RequestItems={})
+    assert not ours(unchecked) and unchecked._http._pool.cert_reqs == "CERT_NONE"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("bundle", ["given", "none", "missing"])
+def test_tls_is_checked_against_the_ca_bundle_botocore_resolves(
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    certificate: tuple[Path, Path],
+    bundle: str,
+) -> None:
+    """An https endpoint whose certificate only AWS_CA_BUNDLE vouches for: spoken here over
+    the TLS connection urllib3 makes and checks; without the bundle, or with a bundle file
+    that does not exist, the same SSLError the boto3 client's own calls raise (which sync
+    reports as a setup problem when the file is missing), and nothing is sent."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    e = RawEndpoint(tls=context)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
+    if bundle == "given":
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    elif bundle == "missing":
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "no-such-ca.pem"))
+    try:
+        ddb = wire_client()
+        if bundle == "given":
+            for _ in range(2):
+                e.answer(ok(BODY))
+                assert ddb.batch_get_item(RequestItems={})["Responses"]["T"]
+            assert ours(ddb) and e.connections == 1
+            assert ddb._http._pool.ca_certs == str(certificate[0])
+            return
+        with pytest.raises(BotoCoreError) as theirs:
+            ddb.describe_table(TableName="T")
+        with pytest.raises(BotoCoreError) as spoken:
+            ddb.batch_get_item(RequestItems={})
+        assert ours(ddb) and e.requests == []
+        assert type(spoken.value) is type(theirs.value)
+        assert type(spoken.value).__name__ == "SSLError"
+        if bundle == "none":
+            assert "CERTIFICATE_VERIFY_FAILED" in str(spoken.value)
+        else:
+            assert aws_setup_problem(spoken.value) == aws_setup_problem(theirs.value)
+            assert "no-such-ca.pem" in str(aws_setup_problem(spoken.value))
+    finally:
+        e.sock.close()
