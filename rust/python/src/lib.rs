@@ -7,11 +7,13 @@
 //! columns, canonical items, flattening, pair diffs) and `split` (Splitter). `stream` is the
 //! chunked-file plumbing the three fed classes share; `errors` maps core errors to exceptions.
 
+mod build;
 mod compare;
 mod errors;
 mod input;
 mod model;
 mod output;
+mod plan;
 mod records;
 mod route;
 mod split;

@@ -8,12 +8,11 @@
 //! the same records and the same refusals.
 
 use std::borrow::Cow;
+use std::sync::mpsc;
 
 use ddbshard_core::model::binary;
 use ddbshard_core::output::serialize;
-use ddbshard_core::parse::{
-    read_stream_records, EventName, RecordError, StreamRecord as CoreRecord,
-};
+use ddbshard_core::parse::{read_stream_records, RecordError};
 use ddbshard_core::{ParseError, Reason};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -24,8 +23,10 @@ use pyo3::types::{
 };
 use pyo3::{intern, IntoPyObjectExt};
 
+use crate::build::{Builder, Parts};
 use crate::errors;
-use crate::model::{binary_bytes, decimal_type, text_bytes, utf8, GcPause, ToPy};
+use crate::model::{binary_bytes, decimal_type, text_bytes, utf8, GcPause};
+use crate::plan::{Op, Plan};
 
 /// One change record. Frozen: its fields are read, never set.
 #[pyclass(frozen, module = "ddbshard._core")]
@@ -69,6 +70,37 @@ const FIELDS: [&str; 11] = [
 ];
 
 impl StreamRecord {
+    fn from_parts(parts: Parts<'_>) -> PyResult<Self> {
+        let [keys, new, old, sequence, event_id, source_arn, table, view_type] = parts.fields;
+        let dict = |v: Bound<'_, PyAny>| -> PyResult<Option<Py<PyDict>>> {
+            Ok(if v.is_none() {
+                None
+            } else {
+                Some(v.cast_into::<PyDict>()?.unbind())
+            })
+        };
+        let text = |v: Bound<'_, PyAny>| -> PyResult<Option<Py<PyString>>> {
+            Ok(if v.is_none() {
+                None
+            } else {
+                Some(v.cast_into::<PyString>()?.unbind())
+            })
+        };
+        Ok(StreamRecord {
+            index: parts.index,
+            name: parts.name.unbind(),
+            keys: keys.cast_into::<PyDict>()?.unbind(),
+            new: dict(new)?,
+            old: dict(old)?,
+            time_us: parts.time_us,
+            sequence: text(sequence)?,
+            event_id: text(event_id)?,
+            source_arn: text(source_arn)?,
+            table: text(table)?,
+            view_type: text(view_type)?,
+        })
+    }
+
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(
             py,
@@ -140,30 +172,19 @@ pub fn stream_records<'py>(
             (Cow::Owned(out), true)
         }
     };
-    // Each record becomes Python objects as soon as it is read, while its text and parsed
-    // values are still in the CPU's cache.
     let _pause = GcPause::new(py);
-    // An event's records share their attribute names and many values: room for a few
-    // thousand distinct ones.
-    let mut to_py = ToPy::new(py, 4096)?;
     let out = PyList::empty(py);
-    let mut failed: Option<PyErr> = None;
-    let skipped = read_stream_records(&json, problems.is_some(), &mut |r| {
-        let made = record_to_py(&mut to_py, &r)
-            .and_then(|rec| Bound::new(py, rec))
-            .and_then(|rec| out.append(rec));
-        match made {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let skipped = skipped.map_err(|e| match record_error(py, &e, written) {
+    let mut builder = Builder::new(py)?;
+    let mut each = |parts: Parts<'py>| -> PyResult<()> {
+        out.append(Bound::new(py, StreamRecord::from_parts(parts)?)?)
+    };
+    let skip_bad = problems.is_some();
+    let parsed = if json.len() < OVERLAP_FROM {
+        read_inline(&json, skip_bad, &mut builder, &mut each)?
+    } else {
+        read_overlapped(&json, skip_bad, &mut builder, &mut each)?
+    };
+    let skipped = parsed.map_err(|e| match record_error(py, &e, written) {
         Ok(obj) => PyErr::from_value(obj),
         Err(err) => err,
     })?;
@@ -175,32 +196,107 @@ pub fn stream_records<'py>(
     Ok(out)
 }
 
-fn record_to_py<'m>(to_py: &mut ToPy<'m, '_>, r: &CoreRecord<'m>) -> PyResult<StreamRecord> {
-    let py = to_py.py();
-    let text = |s: &Option<Cow<'_, str>>| s.as_deref().map(|s| PyString::new(py, s).unbind());
-    let mut image = |m: &Option<_>| -> PyResult<Option<Py<PyDict>>> {
-        m.as_ref()
-            .map(|m| to_py.map(m).map(Bound::unbind))
-            .transpose()
-    };
-    Ok(StreamRecord {
-        index: r.index,
-        name: match r.name {
-            EventName::Insert => intern!(py, "INSERT"),
-            EventName::Modify => intern!(py, "MODIFY"),
-            EventName::Remove => intern!(py, "REMOVE"),
+type Parsed = Result<Vec<RecordError>, RecordError>;
+type Each<'e, 'py> = dyn FnMut(Parts<'py>) -> PyResult<()> + 'e;
+
+/// Below this much JSON (a dozen records or so) the records are read and built on the
+/// caller's thread alone: starting a thread costs about what building ten records does.
+const OVERLAP_FROM: usize = 32 * 1024;
+/// Records handed over at a time, and batches the reader may be ahead of the builder: enough
+/// that neither waits on the other for long, few enough that the planned steps (which hold
+/// decoded binaries and unescaped texts) stay a hundred records' worth at most.
+const BATCH_RECORDS: usize = 8;
+const BATCHES_AHEAD: usize = 8;
+
+/// Each record is planned and made into Python objects as soon as it is read, while its text
+/// and parsed values are still in the CPU's cache. A failure to build stops the reading.
+fn read_inline<'py>(
+    json: &[u8],
+    skip_bad: bool,
+    builder: &mut Builder<'py>,
+    each: &mut Each<'_, 'py>,
+) -> PyResult<Parsed> {
+    let mut plan = Plan::default();
+    let mut ops = Vec::with_capacity(512);
+    let mut failed = None;
+    let parsed = read_stream_records(json, skip_bad, &mut |r| {
+        plan.record(&r, &mut ops);
+        let built = builder.run(&ops, each);
+        ops.clear();
+        match built {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
         }
-        .clone()
-        .unbind(),
-        new: image(&r.new)?,
-        old: image(&r.old)?,
-        keys: to_py.map(&r.keys)?.unbind(),
-        time_us: r.time_us,
-        sequence: text(&r.sequence),
-        event_id: text(&r.event_id),
-        source_arn: text(&r.source_arn),
-        table: text(&r.table),
-        view_type: text(&r.view_type),
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(parsed),
+    }
+}
+
+/// Reading and planning (pure Rust, a quarter to a third of the work) run on a thread of
+/// their own, a few records ahead, while this thread, which holds the GIL, builds the objects
+/// of the records already planned. The outcome is the inline one: records are built in order,
+/// a failure to build stops the reading (the reader's next hand-over fails) and is the error,
+/// and otherwise the reader's result (its first fatal error, or the records it skipped) is.
+/// The event's bytes outlive the scope, so the steps can borrow them across threads.
+fn read_overlapped<'a, 'py>(
+    json: &'a [u8],
+    skip_bad: bool,
+    builder: &mut Builder<'py>,
+    each: &mut Each<'_, 'py>,
+) -> PyResult<Parsed> {
+    std::thread::scope(|scope| {
+        let (planned, batches) = mpsc::sync_channel::<Vec<Op<'a>>>(BATCHES_AHEAD);
+        // Used batches go back to the reader, which frees what they hold and refills them.
+        let (used, spent) = mpsc::channel::<Vec<Op<'a>>>();
+        let reader = scope.spawn(move || {
+            let mut plan = Plan::default();
+            let fresh = || {
+                spent.try_recv().map_or_else(
+                    |_| Vec::with_capacity(4096),
+                    |mut ops| {
+                        ops.clear();
+                        ops
+                    },
+                )
+            };
+            let mut ops = fresh();
+            let mut count = 0;
+            let parsed = read_stream_records(json, skip_bad, &mut |r| {
+                plan.record(&r, &mut ops);
+                count += 1;
+                if count % BATCH_RECORDS == 0 {
+                    return planned.send(std::mem::replace(&mut ops, fresh())).is_ok();
+                }
+                true
+            });
+            if !ops.is_empty() {
+                // A failed send means the builder stopped, and its error is the outcome.
+                let _ = planned.send(ops);
+            }
+            parsed
+        });
+        let mut failed = None;
+        for ops in &batches {
+            if let Err(e) = builder.run(&ops, each) {
+                failed = Some(e);
+                break;
+            }
+            // The reader may be done and gone; then the batch is freed here.
+            let _ = used.send(ops);
+        }
+        drop(batches);
+        let parsed = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(parsed),
+        }
     })
 }
 

@@ -1,0 +1,148 @@
+//! Python objects from the steps `plan` worked out: the only part of `stream_records` that
+//! needs the GIL, so the part that runs on the caller's thread.
+//!
+//! A step's inputs are the values on a stack; remembered objects (`Op::Str`, `Op::Int`, ...)
+//! are kept in the order made, so that `Op::Seen(n)` is an index. A dict whose names, in
+//! order, were met before is made by copying the first dict of that shape and setting its
+//! values: the copy takes the finished hash table in one piece (one allocation and a memcpy),
+//! where a new dict would be grown through two or three resizes, each rebuilding its table.
+//! Copy and new dict hold the same names in the same order; only the time differs.
+
+use ddbshard_core::parse::EventName;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PySet, PyString, PyType};
+
+use crate::model::{decimal_type, make_decimal};
+use crate::plan::{Op, NO_SHAPE};
+
+/// A record's values, as `Op::Record` takes them.
+pub struct Parts<'py> {
+    pub index: usize,
+    pub name: Bound<'py, PyString>,
+    pub time_us: Option<i64>,
+    /// keys, new, old, sequence, event_id, source_arn, table, view_type.
+    pub fields: [Bound<'py, PyAny>; 8],
+}
+
+pub struct Builder<'py> {
+    py: Python<'py>,
+    decimal: Bound<'py, PyType>,
+    remembered: Vec<Bound<'py, PyAny>>,
+    /// The first dict made of each shape, by shape number.
+    shapes: Vec<Option<Bound<'py, PyDict>>>,
+    stack: Vec<Bound<'py, PyAny>>,
+}
+
+impl<'py> Builder<'py> {
+    pub fn new(py: Python<'py>) -> PyResult<Self> {
+        Ok(Builder {
+            py,
+            decimal: decimal_type(py)?.clone(),
+            remembered: Vec::with_capacity(4096),
+            shapes: Vec::new(),
+            stack: Vec::with_capacity(256),
+        })
+    }
+
+    /// Carries out `ops`, handing each finished record to `each`.
+    pub fn run(
+        &mut self,
+        ops: &[Op<'_>],
+        each: &mut dyn FnMut(Parts<'py>) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let py = self.py;
+        for op in ops {
+            let made = match op {
+                Op::Str(s) => self.remember(PyString::new(py, s).into_any()),
+                Op::FreshStr(s) => PyString::new(py, s).into_any(),
+                Op::Int(i) => {
+                    let made = self.decimal.call1((*i,))?;
+                    self.remember(made)
+                }
+                Op::Number(n) => {
+                    let made = self.decimal.call1((*n,))?;
+                    self.remember(made)
+                }
+                Op::FreshNumber(n) => make_decimal(&self.decimal, n)?,
+                Op::Seen(n) => self.remembered[*n as usize].clone(),
+                Op::Bytes(b) => PyBytes::new(py, b).into_any(),
+                Op::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+                Op::None => py.None().into_bound(py),
+                Op::Map { len, shape } => self.map(*len as usize, *shape)?.into_any(),
+                Op::List(len) => {
+                    let start = self.stack.len() - *len as usize;
+                    PyList::new(py, self.stack.drain(start..))?.into_any()
+                }
+                Op::Set(len) => {
+                    let start = self.stack.len() - *len as usize;
+                    let set = PySet::new(py, &self.stack[start..])?;
+                    self.stack.truncate(start);
+                    set.into_any()
+                }
+                Op::Record {
+                    index,
+                    name,
+                    time_us,
+                } => {
+                    let start = self.stack.len() - 8;
+                    let mut fields = self.stack.drain(start..);
+                    let mut next = || fields.next().expect("eight fields");
+                    let fields = [
+                        next(),
+                        next(),
+                        next(),
+                        next(),
+                        next(),
+                        next(),
+                        next(),
+                        next(),
+                    ];
+                    let name = match name {
+                        EventName::Insert => intern!(py, "INSERT"),
+                        EventName::Modify => intern!(py, "MODIFY"),
+                        EventName::Remove => intern!(py, "REMOVE"),
+                    }
+                    .clone();
+                    each(Parts {
+                        index: *index,
+                        name,
+                        time_us: *time_us,
+                        fields,
+                    })?;
+                    continue;
+                }
+                Op::Fail(message) => return Err(PyValueError::new_err(*message)),
+            };
+            self.stack.push(made);
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, made: Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+        self.remembered.push(made.clone());
+        made
+    }
+
+    fn map(&mut self, len: usize, shape: u32) -> PyResult<Bound<'py, PyDict>> {
+        let start = self.stack.len() - 2 * len;
+        let known = self.shapes.get(shape as usize).and_then(Option::as_ref);
+        let dict = match known {
+            Some(first) => first.copy()?,
+            None => PyDict::new(self.py),
+        };
+        for pair in self.stack[start..].chunks_exact(2) {
+            dict.set_item(&pair[0], &pair[1])?;
+        }
+        self.stack.truncate(start);
+        if shape != NO_SHAPE && known.is_none() {
+            let at = shape as usize;
+            if self.shapes.len() <= at {
+                self.shapes.resize(at + 1, None);
+            }
+            self.shapes[at] = Some(dict.clone());
+        }
+        Ok(dict)
+    }
+}
