@@ -251,7 +251,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// FxHash (rustc's): a rotate, a xor and a multiply per eight bytes. The texts are short and
 /// come from the call's own input; a collision costs only a missed share.
-fn fx_hash(bytes: &[u8]) -> u64 {
+pub fn fx_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let mut h = bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);

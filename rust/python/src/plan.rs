@@ -19,7 +19,7 @@ use ddbshard_core::model::binary;
 use ddbshard_core::parse::{EventName, StreamRecord};
 use ddbshard_core::{Map, Value};
 
-use crate::model::{plain_int, SHARED_TEXT_BYTES};
+use crate::model::{fx_hash, plain_int, SHARED_TEXT_BYTES};
 
 /// One step of building. "Remembered" objects are numbered in the order they are made, from
 /// 0, texts and numbers alike; `Seen(n)` is the object remembered n-th.
@@ -61,64 +61,37 @@ pub enum Op<'a> {
 
 pub const NO_SHAPE: u32 = u32::MAX;
 
-/// FxHash (rustc's): the texts are short and come from the call's own input.
-#[derive(Default)]
-pub struct FxHasher(u64);
-
-const FX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_K);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
 /// The planner of one call: what it has numbered so far.
-#[derive(Default)]
 pub struct Plan<'a> {
-    texts: FxMap<&'a str, u32>,
-    numbers: FxMap<&'a str, u32>,
-    shapes: FxMap<Vec<u32>, u32>,
+    names: Numbered<'a>,
+    texts: Numbered<'a>,
+    numbers: Numbered<'a>,
+    shapes: HashMap<Vec<u32>, u32, BuildHasherDefault<ShapeHasher>>,
     remembered: u32,
     /// The names of the maps being planned, innermost last (a stack of their numbers).
-    names: Vec<u32>,
+    shaping: Vec<u32>,
 }
 
+/// Texts are remembered in direct-mapped tables (`Numbered`): a lookup is a hash of a short
+/// text and one comparison, hit or miss, and a text pushed out by another is only made again.
+/// An event's records share their attribute names (a few dozen) and many values: room for a
+/// few thousand distinct ones.
+const NAME_SLOTS: usize = 256;
+const TEXT_SLOTS: usize = 8192;
+const NUMBER_SLOTS: usize = 4096;
+
 impl<'a> Plan<'a> {
+    pub fn new() -> Self {
+        Plan {
+            names: Numbered::new(NAME_SLOTS),
+            texts: Numbered::new(TEXT_SLOTS),
+            numbers: Numbered::new(NUMBER_SLOTS),
+            shapes: HashMap::with_capacity_and_hasher(64, BuildHasherDefault::default()),
+            remembered: 0,
+            shaping: Vec::with_capacity(64),
+        }
+    }
+
     /// Appends the steps that make `r`.
     pub fn record(&mut self, r: &StreamRecord<'a>, ops: &mut Vec<Op<'a>>) {
         self.map(&r.keys, ops);
@@ -139,7 +112,7 @@ impl<'a> Plan<'a> {
         for shared in [&r.source_arn, &r.table, &r.view_type] {
             match shared {
                 Some(Cow::Borrowed(s)) => {
-                    self.text(s, ops);
+                    self.text(s, false, ops);
                 }
                 Some(owned) => ops.push(Op::FreshStr(owned.clone())),
                 None => ops.push(Op::None),
@@ -152,22 +125,21 @@ impl<'a> Plan<'a> {
         });
     }
 
-    /// The number of the next object remembered.
-    fn remember(&mut self) -> u32 {
-        let n = self.remembered;
-        self.remembered += 1;
-        n
-    }
-
-    /// A remembered `str` of `s`; returns its number.
-    fn text(&mut self, s: &'a str, ops: &mut Vec<Op<'a>>) -> u32 {
-        if let Some(&n) = self.texts.get(s) {
+    /// A remembered `str` of `s`, from `table`; returns its number.
+    fn text(&mut self, s: &'a str, name: bool, ops: &mut Vec<Op<'a>>) -> u32 {
+        let next = self.remembered;
+        let table = if name {
+            &mut self.names
+        } else {
+            &mut self.texts
+        };
+        let n = table.number(s, next);
+        if n == next {
+            self.remembered += 1;
+            ops.push(Op::Str(s));
+        } else {
             ops.push(Op::Seen(n));
-            return n;
         }
-        let n = self.remember();
-        self.texts.insert(s, n);
-        ops.push(Op::Str(s));
         n
     }
 
@@ -175,9 +147,9 @@ impl<'a> Plan<'a> {
     /// string with escapes is decoded into a buffer of its own. Long texts rarely recur, and
     /// hashing them would cost about what sharing saves.
     #[allow(clippy::ptr_arg)] // the Cow's variant is the point: only borrowed text is shared
-    fn str(&mut self, s: &Cow<'a, str>, ops: &mut Vec<Op<'a>>) -> Option<u32> {
+    fn str(&mut self, s: &Cow<'a, str>, name: bool, ops: &mut Vec<Op<'a>>) -> Option<u32> {
         match s {
-            Cow::Borrowed(s) if s.len() <= SHARED_TEXT_BYTES => Some(self.text(s, ops)),
+            Cow::Borrowed(s) if s.len() <= SHARED_TEXT_BYTES => Some(self.text(s, name, ops)),
             _ => {
                 ops.push(Op::FreshStr(s.clone()));
                 None
@@ -195,12 +167,13 @@ impl<'a> Plan<'a> {
             ops.push(Op::FreshNumber(n.clone()));
             return;
         }
-        if let Some(&seen) = self.numbers.get(text) {
+        let next = self.remembered;
+        let seen = self.numbers.number(text, next);
+        if seen != next {
             ops.push(Op::Seen(seen));
             return;
         }
-        let seen = self.remember();
-        self.numbers.insert(text, seen);
+        self.remembered += 1;
         ops.push(match plain_int(text) {
             Some(i) => Op::Int(i),
             None => Op::Number(text),
@@ -208,17 +181,17 @@ impl<'a> Plan<'a> {
     }
 
     fn map(&mut self, map: &Map<'a>, ops: &mut Vec<Op<'a>>) {
-        let start = self.names.len();
+        let start = self.shaping.len();
         let mut shaped = true;
         for (k, v) in map {
-            match self.str(k, ops) {
-                Some(n) => self.names.push(n),
+            match self.str(k, true, ops) {
+                Some(n) => self.shaping.push(n),
                 None => shaped = false,
             }
             self.value(v, ops);
         }
         let shape = if shaped {
-            let names = &self.names[start..];
+            let names = &self.shaping[start..];
             match self.shapes.get(names) {
                 Some(&shape) => shape,
                 None => {
@@ -230,7 +203,7 @@ impl<'a> Plan<'a> {
         } else {
             NO_SHAPE
         };
-        self.names.truncate(start);
+        self.shaping.truncate(start);
         ops.push(Op::Map {
             len: count(map.len()),
             shape,
@@ -240,7 +213,7 @@ impl<'a> Plan<'a> {
     fn value(&mut self, v: &Value<'a>, ops: &mut Vec<Op<'a>>) {
         match v {
             Value::S(s) => {
-                self.str(s, ops);
+                self.str(s, false, ops);
             }
             Value::N(n) => self.number(n, ops),
             Value::B(b) => ops.push(bytes(b)),
@@ -255,7 +228,7 @@ impl<'a> Plan<'a> {
             }
             Value::Ss(s) => {
                 for m in s {
-                    self.str(m, ops);
+                    self.str(m, false, ops);
                 }
                 ops.push(Op::Set(count(s.len())));
             }
@@ -273,6 +246,115 @@ impl<'a> Plan<'a> {
             }
         }
     }
+}
+
+/// A map's names in order (their numbers) hashed as FxHash would: they come from the call's
+/// own input, so there is no flooding to guard against with SipHash.
+#[derive(Default)]
+struct ShapeHasher(u64);
+
+impl Hasher for ShapeHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = self.0.rotate_left(5) ^ fx_hash(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The numbers given to recent texts: one slot per hash, a newer text taking the slot of an
+/// older one. A slot holds the first 16 bytes of its text, so that telling a short text (most
+/// names and values) from another needs no read of the event where the text was first met,
+/// which is by now far out of the CPU's cache.
+struct Numbered<'a> {
+    slots: Vec<Slot<'a>>,
+    shift: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    text: &'a str,
+    head: u128,
+    number: u32,
+}
+
+const HEAD_BYTES: usize = 16;
+
+impl<'a> Numbered<'a> {
+    fn new(slots: usize) -> Self {
+        let slots = slots.next_power_of_two().max(2);
+        let empty = Slot {
+            text: "",
+            head: 0,
+            number: u32::MAX,
+        };
+        Numbered {
+            slots: vec![empty; slots],
+            shift: 64 - slots.trailing_zeros(),
+        }
+    }
+
+    /// The number of `text`: the one it was given, or `next` if it is not in the table (or
+    /// was pushed out), which it is given now.
+    #[inline]
+    fn number(&mut self, text: &'a str, next: u32) -> u32 {
+        let bytes = text.as_bytes();
+        let (hash, head) = hash_and_head(bytes);
+        let slot = &mut self.slots[(hash >> self.shift) as usize];
+        if slot.number != u32::MAX
+            && slot.text.len() == bytes.len()
+            && slot.head == head
+            && (bytes.len() <= HEAD_BYTES
+                || slot.text.as_bytes()[HEAD_BYTES..] == bytes[HEAD_BYTES..])
+        {
+            return slot.number;
+        }
+        *slot = Slot {
+            text,
+            head,
+            number: next,
+        };
+        next
+    }
+}
+
+/// A hash of `bytes` (FxHash's multiply and rotate, over eight bytes at a time) and a 128-bit
+/// value that tells apart any two texts of the same length up to 16 bytes: their bytes read
+/// with overlapping loads (no copy into a buffer, no call to memcpy).
+#[inline]
+fn hash_and_head(bytes: &[u8]) -> (u64, u128) {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let len = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[at..at + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    let (lo, hi) = match len {
+        0 => (0, 0),
+        1..=3 => {
+            let b = |at: usize| u64::from(bytes[at]);
+            (b(0) | b(len / 2) << 8 | b(len - 1) << 16, 0)
+        }
+        4..=7 => (half(0) | half(len - 4) << 32, 0),
+        8..=15 => (word(0), word(len - 8)),
+        _ => (word(0), word(8)),
+    };
+    let mut h = ((len as u64) ^ lo).wrapping_mul(K);
+    h = (h.rotate_left(5) ^ hi).wrapping_mul(K);
+    if len > HEAD_BYTES {
+        let mut at = HEAD_BYTES;
+        while at + 8 <= len {
+            h = (h.rotate_left(5) ^ word(at)).wrapping_mul(K);
+            at += 8;
+        }
+        if at < len {
+            h = (h.rotate_left(5) ^ word(len - 8)).wrapping_mul(K);
+        }
+    }
+    (h, u128::from(lo) | u128::from(hi) << 64)
 }
 
 fn bytes<'a>(b64: &str) -> Op<'a> {

@@ -14,7 +14,7 @@ use ddbshard_core::model::binary;
 use ddbshard_core::output::serialize;
 use ddbshard_core::parse::{read_stream_records, RecordError};
 use ddbshard_core::{ParseError, Reason};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -216,7 +216,7 @@ fn read_inline<'py>(
     builder: &mut Builder<'py>,
     each: &mut Each<'_, 'py>,
 ) -> PyResult<Parsed> {
-    let mut plan = Plan::default();
+    let mut plan = Plan::new();
     let mut ops = Vec::with_capacity(512);
     let mut failed = None;
     let parsed = read_stream_records(json, skip_bad, &mut |r| {
@@ -253,33 +253,36 @@ fn read_overlapped<'a, 'py>(
         let (planned, batches) = mpsc::sync_channel::<Vec<Op<'a>>>(BATCHES_AHEAD);
         // Used batches go back to the reader, which frees what they hold and refills them.
         let (used, spent) = mpsc::channel::<Vec<Op<'a>>>();
-        let reader = scope.spawn(move || {
-            let mut plan = Plan::default();
-            let fresh = || {
-                spent.try_recv().map_or_else(
-                    |_| Vec::with_capacity(4096),
-                    |mut ops| {
-                        ops.clear();
-                        ops
-                    },
-                )
-            };
-            let mut ops = fresh();
-            let mut count = 0;
-            let parsed = read_stream_records(json, skip_bad, &mut |r| {
-                plan.record(&r, &mut ops);
-                count += 1;
-                if count % BATCH_RECORDS == 0 {
-                    return planned.send(std::mem::replace(&mut ops, fresh())).is_ok();
+        let reader = std::thread::Builder::new()
+            .name("ddbshard-records".into())
+            .spawn_scoped(scope, move || {
+                let mut plan = Plan::new();
+                let fresh = || {
+                    spent.try_recv().map_or_else(
+                        |_| Vec::with_capacity(1024),
+                        |mut ops| {
+                            ops.clear();
+                            ops
+                        },
+                    )
+                };
+                let mut ops = fresh();
+                let mut count = 0;
+                let parsed = read_stream_records(json, skip_bad, &mut |r| {
+                    plan.record(&r, &mut ops);
+                    count += 1;
+                    if count % BATCH_RECORDS == 0 {
+                        return planned.send(std::mem::replace(&mut ops, fresh())).is_ok();
+                    }
+                    true
+                });
+                if !ops.is_empty() {
+                    // A failed send means the builder stopped, and its error is the outcome.
+                    let _ = planned.send(ops);
                 }
-                true
-            });
-            if !ops.is_empty() {
-                // A failed send means the builder stopped, and its error is the outcome.
-                let _ = planned.send(ops);
-            }
-            parsed
-        });
+                parsed
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
         let mut failed = None;
         for ops in &batches {
             if let Err(e) = builder.run(&ops, each) {
