@@ -26,12 +26,15 @@ pub struct Parts<'py> {
     pub fields: [Bound<'py, PyAny>; 8],
 }
 
+/// The first dict made of a shape, and its names in order.
+type Shape<'py> = (Bound<'py, PyDict>, Vec<Bound<'py, PyAny>>);
+
 pub struct Builder<'py> {
     py: Python<'py>,
     decimal: Bound<'py, PyType>,
     remembered: Vec<Bound<'py, PyAny>>,
-    /// The first dict made of each shape, by shape number.
-    shapes: Vec<Option<Bound<'py, PyDict>>>,
+    /// The first dict made of each shape, and its names in order, by shape number.
+    shapes: Vec<Option<Shape<'py>>>,
     stack: Vec<Bound<'py, PyAny>>,
 }
 
@@ -70,7 +73,9 @@ impl<'py> Builder<'py> {
                 Op::Bytes(b) => PyBytes::new(py, b).into_any(),
                 Op::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
                 Op::None => py.None().into_bound(py),
-                Op::Map { len, shape } => self.map(*len as usize, *shape)?.into_any(),
+                Op::Map { len, shape, named } => {
+                    self.map(*len as usize, *shape, *named)?.into_any()
+                }
                 Op::List(len) => {
                     let start = self.stack.len() - *len as usize;
                     PyList::new(py, self.stack.drain(start..))?.into_any()
@@ -125,24 +130,33 @@ impl<'py> Builder<'py> {
         made
     }
 
-    fn map(&mut self, len: usize, shape: u32) -> PyResult<Bound<'py, PyDict>> {
-        let start = self.stack.len() - 2 * len;
-        let known = self.shapes.get(shape as usize).and_then(Option::as_ref);
-        let dict = match known {
-            Some(first) => first.copy()?,
-            None => PyDict::new(self.py),
-        };
-        for pair in self.stack[start..].chunks_exact(2) {
-            dict.set_item(&pair[0], &pair[1])?;
+    fn map(&mut self, len: usize, shape: u32, named: bool) -> PyResult<Bound<'py, PyDict>> {
+        if !named {
+            let (first, names) = self.shapes[shape as usize]
+                .as_ref()
+                .expect("a shape is planned only after its first map");
+            let start = self.stack.len() - len;
+            let dict = first.copy()?;
+            for (name, value) in names.iter().zip(&self.stack[start..]) {
+                dict.set_item(name, value)?;
+            }
+            self.stack.truncate(start);
+            return Ok(dict);
         }
-        self.stack.truncate(start);
-        if shape != NO_SHAPE && known.is_none() {
+        let start = self.stack.len() - 2 * len;
+        let dict = PyDict::new(self.py);
+        let (names, values) = self.stack[start..].split_at(len);
+        for (name, value) in names.iter().zip(values) {
+            dict.set_item(name, value)?;
+        }
+        if shape != NO_SHAPE {
             let at = shape as usize;
             if self.shapes.len() <= at {
                 self.shapes.resize(at + 1, None);
             }
-            self.shapes[at] = Some(dict.clone());
+            self.shapes[at] = Some((dict.clone(), names.to_vec()));
         }
+        self.stack.truncate(start);
         Ok(dict)
     }
 }

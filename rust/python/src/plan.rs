@@ -39,11 +39,13 @@ pub enum Op<'a> {
     Bool(bool),
     /// `None`: a NULL value, or a record's field that is absent.
     None,
-    /// A dict of the `len` name, value pairs before it. `shape` numbers its names in their
-    /// order (`NO_SHAPE` when some name is not remembered).
+    /// A dict of `len` values. `named`: the `len` names before them are its names, in order;
+    /// otherwise its names are those of the first map of its `shape` (the number of its names
+    /// in their order; `NO_SHAPE` when some name is not remembered, and then it is `named`).
     Map {
         len: u32,
         shape: u32,
+        named: bool,
     },
     List(u32),
     /// A set of the `len` members before it.
@@ -112,7 +114,7 @@ impl<'a> Plan<'a> {
         for shared in [&r.source_arn, &r.table, &r.view_type] {
             match shared {
                 Some(Cow::Borrowed(s)) => {
-                    self.text(s, false, ops);
+                    self.text(s, ops);
                 }
                 Some(owned) => ops.push(Op::FreshStr(owned.clone())),
                 None => ops.push(Op::None),
@@ -125,35 +127,26 @@ impl<'a> Plan<'a> {
         });
     }
 
-    /// A remembered `str` of `s`, from `table`; returns its number.
-    fn text(&mut self, s: &'a str, name: bool, ops: &mut Vec<Op<'a>>) -> u32 {
+    /// A remembered `str` of `s`.
+    fn text(&mut self, s: &'a str, ops: &mut Vec<Op<'a>>) {
         let next = self.remembered;
-        let table = if name {
-            &mut self.names
-        } else {
-            &mut self.texts
-        };
-        let n = table.number(s, next);
+        let n = self.texts.number(s, next);
         if n == next {
             self.remembered += 1;
             ops.push(Op::Str(s));
         } else {
             ops.push(Op::Seen(n));
         }
-        n
     }
 
     /// Only text borrowed from the input is shared: it outlives the call, where the text of a
     /// string with escapes is decoded into a buffer of its own. Long texts rarely recur, and
     /// hashing them would cost about what sharing saves.
     #[allow(clippy::ptr_arg)] // the Cow's variant is the point: only borrowed text is shared
-    fn str(&mut self, s: &Cow<'a, str>, name: bool, ops: &mut Vec<Op<'a>>) -> Option<u32> {
+    fn str(&mut self, s: &Cow<'a, str>, ops: &mut Vec<Op<'a>>) {
         match s {
-            Cow::Borrowed(s) if s.len() <= SHARED_TEXT_BYTES => Some(self.text(s, name, ops)),
-            _ => {
-                ops.push(Op::FreshStr(s.clone()));
-                None
-            }
+            Cow::Borrowed(s) if s.len() <= SHARED_TEXT_BYTES => self.text(s, ops),
+            _ => ops.push(Op::FreshStr(s.clone())),
         }
     }
 
@@ -180,41 +173,81 @@ impl<'a> Plan<'a> {
         });
     }
 
+    /// A map whose names, in order, were all met before in one map (its shape is known) is
+    /// planned as its values alone: `build` has that map's names and a dict of them to copy.
+    /// Otherwise its names come first, then its values.
     fn map(&mut self, map: &Map<'a>, ops: &mut Vec<Op<'a>>) {
         let start = self.shaping.len();
+        let first_new = self.remembered;
         let mut shaped = true;
-        for (k, v) in map {
-            match self.str(k, true, ops) {
-                Some(n) => self.shaping.push(n),
-                None => shaped = false,
-            }
-            self.value(v, ops);
-        }
-        let shape = if shaped {
-            let names = &self.shaping[start..];
-            match self.shapes.get(names) {
-                Some(&shape) => shape,
-                None => {
-                    let shape = u32::try_from(self.shapes.len()).unwrap_or(NO_SHAPE);
-                    self.shapes.insert(names.to_vec(), shape);
-                    shape
+        for (k, _) in map {
+            match k {
+                Cow::Borrowed(k) if k.len() <= SHARED_TEXT_BYTES => {
+                    let next = self.remembered;
+                    let n = self.names.number(k, next);
+                    if n == next {
+                        self.remembered += 1;
+                    }
+                    self.shaping.push(n);
+                }
+                _ => {
+                    shaped = false;
+                    self.shaping.push(NO_SHAPE);
                 }
             }
+        }
+        let end = self.shaping.len();
+        let known = if shaped {
+            self.shapes.get(&self.shaping[start..end]).copied()
         } else {
-            NO_SHAPE
+            None
+        };
+        if known.is_none() {
+            for (i, (k, _)) in map.iter().enumerate() {
+                let n = self.shaping[start + i];
+                ops.push(match k {
+                    Cow::Borrowed(k) if n >= first_new && n != NO_SHAPE => Op::Str(k),
+                    _ if n != NO_SHAPE => Op::Seen(n),
+                    _ => Op::FreshStr(k.clone()),
+                });
+            }
+        }
+        for (_, v) in map {
+            self.value(v, ops);
+        }
+        let len = count(map.len());
+        let op = match known {
+            Some(shape) => Op::Map {
+                len,
+                shape,
+                named: false,
+            },
+            // The shape is numbered only now, after the values: a map nested in this one
+            // cannot be built from it before it exists.
+            None if shaped => {
+                let shape = u32::try_from(self.shapes.len()).unwrap_or(NO_SHAPE);
+                if shape != NO_SHAPE {
+                    self.shapes.insert(self.shaping[start..end].to_vec(), shape);
+                }
+                Op::Map {
+                    len,
+                    shape,
+                    named: true,
+                }
+            }
+            None => Op::Map {
+                len,
+                shape: NO_SHAPE,
+                named: true,
+            },
         };
         self.shaping.truncate(start);
-        ops.push(Op::Map {
-            len: count(map.len()),
-            shape,
-        });
+        ops.push(op);
     }
 
     fn value(&mut self, v: &Value<'a>, ops: &mut Vec<Op<'a>>) {
         match v {
-            Value::S(s) => {
-                self.str(s, false, ops);
-            }
+            Value::S(s) => self.str(s, ops),
             Value::N(n) => self.number(n, ops),
             Value::B(b) => ops.push(bytes(b)),
             Value::Bool(b) => ops.push(Op::Bool(*b)),
@@ -228,7 +261,7 @@ impl<'a> Plan<'a> {
             }
             Value::Ss(s) => {
                 for m in s {
-                    self.str(m, false, ops);
+                    self.str(m, ops);
                 }
                 ops.push(Op::Set(count(s.len())));
             }
