@@ -10,11 +10,11 @@
 
 use ddbshard_core::parse::EventName;
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PySet, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PySet, PyString, PyTuple, PyType};
+use pyo3::{ffi, intern};
 
-use crate::model::{decimal_type, make_decimal};
+use crate::model::{decimal_type, plain_int};
 use crate::plan::{Op, NO_SHAPE};
 
 /// A record's values, as `Op::Record` takes them.
@@ -31,7 +31,7 @@ type Shape<'py> = (Bound<'py, PyDict>, Vec<Bound<'py, PyAny>>);
 
 pub struct Builder<'py> {
     py: Python<'py>,
-    decimal: Bound<'py, PyType>,
+    decimal: Decimals<'py>,
     remembered: Vec<Bound<'py, PyAny>>,
     /// The first dict made of each shape, and its names in order, by shape number.
     shapes: Vec<Option<Shape<'py>>>,
@@ -42,7 +42,7 @@ impl<'py> Builder<'py> {
     pub fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(Builder {
             py,
-            decimal: decimal_type(py)?.clone(),
+            decimal: Decimals::new(py)?,
             remembered: Vec::with_capacity(4096),
             shapes: Vec::new(),
             stack: Vec::with_capacity(256),
@@ -61,14 +61,20 @@ impl<'py> Builder<'py> {
                 Op::Str(s) => self.remember(PyString::new(py, s).into_any()),
                 Op::FreshStr(s) => PyString::new(py, s).into_any(),
                 Op::Int(i) => {
-                    let made = self.decimal.call1((*i,))?;
+                    let made = self.decimal.make(i.into_pyobject(py)?.into_any())?;
                     self.remember(made)
                 }
                 Op::Number(n) => {
-                    let made = self.decimal.call1((*n,))?;
+                    let made = self.decimal.make(PyString::new(py, n).into_any())?;
                     self.remember(made)
                 }
-                Op::FreshNumber(n) => make_decimal(&self.decimal, n)?,
+                Op::FreshNumber(n) => {
+                    let arg = match plain_int(n) {
+                        Some(i) => i.into_pyobject(py)?.into_any(),
+                        None => PyString::new(py, n).into_any(),
+                    };
+                    self.decimal.make(arg)?
+                }
                 Op::Seen(n) => self.remembered[*n as usize].clone(),
                 Op::Bytes(b) => PyBytes::new(py, b).into_any(),
                 Op::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -158,5 +164,47 @@ impl<'py> Builder<'py> {
         }
         self.stack.truncate(start);
         Ok(dict)
+    }
+}
+
+/// `Decimal(arg)` (an int or the number's text, as `make_decimal` chooses), called with one
+/// argument tuple kept from call to call: an event has thousands of distinct numbers, and a
+/// new tuple for each is an allocation and a deallocation as costly as the rest of the call.
+/// The tuple is refilled only while this is its one reference (as `PyTuple_SetItem` requires):
+/// were it kept by the constructor, the next call makes a new one.
+struct Decimals<'py> {
+    decimal: Bound<'py, PyType>,
+    args: Bound<'py, PyTuple>,
+}
+
+impl<'py> Decimals<'py> {
+    fn new(py: Python<'py>) -> PyResult<Self> {
+        Ok(Decimals {
+            decimal: decimal_type(py)?.clone(),
+            args: PyTuple::new(py, [py.None()])?,
+        })
+    }
+
+    fn make(&mut self, arg: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.decimal.py();
+        if self.args.get_refcnt() != 1 {
+            self.args = PyTuple::new(py, [py.None()])?;
+        }
+        // SAFETY: under the GIL; `args` is a tuple of one item whose only reference is ours,
+        // so it may be refilled (SetItem takes `arg`'s reference and releases the old item's).
+        // The call returns a new reference or NULL with an exception set.
+        unsafe {
+            if ffi::PyTuple_SetItem(self.args.as_ptr(), 0, arg.into_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_Call(
+                    self.decimal.as_ptr(),
+                    self.args.as_ptr(),
+                    std::ptr::null_mut(),
+                ),
+            )
+        }
     }
 }
