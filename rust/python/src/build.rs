@@ -39,13 +39,14 @@ pub struct Builder<'py> {
 }
 
 impl<'py> Builder<'py> {
-    pub fn new(py: Python<'py>) -> PyResult<Self> {
+    /// For an event of `len` bytes of JSON.
+    pub fn new(py: Python<'py>, len: usize) -> PyResult<Self> {
         Ok(Builder {
             py,
             decimal: Decimals::new(py)?,
-            remembered: Vec::with_capacity(4096),
+            remembered: Vec::with_capacity(len / 128),
             shapes: Vec::new(),
-            stack: Vec::with_capacity(256),
+            stack: Vec::new(),
         })
     }
 
@@ -110,12 +111,7 @@ impl<'py> Builder<'py> {
                         next(),
                         next(),
                     ];
-                    let name = match name {
-                        EventName::Insert => intern!(py, "INSERT"),
-                        EventName::Modify => intern!(py, "MODIFY"),
-                        EventName::Remove => intern!(py, "REMOVE"),
-                    }
-                    .clone();
+                    let name = event_name(py, *name);
                     each(Parts {
                         index: *index,
                         name,
@@ -165,6 +161,16 @@ impl<'py> Builder<'py> {
         self.stack.truncate(start);
         Ok(dict)
     }
+}
+
+/// The `str` of an event name, one for all records.
+pub fn event_name(py: Python<'_>, name: EventName) -> Bound<'_, PyString> {
+    match name {
+        EventName::Insert => intern!(py, "INSERT"),
+        EventName::Modify => intern!(py, "MODIFY"),
+        EventName::Remove => intern!(py, "REMOVE"),
+    }
+    .clone()
 }
 
 /// `Decimal(arg)` (an int or the number's text, as `make_decimal` chooses), called with one

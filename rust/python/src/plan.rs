@@ -77,20 +77,25 @@ pub struct Plan<'a> {
 /// Texts are remembered in direct-mapped tables (`Numbered`): a lookup is a hash of a short
 /// text and one comparison, hit or miss, and a text pushed out by another is only made again.
 /// An event's records share their attribute names (a few dozen) and many values: room for a
-/// few thousand distinct ones.
+/// few thousand distinct ones in a large event, and as many as its size suggests in a small
+/// one, where clearing the tables would cost more than the lookups.
 const NAME_SLOTS: usize = 256;
 const TEXT_SLOTS: usize = 8192;
 const NUMBER_SLOTS: usize = 4096;
+/// JSON bytes per distinct text to expect (1.35 MB of synthetic images: 6,700 texts).
+const BYTES_PER_TEXT: usize = 128;
 
 impl<'a> Plan<'a> {
-    pub fn new() -> Self {
+    /// For an event of `len` bytes of JSON.
+    pub fn new(len: usize) -> Self {
+        let expect = len / BYTES_PER_TEXT;
         Plan {
-            names: Numbered::new(NAME_SLOTS),
-            texts: Numbered::new(TEXT_SLOTS),
-            numbers: Numbered::new(NUMBER_SLOTS),
-            shapes: HashMap::with_capacity_and_hasher(64, BuildHasherDefault::default()),
+            names: Numbered::new(expect.min(NAME_SLOTS)),
+            texts: Numbered::new(expect.min(TEXT_SLOTS)),
+            numbers: Numbered::new(expect.min(NUMBER_SLOTS)),
+            shapes: HashMap::default(),
             remembered: 0,
-            shaping: Vec::with_capacity(64),
+            shaping: Vec::new(),
         }
     }
 
@@ -316,7 +321,7 @@ const HEAD_BYTES: usize = 16;
 
 impl<'a> Numbered<'a> {
     fn new(slots: usize) -> Self {
-        let slots = slots.next_power_of_two().max(2);
+        let slots = slots.next_power_of_two().max(16);
         let empty = Slot {
             text: "",
             head: 0,
