@@ -62,6 +62,8 @@ pub enum Op<'a> {
 }
 
 pub const NO_SHAPE: u32 = u32::MAX;
+/// In a map's list of name numbers, a name that is not remembered (escaped, or long).
+const NOT_REMEMBERED: u32 = u32::MAX;
 
 /// The planner of one call: what it has numbered so far.
 pub struct Plan<'a> {
@@ -82,8 +84,10 @@ pub struct Plan<'a> {
 const NAME_SLOTS: usize = 256;
 const TEXT_SLOTS: usize = 8192;
 const NUMBER_SLOTS: usize = 4096;
-/// JSON bytes per distinct text to expect (1.35 MB of synthetic images: 6,700 texts).
+/// JSON bytes per distinct text and per distinct map shape to expect (1.35 MB of synthetic
+/// images: 6,700 texts, 449 shapes), so that the tables need not grow as they fill.
 const BYTES_PER_TEXT: usize = 128;
+const BYTES_PER_SHAPE: usize = 2048;
 
 impl<'a> Plan<'a> {
     /// For an event of `len` bytes of JSON.
@@ -93,7 +97,7 @@ impl<'a> Plan<'a> {
             names: Numbered::new(expect.min(NAME_SLOTS)),
             texts: Numbered::new(expect.min(TEXT_SLOTS)),
             numbers: Numbered::new(expect.min(NUMBER_SLOTS)),
-            shapes: HashMap::default(),
+            shapes: HashMap::with_capacity_and_hasher(len / BYTES_PER_SHAPE, Default::default()),
             remembered: 0,
             shaping: Vec::new(),
         }
@@ -197,7 +201,7 @@ impl<'a> Plan<'a> {
                 }
                 _ => {
                     shaped = false;
-                    self.shaping.push(NO_SHAPE);
+                    self.shaping.push(NOT_REMEMBERED);
                 }
             }
         }
@@ -211,8 +215,8 @@ impl<'a> Plan<'a> {
             for (i, (k, _)) in map.iter().enumerate() {
                 let n = self.shaping[start + i];
                 ops.push(match k {
-                    Cow::Borrowed(k) if n >= first_new && n != NO_SHAPE => Op::Str(k),
-                    _ if n != NO_SHAPE => Op::Seen(n),
+                    Cow::Borrowed(k) if n >= first_new && n != NOT_REMEMBERED => Op::Str(k),
+                    _ if n != NOT_REMEMBERED => Op::Seen(n),
                     _ => Op::FreshStr(k.clone()),
                 });
             }
