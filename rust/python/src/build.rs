@@ -26,15 +26,15 @@ pub struct Parts<'py> {
     pub fields: [Bound<'py, PyAny>; 8],
 }
 
-/// The first dict made of a shape, and its names in order.
-type Shape<'py> = (Bound<'py, PyDict>, Vec<Bound<'py, PyAny>>);
-
 pub struct Builder<'py> {
     py: Python<'py>,
     decimal: Decimals<'py>,
     remembered: Vec<Bound<'py, PyAny>>,
-    /// The first dict made of each shape, and its names in order, by shape number.
-    shapes: Vec<Option<Shape<'py>>>,
+    /// The first dict made of each shape, by shape number (shapes are numbered in the order
+    /// their first maps are made), and where its names start in `shape_names`.
+    shapes: Vec<(Bound<'py, PyDict>, usize)>,
+    /// The names of every shape, in order, one after the other.
+    shape_names: Vec<Bound<'py, PyAny>>,
     stack: Vec<Bound<'py, PyAny>>,
 }
 
@@ -46,6 +46,7 @@ impl<'py> Builder<'py> {
             decimal: Decimals::new(py)?,
             remembered: Vec::with_capacity(len / 128),
             shapes: Vec::new(),
+            shape_names: Vec::new(),
             stack: Vec::new(),
         })
     }
@@ -134,9 +135,8 @@ impl<'py> Builder<'py> {
 
     fn map(&mut self, len: usize, shape: u32, named: bool) -> PyResult<Bound<'py, PyDict>> {
         if !named {
-            let (first, names) = self.shapes[shape as usize]
-                .as_ref()
-                .expect("a shape is planned only after its first map");
+            let (first, at) = &self.shapes[shape as usize];
+            let names = &self.shape_names[*at..*at + len];
             let start = self.stack.len() - len;
             let dict = first.copy()?;
             for (name, value) in names.iter().zip(&self.stack[start..]) {
@@ -152,11 +152,9 @@ impl<'py> Builder<'py> {
             dict.set_item(name, value)?;
         }
         if shape != NO_SHAPE {
-            let at = shape as usize;
-            if self.shapes.len() <= at {
-                self.shapes.resize(at + 1, None);
-            }
-            self.shapes[at] = Some((dict.clone(), names.to_vec()));
+            assert_eq!(shape as usize, self.shapes.len(), "shapes numbered in order");
+            self.shapes.push((dict.clone(), self.shape_names.len()));
+            self.shape_names.extend_from_slice(names);
         }
         self.stack.truncate(start);
         Ok(dict)
