@@ -317,7 +317,8 @@ struct Numbered<'a> {
 #[derive(Clone, Copy)]
 struct Slot<'a> {
     text: &'a str,
-    head: u128,
+    /// Two words rather than a u128, whose 16-byte alignment would make a slot 48 bytes.
+    head: [u64; 2],
     number: u32,
 }
 
@@ -328,7 +329,7 @@ impl<'a> Numbered<'a> {
         let slots = slots.next_power_of_two().max(16);
         let empty = Slot {
             text: "",
-            head: 0,
+            head: [0; 2],
             number: u32::MAX,
         };
         Numbered {
@@ -361,11 +362,11 @@ impl<'a> Numbered<'a> {
     }
 }
 
-/// A hash of `bytes` (FxHash's multiply and rotate, over eight bytes at a time) and a 128-bit
-/// value that tells apart any two texts of the same length up to 16 bytes: their bytes read
+/// A hash of `bytes` (FxHash's multiply and rotate, over eight bytes at a time) and two words
+/// that tell apart any two texts of the same length up to 16 bytes: their bytes read
 /// with overlapping loads (no copy into a buffer, no call to memcpy).
 #[inline]
-fn hash_and_head(bytes: &[u8]) -> (u64, u128) {
+fn hash_and_head(bytes: &[u8]) -> (u64, [u64; 2]) {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let len = bytes.len();
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -396,7 +397,7 @@ fn hash_and_head(bytes: &[u8]) -> (u64, u128) {
             h = (h.rotate_left(5) ^ word(len - 8)).wrapping_mul(K);
         }
     }
-    (h, u128::from(lo) | u128::from(hi) << 64)
+    (h, [lo, hi])
 }
 
 fn bytes<'a>(b64: &str) -> Op<'a> {
