@@ -5,8 +5,9 @@
 //! are kept in the order made, so that `Op::Seen(n)` is an index. A dict whose names, in
 //! order, were met before is made by copying the first dict of that shape and setting its
 //! values: the copy takes the finished hash table in one piece (one allocation and a memcpy),
-//! where a new dict would be grown through two or three resizes, each rebuilding its table.
-//! Copy and new dict hold the same names in the same order; only the time differs.
+//! where a new dict would be grown through two or three resizes, each rebuilding its table,
+//! and `plan` can leave the names out of the steps. Copy and new dict hold the same names in
+//! the same order; only the time differs (within the noise, in wall time: bench/RESULTS.md).
 
 use ddbshard_core::parse::EventName;
 use pyo3::exceptions::PyValueError;
@@ -152,7 +153,11 @@ impl<'py> Builder<'py> {
             dict.set_item(name, value)?;
         }
         if shape != NO_SHAPE {
-            assert_eq!(shape as usize, self.shapes.len(), "shapes numbered in order");
+            assert_eq!(
+                shape as usize,
+                self.shapes.len(),
+                "shapes numbered in order"
+            );
             self.shapes.push((dict.clone(), self.shape_names.len()));
             self.shape_names.extend_from_slice(names);
         }
