@@ -888,7 +888,7 @@ def test_json_that_cannot_be_read_past_ends_a_large_event() -> None:
 
 
 def test_the_containers_of_a_large_event_are_its_own() -> None:
-    # Maps of one shape are made by copying the first: each is still a dict of its own.
+    # Maps of one shape share their names' str objects, never a container.
     got = ddbshard.stream_records(_large_text(event(*_large_records())))
     images = [r.new for r in got if r.new is not None]
     first, second = images[0], images[1]

@@ -2,12 +2,10 @@
 //! needs the GIL, so the part that runs on the caller's thread.
 //!
 //! A step's inputs are the values on a stack; remembered objects (`Op::Str`, `Op::Int`, ...)
-//! are kept in the order made, so that `Op::Seen(n)` is an index. A dict whose names, in
-//! order, were met before is made by copying the first dict of that shape and setting its
-//! values: the copy takes the finished hash table in one piece (one allocation and a memcpy),
-//! where a new dict would be grown through two or three resizes, each rebuilding its table,
-//! and `plan` can leave the names out of the steps. Copy and new dict hold the same names in
-//! the same order; only the time differs (within the noise, in wall time: bench/RESULTS.md).
+//! are kept in the order made, so that `Op::Seen(n)` is an index. A map whose names, in order,
+//! were met before comes as its values alone: its names are those kept for its shape. (Making
+//! such a dict by copying the first of its shape, whose table is already grown, and then
+//! setting its values measured no faster than growing a new one, on either thread's CPU.)
 
 use ddbshard_core::parse::EventName;
 use pyo3::exceptions::PyValueError;
@@ -31,9 +29,9 @@ pub struct Builder<'py> {
     py: Python<'py>,
     decimal: Decimals<'py>,
     remembered: Vec<Bound<'py, PyAny>>,
-    /// The first dict made of each shape, by shape number (shapes are numbered in the order
-    /// their first maps are made), and where its names start in `shape_names`.
-    shapes: Vec<(Bound<'py, PyDict>, usize)>,
+    /// Where the names of each shape start in `shape_names`, by shape number (shapes are
+    /// numbered in the order their first maps are made).
+    shapes: Vec<usize>,
     /// The names of every shape, in order, one after the other.
     shape_names: Vec<Bound<'py, PyAny>>,
     stack: Vec<Bound<'py, PyAny>>,
@@ -136,10 +134,10 @@ impl<'py> Builder<'py> {
 
     fn map(&mut self, len: usize, shape: u32, named: bool) -> PyResult<Bound<'py, PyDict>> {
         if !named {
-            let (first, at) = &self.shapes[shape as usize];
-            let names = &self.shape_names[*at..*at + len];
+            let at = self.shapes[shape as usize];
+            let names = &self.shape_names[at..at + len];
             let start = self.stack.len() - len;
-            let dict = first.copy()?;
+            let dict = PyDict::new(self.py);
             for (name, value) in names.iter().zip(&self.stack[start..]) {
                 dict.set_item(name, value)?;
             }
@@ -158,7 +156,7 @@ impl<'py> Builder<'py> {
                 self.shapes.len(),
                 "shapes numbered in order"
             );
-            self.shapes.push((dict.clone(), self.shape_names.len()));
+            self.shapes.push(self.shape_names.len());
             self.shape_names.extend_from_slice(names);
         }
         self.stack.truncate(start);

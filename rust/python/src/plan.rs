@@ -5,8 +5,8 @@
 //! own while the caller's thread builds the objects of the records before (see `records`):
 //! deciding which texts are one shared `str` or `Decimal` (each distinct short text gets a
 //! number the first time it is met; later uses name that number), which attribute maps have
-//! the same names in the same order (so that `build` can copy a finished dict of that shape
-//! instead of growing a new one), which numbers are plain integers, and base64 decoding.
+//! the same names in the same order as one before (so that their names need no steps), which
+//! numbers are plain integers, and base64 decoding.
 //!
 //! The steps are in postfix order: a value's parts come before the step that makes it from
 //! them (a map's names and values, then `Map`), and a record's eight fields before `Record`.
@@ -183,7 +183,7 @@ impl<'a> Plan<'a> {
     }
 
     /// A map whose names, in order, were all met before in one map (its shape is known) is
-    /// planned as its values alone: `build` has that map's names and a dict of them to copy.
+    /// planned as its values alone: `build` has that map's names.
     /// Otherwise its names come first, then its values.
     fn map(&mut self, map: &Map<'a>, ops: &mut Vec<Op<'a>>) {
         let start = self.shaping.len();
