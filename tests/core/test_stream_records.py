@@ -10,7 +10,11 @@ and as the dict `json.loads` makes of it, which must give the same records and r
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -899,3 +903,74 @@ def test_the_containers_of_a_large_event_are_its_own() -> None:
     first["m"]["inner"]["deep"] = "changed"
     first["ss"].add("changed")
     assert [exact(image) for image in images[1:]] == before
+
+
+_CANONICAL = """
+def canonical(value):
+    # repr, but sets in sorted order: their order changes with each process's hash seed.
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {canonical(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(canonical(v) for v in value) + "]"
+    if isinstance(value, set):
+        return "{" + ", ".join(sorted(repr(v) for v in value)) + "}"
+    return repr(value)
+"""
+_READ_IN_A_LOOP = (
+    _CANONICAL
+    + """
+import os, sys
+import ddbshard
+if sys.argv[1] == "one":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+text = sys.stdin.read()
+first = canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+print(first, flush=True)
+for _ in range(int(sys.argv[2])):
+    ddbshard.stream_records(text)
+"""
+)
+
+
+def _canonical(value: Any) -> str:
+    scope: dict[str, Any] = {}
+    exec(_CANONICAL, scope)
+    return str(scope["canonical"](value))
+
+
+def _reader_thread_seen(cpus: str, calls: int) -> tuple[str, bool]:
+    """Runs stream_records on a large event `calls` times in a child process bound to one CPU
+    (`cpus="one"`) or not, and polls the child's threads until it ends: whether one of them
+    was ever the reader thread (named ddbshard-records, 15 characters of it in comm)."""
+    text = _large_text(event(*_large_records()))
+    with subprocess.Popen(
+        [sys.executable, "-c", _READ_IN_A_LOOP, cpus, str(calls)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(text)
+        child.stdin.close()
+        records = child.stdout.readline().strip()
+        seen = False
+        tasks = Path(f"/proc/{child.pid}/task")
+        while child.poll() is None and not seen:
+            for task in list(tasks.glob("*")):
+                # A thread may end between the listing and the read.
+                with contextlib.suppress(OSError):
+                    seen |= (task / "comm").read_text().strip() == "ddbshard-record"
+        assert child.wait(timeout=60) == 0
+    return records, seen
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_a_large_event_on_one_cpu_is_read_on_the_calling_thread() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this machine runs the tests on one CPU")
+    text = _large_text(event(*_large_records()))
+    expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+    records, seen = _reader_thread_seen("all", 400)
+    assert records == expected and seen
+    records, seen = _reader_thread_seen("one", 40)
+    assert records == expected and not seen

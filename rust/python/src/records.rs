@@ -1,10 +1,10 @@
 //! `stream_records`: the records of a DynamoDB Streams event as `StreamRecord` objects whose
 //! images are exactly what `loads` gives.
 //!
-//! A small event is read and built on the caller's thread by the `ToPy` that `loads` uses. A
-//! larger one is read on a thread of its own, and what to build worked out there (`plan`),
-//! while the caller's thread builds the objects of the records before (`build`); see
-//! `read_overlapped`.
+//! A small event is read and built on the caller's thread by the `ToPy` that `loads` uses, as
+//! is any event in a process limited to one CPU. A larger one is read on a thread of its own,
+//! and what to build worked out there (`plan`), while the caller's thread builds the objects of
+//! the records before (`build`); see `read_overlapped`.
 //!
 //! JSON text goes straight to the core's reader. An event already parsed into Python objects
 //! (what a Lambda handler receives, or boto3's GetRecords response, whose binaries are bytes
@@ -13,7 +13,8 @@
 //! the same records and the same refusals.
 
 use std::borrow::Cow;
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
+use std::thread;
 
 use ddbshard_core::model::binary;
 use ddbshard_core::output::serialize;
@@ -183,7 +184,7 @@ pub fn stream_records<'py>(
         out.append(Bound::new(py, StreamRecord::from_parts(parts)?)?)
     };
     let skip_bad = problems.is_some();
-    let parsed = if json.len() < OVERLAP_FROM {
+    let parsed = if json.len() < OVERLAP_FROM || !second_core() {
         read_inline(py, &json, skip_bad, &mut each)?
     } else {
         let mut builder = Builder::new(py, json.len())?;
@@ -208,6 +209,16 @@ type Each<'e, 'py> = dyn FnMut(Parts<'py>) -> PyResult<()> + 'e;
 /// caller's thread alone: starting a thread and handing records over costs about what the
 /// overlap saves on that many (measured: even at 30 such records, ahead from 45 on).
 const OVERLAP_FROM: usize = 32 * 1024;
+/// Whether the process may run on more than one CPU, as Rust's `available_parallelism` finds
+/// it (the CPU affinity and, on Linux, a cgroup's CPU quota; a share of a CPU enforced outside
+/// the system, as a hypervisor may, does not show). On one, a second thread would only take
+/// turns with this one, adding the hand-over's cost (about 6% more CPU) to a call no shorter. Found once per process: asking costs a system call and reads of the
+/// cgroup files, a tenth of the work on a small event.
+fn second_core() -> bool {
+    static MORE_THAN_ONE: OnceLock<bool> = OnceLock::new();
+    *MORE_THAN_ONE.get_or_init(|| thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// Records handed over at a time, and batches the reader may be ahead of the builder: enough
 /// that the reader, which is the faster, seldom has to wait for room (each such wait costs the
 /// builder a wake-up call to the kernel), few enough that the planned steps (which hold
@@ -289,11 +300,11 @@ fn read_overlapped<'a, 'py>(
     builder: &mut Builder<'py>,
     each: &mut Each<'_, 'py>,
 ) -> PyResult<Parsed> {
-    std::thread::scope(|scope| {
+    thread::scope(|scope| {
         let (planned, batches) = mpsc::sync_channel::<Vec<Op<'a>>>(BATCHES_AHEAD);
         // Used batches go back to the reader, which frees what they hold and refills them.
         let (used, spent) = mpsc::channel::<Vec<Op<'a>>>();
-        let reader = std::thread::Builder::new()
+        let reader = thread::Builder::new()
             .name("ddbshard-records".into())
             .spawn_scoped(scope, move || {
                 let mut plan = Plan::new(json.len());
