@@ -10,7 +10,11 @@ and as the dict `json.loads` makes of it, which must give the same records and r
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -761,3 +765,212 @@ def test_every_cut_and_byte_flip_is_read_or_refused_never_crashed() -> None:
                 assert e.reason in ddbshard._core.REASONS, v
             else:
                 assert all(isinstance(r, ddbshard.StreamRecord) for r in got)
+
+
+# --------------------------------------------------------------------------------------------
+# Large events: read on a thread of their own while the caller's thread builds the objects
+
+# Well past the size (32 KB) from which stream_records overlaps reading and building.
+LARGE = 64 * 1024
+ESCAPED_NUMBER = "7770777"
+
+
+def _varied(i: int) -> dict[str, Any]:
+    """An image that differs from record to record: names and values that recur (shared) and
+    unique ones, long texts and texts with escapes, maps whose names come in a new order or
+    cannot be shared (escaped, or over 64 bytes), numbers of every form."""
+    image = dict(ALL_TYPES)
+    image["pk"] = {"S": f"user#{i % 7}"}
+    image["u"] = {"S": f"unique-{i}"}
+    numbers = ["1E+125", str(i), f"-{i}.50", "0", "-0", "12345678901234567890123", ESCAPED_NUMBER]
+    image["n"] = {"N": numbers[i % len(numbers)]}
+    image["long"] = {"S": "x" * 70 + str(i % 3)}
+    image["esc"] = {"S": f"line\n{i % 4}"}
+    if i % 3 == 0:
+        image["extra"] = {"M": {"a": {"N": str(i % 5)}, "b": {"SS": [f"v{i % 2}", "w"]}}}
+    if i % 4 == 0:
+        image = dict(reversed(list(image.items())))
+    if i % 5 == 0:
+        image["na\u00efve\n"] = {"S": "escaped name"}
+    if i % 11 == 0:
+        image["k" * 70] = {"BOOL": True}
+    return image
+
+
+def _large_records(count: int = 150) -> list[dict[str, Any]]:
+    out = []
+    for i in range(count):
+        name = EVENT_NAMES[i % 3]
+        out.append(
+            record(
+                name,
+                new=_varied(i) if name != "REMOVE" else None,
+                old=_varied(i + 1) if name != "INSERT" else None,
+                seq=str(10**20 + i),
+                when=1700000000 + i,
+                view="KEYS_ONLY" if i % 13 == 0 else "NEW_AND_OLD_IMAGES",
+            )
+        )
+    return out
+
+
+def _escaped(text: str) -> str:
+    """The event's JSON with a number written with escapes (the same number to any reader)."""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in ESCAPED_NUMBER)
+    return text.replace(f'"{ESCAPED_NUMBER}"', f'"{escaped}"')
+
+
+def _large_text(ev: dict[str, Any]) -> str:
+    text = _escaped(json.dumps(ev))
+    assert len(text) > LARGE and "\\u0037" in text
+    return text
+
+
+def _order(value: Any) -> Any:
+    """The names of every map, in order, at every depth (exact() compares maps as sets)."""
+    if isinstance(value, dict):
+        return [(k, _order(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_order(v) for v in value]
+    return None
+
+
+def test_a_large_event_reads_like_boto3() -> None:
+    ev = event(*_large_records())
+    assert assert_reads_like_oracle(ev, _large_text(ev)) == 150
+
+
+def test_a_large_event_gives_what_its_records_give_alone() -> None:
+    records = _large_records()
+    got = ddbshard.stream_records(_large_text(event(*records)))
+    assert len(got) == len(records)
+    for i, (r, alone) in enumerate(zip(got, records, strict=True)):
+        # One record: read and built inline, by the converter loads uses.
+        (want,) = ddbshard.stream_records(_escaped(json.dumps(event(alone))))
+        fields, expected = r.as_dict(), want.as_dict()
+        assert fields.pop("index") == i and expected.pop("index") == 0
+        assert {k: _expect_any(v) for k, v in fields.items()} == {
+            k: _expect_any(v) for k, v in expected.items()
+        }
+        for image in ("keys", "new", "old"):
+            assert _order(fields[image]) == _order(expected[image])
+
+
+def _expect_any(value: Any) -> Any:
+    return exact(value) if isinstance(value, dict) else value
+
+
+def test_bad_records_of_a_large_event_are_refused_or_listed_in_order() -> None:
+    records = _large_records()
+    bad_number = record(new={"pk": {"S": "a"}, "n": {"N": "NaN"}}, seq="bad-1")
+    no_body = record(seq="bad-2")
+    del no_body["dynamodb"]
+    bad_binary = record(new={"pk": {"S": "a"}, "b": {"B": "not base64!"}}, seq="bad-3")
+    records[5], records[90], records[149] = bad_number, no_body, bad_binary
+    ev = event(*records)
+    assert assert_reads_like_oracle(ev, _large_text(ev)) == 150
+
+
+def test_json_that_cannot_be_read_past_ends_a_large_event() -> None:
+    # Late (the builder has most records made by then) or early (the reader stops at once): the
+    # call raises for that record, records before it built or not, with or without problems=.
+    text = _large_text(event(*_large_records()))
+    late = text.rindex('"eventName"')
+    early = text.index('"eventName"', 1000)
+    cuts = [
+        (text[:-5], 149),
+        (text[:late] + '"eventName": }]}', 149),
+        (text[:early] + "]" + text[early:], 1),
+    ]
+    for cut, index in cuts:
+        with pytest.raises(ddbshard.StreamRecordError) as info:
+            ddbshard.stream_records(cut, problems=[])
+        assert (info.value.reason, info.value.index) == ("invalid_json", index)
+        with pytest.raises(ddbshard.StreamRecordError) as info:
+            ddbshard.stream_records(cut)
+        assert info.value.index == index
+
+
+def test_the_containers_of_a_large_event_are_its_own() -> None:
+    # Maps of one shape share their names' str objects, never a container.
+    got = ddbshard.stream_records(_large_text(event(*_large_records())))
+    images = [r.new for r in got if r.new is not None]
+    first, second = images[0], images[1]
+    assert first is not second and first["m"] is not second["m"]
+    assert first["l"] is not second["l"] and first["ss"] is not second["ss"]
+    before = [exact(image) for image in images[1:]]
+    first["pk"] = "changed"
+    first["m"]["inner"]["deep"] = "changed"
+    first["ss"].add("changed")
+    assert [exact(image) for image in images[1:]] == before
+
+
+_CANONICAL = """
+def canonical(value):
+    # repr, but sets in sorted order: their order changes with each process's hash seed.
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {canonical(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(canonical(v) for v in value) + "]"
+    if isinstance(value, set):
+        return "{" + ", ".join(sorted(repr(v) for v in value)) + "}"
+    return repr(value)
+"""
+_READ_IN_A_LOOP = (
+    _CANONICAL
+    + """
+import os, sys
+import ddbshard
+if sys.argv[1] == "one":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+text = sys.stdin.read()
+first = canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+print(first, flush=True)
+for _ in range(int(sys.argv[2])):
+    ddbshard.stream_records(text)
+"""
+)
+
+
+def _canonical(value: Any) -> str:
+    scope: dict[str, Any] = {}
+    exec(_CANONICAL, scope)
+    return str(scope["canonical"](value))
+
+
+def _reader_thread_seen(cpus: str, calls: int) -> tuple[str, bool]:
+    """Runs stream_records on a large event `calls` times in a child process bound to one CPU
+    (`cpus="one"`) or not, and polls the child's threads until it ends: whether one of them
+    was ever the reader thread (named ddbshard-records, 15 characters of it in comm)."""
+    text = _large_text(event(*_large_records()))
+    with subprocess.Popen(
+        [sys.executable, "-c", _READ_IN_A_LOOP, cpus, str(calls)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(text)
+        child.stdin.close()
+        records = child.stdout.readline().strip()
+        seen = False
+        tasks = Path(f"/proc/{child.pid}/task")
+        while child.poll() is None and not seen:
+            for task in list(tasks.glob("*")):
+                # A thread may end between the listing and the read.
+                with contextlib.suppress(OSError):
+                    seen |= (task / "comm").read_text().strip() == "ddbshard-record"
+        assert child.wait(timeout=60) == 0
+    return records, seen
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_a_large_event_on_one_cpu_is_read_on_the_calling_thread() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this machine runs the tests on one CPU")
+    text = _large_text(event(*_large_records()))
+    expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+    records, seen = _reader_thread_seen("all", 400)
+    assert records == expected and seen
+    records, seen = _reader_thread_seen("one", 40)
+    assert records == expected and not seen

@@ -3,15 +3,19 @@
 //!
 //! One module per stage of the core it exposes: `model` (loads/dumps), `input` (LineReader,
 //! sniff_compression), `records` (stream_records, the DynamoDB Streams records of an event,
-//! read by the core's `parse::records`), `route` (Condition), `output` (the shards' MD5s), `compare` (Parquet
-//! columns, canonical items, flattening, pair diffs) and `split` (Splitter). `stream` is the
-//! chunked-file plumbing the three fed classes share; `errors` maps core errors to exceptions.
+//! read by the core's `parse::records`; a large event's reading and planning, `plan`, run on a
+//! second thread while `build` makes the Python objects), `route` (Condition), `output` (the
+//! shards' MD5s), `compare` (Parquet columns, canonical items, flattening, pair diffs) and
+//! `split` (Splitter). `stream` is the chunked-file plumbing the three fed classes share;
+//! `errors` maps core errors to exceptions.
 
+mod build;
 mod compare;
 mod errors;
 mod input;
 mod model;
 mod output;
+mod plan;
 mod records;
 mod route;
 mod split;

@@ -80,7 +80,7 @@ const MAX_NAME_SLOTS: usize = 256;
 
 /// Texts longer than this are made afresh each time: long ones rarely recur, and hashing them
 /// would cost about what it saves.
-const SHARED_TEXT_BYTES: usize = 64;
+pub const SHARED_TEXT_BYTES: usize = 64;
 
 impl<'m, 'py> ToPy<'m, 'py> {
     /// `slots`: how many distinct texts of each kind are remembered (a power of two), about
@@ -93,10 +93,6 @@ impl<'m, 'py> ToPy<'m, 'py> {
             strings: Recent::new(slots),
             numbers: Recent::new(slots),
         })
-    }
-
-    pub fn py(&self) -> Python<'py> {
-        self.py
     }
 
     pub fn map(&mut self, map: &Map<'m>) -> PyResult<Bound<'py, PyDict>> {
@@ -188,16 +184,23 @@ fn binary_to_py<'py>(py: Python<'py>, b64: &str) -> PyResult<Bound<'py, PyAny>> 
 /// `Decimal(text)`. A plain integer (no sign but '-', no leading zero, no point or exponent)
 /// is passed as an int, which Decimal reads faster than text and which saves making a str: the
 /// result is the same Decimal, digits and exponent 0 alike ("-0" keeps its sign as text).
-fn make_decimal<'py>(decimal: &Bound<'py, PyType>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+pub fn make_decimal<'py>(decimal: &Bound<'py, PyType>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    match plain_int(text) {
+        Some(i) => decimal.call1((i,)),
+        None => decimal.call1((text,)),
+    }
+}
+
+/// The value of a plain integer's text (see `make_decimal`), `None` for any other number.
+pub fn plain_int(text: &str) -> Option<i64> {
     let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
     let plain = matches!(digits, [b'1'..=b'9', rest @ ..] if rest.len() < 18 && rest.iter().all(u8::is_ascii_digit))
         || text == "0";
     if plain {
-        if let Ok(i) = text.parse::<i64>() {
-            return decimal.call1((i,));
-        }
+        text.parse::<i64>().ok()
+    } else {
+        None
     }
-    decimal.call1((text,))
 }
 
 /// A direct-mapped cache of the objects made for recent texts: one slot per hash, a newer
@@ -248,7 +251,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// FxHash (rustc's): a rotate, a xor and a multiply per eight bytes. The texts are short and
 /// come from the call's own input; a collision costs only a missed share.
-fn fx_hash(bytes: &[u8]) -> u64 {
+pub fn fx_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let mut h = bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);
