@@ -29,6 +29,7 @@ from urllib3.util.wait import wait_for_read
 
 from ddbshard.catchup.dynamo import Dynamo, RetryPolicy, Write, client
 from ddbshard.catchup.wireclient import WireClient
+from support.aws_env import isolate
 
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
 HANG, DROP = -1, -2  # statuses that answer nothing: wait for `release`, or close at once
@@ -88,22 +89,7 @@ class Endpoint:
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
     e = Endpoint()
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_USE_FIPS_ENDPOINT",
-        "AWS_CA_BUNDLE",
-        "REQUESTS_CA_BUNDLE",
-        *(v for proxy in ("http_proxy", "https_proxy", "no_proxy") for v in (proxy, proxy.upper())),
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/ddbshard-test/config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/ddbshard-test/credentials")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDWIRE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    isolate(monkeypatch, "AKIDWIRE")
     monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
     yield e
     e.release.set()

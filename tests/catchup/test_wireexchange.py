@@ -28,6 +28,7 @@ from ddbshard.catchup.dynamo import Dynamo, RetryPolicy
 from ddbshard.catchup.wireclient import WireClient
 from ddbshard.catchup.wireexchange import host_header
 from ddbshard.io.storage import aws_setup_problem
+from support.aws_env import isolate
 
 CLOSE = b""  # a scripted answer: close the connection without a word
 
@@ -102,21 +103,7 @@ def ok(body: bytes, *extra: str, version: str = "HTTP/1.1") -> bytes:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_CA_BUNDLE",
-        "REQUESTS_CA_BUNDLE",
-        *(v for proxy in ("http_proxy", "https_proxy", "no_proxy") for v in (proxy, proxy.upper())),
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/ddbshard-test/config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/ddbshard-test/credentials")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDRAW")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    isolate(monkeypatch, "AKIDRAW")
 
 
 @pytest.fixture

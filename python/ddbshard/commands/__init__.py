@@ -74,24 +74,23 @@ def capacity_rate(text: str) -> float:
     """An argparse type: --max-wcu/--max-rcu, capacity units per second, at least 1 (the
     smallest capacity DynamoDB provisions). NaN slipped past a `<= 0` check, and a rate near
     0 made the first wait too long for time.sleep: both were tracebacks mid-run."""
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 1 <= rate < math.inf:
-        raise argparse.ArgumentTypeError(f"{text}: must be a number of units per second, 1 or more")
-    return rate
+    return _finite_from(text, 1, "units per second, 1 or more")
 
 
 def seconds_or_more(text: str) -> float:
     """An argparse type: a number of seconds, 0 or more (finite)."""
+    return _finite_from(text, 0, "seconds, 0 or more")
+
+
+def _finite_from(text: str, low: float, what: str) -> float:
+    """`text` as a finite number of at least `low`, else argparse's error saying `what`."""
     try:
-        seconds = float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"{text}: must be a number of seconds, 0 or more")
-    return seconds
+    if not low <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number of {what}")
+    return value
 
 
 def change_time(text: str) -> int:
