@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 from ddbshard import synth
 from ddbshard.catchup.wire import item_to_client
 from support.ddb_faults import FaultyDynamo
-from support.ddb_tables import create_table, load, run_cli, scan
+from support.ddb_tables import create_table, load, run_cli, scan, signal_cli
 from support.sync_scenario import assert_targets_match_source, change, config_for, migrate
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -106,26 +104,12 @@ def test_sigterm_saves_and_exits_143_with_one_line(fresh: FaultyDynamo, tmp_path
     _, config = migrate(fresh, tmp_path, 100)
     cp = tmp_path / "source.checkpoint"
     args = ["replicate", str(config), "--source-table", "Source", "--checkpoint", str(cp)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ddbshard", *args, "--quiet"],
-        env=fresh.env(),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # Once the first pass is committed.
+    r = signal_cli(
+        fresh.env(), *args, "--quiet", when=cp.exists, signum=signal.SIGTERM, cwd=tmp_path
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not cp.exists() and time.monotonic() < deadline:  # the first pass is committed
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        assert cp.exists()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    err = r.stderr
+    assert r.returncode == 143, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("ddbshard replicate: stopped by SIGTERM; ")
     assert json.loads(cp.read_text())["shards"]
@@ -144,25 +128,13 @@ def test_ctrl_c_in_the_middle_of_a_batch_counts_no_failure_the_file_does_not_lis
     fresh.slow(0.1)  # the batch's calls take a while: the signal comes while it writes
     args = ["replicate", str(config), "--source-table", "Source", "--checkpoint", str(cp)]
     args += ["--failed-keys", str(failed), "--batch-records", "5000", "--concurrency", "4"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ddbshard", *args],
-        env=fresh.env(),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not fresh.calls("BatchWriteItem") and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+
+    def writing() -> bool:
+        return bool(fresh.calls("BatchWriteItem"))
+
+    r = signal_cli(fresh.env(), *args, when=writing, signum=signal.SIGINT, cwd=tmp_path)
+    err = r.stderr
+    assert r.returncode == 130, err
     assert "Traceback" not in err
     status = [line for line in err.splitlines() if line.startswith("replicate: lag")][-1]
     listed = len(failed.read_text().splitlines()) if failed.exists() else 0

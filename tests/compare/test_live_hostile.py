@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +28,7 @@ from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.parquetcopy import CopyOutput, is_parquet_copy, make_copies
 from ddbshard.exceptions import InputError
 from support.ddb_faults import Fault, FaultyDynamo
-from support.ddb_tables import load
+from support.ddb_tables import load, signal_cli
 from support.s3_server import reset
 
 pytestmark = pytest.mark.server
@@ -253,24 +252,13 @@ def test_ctrl_c_stops_a_diff_s_live_scan_at_once(tmp_path: Path) -> None:
             "SlowT=dynamodb://SlowT",
         ]
         args += ["--segments", "40", "--workers", "2", "--quiet", "--out", str(tmp_path / "d")]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ddbshard", *args],
-            env=server.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while len(server.calls("Scan")) < 2 and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == 130, err
+
+        def scanning() -> bool:
+            return len(server.calls("Scan")) >= 2
+
+        r = signal_cli(server.env(), *args, when=scanning, signum=signal.SIGINT)
+        err = r.stderr
+        assert r.returncode == 130, err
         assert "Traceback" not in err and err.strip().splitlines()[-1] == "ddbshard: interrupted"
         scans = len(server.calls("Scan"))
         assert scans < 20, f"{scans} Scan pages read after Ctrl-C"

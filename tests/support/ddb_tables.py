@@ -12,7 +12,9 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,38 @@ def run_cli(
         text=True,
         timeout=300,
     )
+
+
+def signal_cli(
+    env: dict[str, str],
+    *args: str,
+    when: Callable[[], bool],
+    signum: int,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Runs ddbshard, sends it `signum` once `when()` holds (polled; the run must still be
+    going then), and returns how it ended."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddbshard", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not when() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        assert when(), "the moment to send the signal never came"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def read_shards(dest: Path, target: str) -> list[Wire]:
