@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,9 @@ class RawEndpoint:
         self.requests: list[bytes] = []  # raw requests, head and body
         self.connections = 0
         self.tls = tls
+        # Answers written `pace[0]` bytes at a time, `pace[1]` seconds apart (small TCP
+        # segments, a slow trickle).
+        self.pace: tuple[int, float] | None = None
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -80,13 +84,24 @@ class RawEndpoint:
                 raw, close = self.answers.pop(0)
                 if raw == CLOSE:
                     return
-                conn.sendall(raw)
+                self._send(conn, raw)
                 if close:
                     return
         except (OSError, ssl.SSLError):
             return
         finally:
             conn.close()
+
+    def _send(self, conn: socket.socket, raw: bytes) -> None:
+        if self.pace is None:
+            conn.sendall(raw)
+            return
+        size, pause = self.pace
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(raw), size):
+            if i:
+                time.sleep(pause)  # the server's pacing, not a wait for something
+            conn.sendall(raw[i : i + size])
 
 
 def ok(body: bytes, *extra: str, version: str = "HTTP/1.1") -> bytes:
@@ -175,27 +190,27 @@ def test_the_host_header_is_http_clients(host: str, port: int, https: bool) -> N
 BODY = b'{"Responses":{"T":[{"pk":{"S":"k1"}}]},"UnprocessedKeys":{}}'
 
 
-@pytest.mark.parametrize(
-    "answer, connections",
-    [
-        (ok(BODY), 1),
-        # Chunked (a proxy re-encoding it), with a chunk extension and a trailer.
-        (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"%x;ext=1\r\n" % 10
-            + BODY[:10]
-            + b"\r\n%x\r\n" % (len(BODY) - 10)
-            + BODY[10:]
-            + b"\r\n0\r\nx-trailer: 1\r\n\r\n",
-            1,
-        ),
-        (b"HTTP/1.1 100 Continue\r\n\r\n" + ok(BODY), 1),  # an interim answer first
-        (ok(BODY, "Connection: close"), 2),  # the server says it closes: a new connection
-        (ok(BODY, version="HTTP/1.0"), 2),
-        (ok(BODY) + b"HTTP/1.1 200 OK\r\n", 2),  # bytes after the answer: not used again
-        (ok(BODY, "X-Many: a", "x-many: b"), 1),
-    ],
-)
+SHAPES = [
+    (ok(BODY), 1),
+    # Chunked (a proxy re-encoding it), with a chunk extension and a trailer.
+    (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x;ext=1\r\n" % 10
+        + BODY[:10]
+        + b"\r\n%x\r\n" % (len(BODY) - 10)
+        + BODY[10:]
+        + b"\r\n0\r\nx-trailer: 1\r\n\r\n",
+        1,
+    ),
+    (b"HTTP/1.1 100 Continue\r\n\r\n" + ok(BODY), 1),  # an interim answer first
+    (ok(BODY, "Connection: close"), 2),  # the server says it closes: a new connection
+    (ok(BODY, version="HTTP/1.0"), 2),
+    (ok(BODY) + b"HTTP/1.1 200 OK\r\n", 2),  # bytes after the answer: not used again
+    (ok(BODY, "X-Many: a", "x-many: b"), 1),
+]
+
+
+@pytest.mark.parametrize("answer, connections", SHAPES)
 def test_every_shape_of_answer_is_read_and_the_connection_kept_only_when_it_may_be(
     raw: RawEndpoint, answer: bytes, connections: int
 ) -> None:
@@ -365,3 +380,210 @@ def test_tls_is_checked_against_the_ca_bundle_botocore_resolves(
             assert "no-such-ca.pem" in str(aws_setup_problem(spoken.value))
     finally:
         e.sock.close()
+
+
+# Hostile answers (issue 20's review): segments, trickles, lies and faults.
+
+
+@pytest.mark.parametrize(
+    "answer, connections",
+    [shape for shape in SHAPES if not shape[0].endswith(b"200 OK\r\n")],  # no tail to pace
+)
+def test_an_answer_in_many_small_segments_is_read_as_a_whole_one(
+    raw: RawEndpoint, answer: bytes, connections: int
+) -> None:
+    """Every shape of answer arriving a few bytes at a time (split inside CRLFs, chunk
+    sizes, the head's end) reads as it does in one piece."""
+    raw.pace = (3, 0.0005)
+    ddb = wire_client()
+    for _ in range(2):
+        raw.answer(answer)
+        assert ddb.batch_get_item(RequestItems={})["Responses"] == {"T": [{"pk": {"S": "k1"}}]}
+    assert ours(ddb) and raw.connections == connections
+
+
+def test_a_slow_trickle_is_read_and_a_stall_past_the_read_timeout_fails_as_urllib3s(
+    raw: RawEndpoint,
+) -> None:
+    """The read timeout bounds each wait for bytes, as a socket timeout does for urllib3: an
+    answer trickling in for longer than the timeout is read; a stall longer than it is
+    botocore's ReadTimeoutError, the same as the boto3 client's own calls get, and its
+    connection is not used again (the late bytes would be taken for the next answer)."""
+    ddb = wire_client(read_timeout=1)
+    raw.pace = (len(ok(BODY)) // 6 + 1, 0.3)  # 1.5 s in all, 0.3 s between segments
+    raw.answer(ok(BODY))
+    started = time.monotonic()
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert time.monotonic() - started > 1
+    raw.pace = (len(ok(BODY)) // 2, 1.5)
+    for _ in range(2):
+        raw.answer(ok(BODY))
+    with pytest.raises(BotoCoreError) as theirs:
+        ddb.describe_table(TableName="T")
+    with pytest.raises(BotoCoreError) as spoken:
+        ddb.batch_get_item(RequestItems={})
+    assert type(spoken.value) is type(theirs.value)
+    assert type(spoken.value).__name__ == "ReadTimeoutError"
+    raw.pace = None
+    raw.answer(ok(BODY))
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert raw.connections == 3  # each stalled connection closed, none used again
+
+
+def test_a_content_length_far_beyond_the_body_reserves_no_memory_for_it(
+    raw: RawEndpoint,
+) -> None:
+    """A Content-Length of 1 GiB, 20 bytes, then the connection closed: a failed call,
+    retried, without a buffer of the promised size (16 calls in flight would hold 16 GiB)."""
+    import tracemalloc
+
+    raw.answer(
+        ok(b"x" * 20).replace(b"Content-Length: 20", b"Content-Length: %d" % (1 << 30)), True
+    )
+    raw.answer(ok(BODY))
+    tracemalloc.start()
+    try:
+        found, failed = Dynamo(wire_client(), no_wait()).get([("T", {"pk": {"S": "k1"}})])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert failed == [] and list(found.values()) == [{"pk": {"S": "k1"}}]
+    assert peak < 64 << 20
+
+
+def test_a_negative_chunk_size_is_not_http() -> None:
+    """int(text, 16) takes a sign; a chunk size is hex digits only. A negative one took bytes
+    back out of the body: here it gave the body b"0\\r\\n", which no chunk held."""
+    from ddbshard.catchup.wireexchange import Malformed, read_answer
+
+    ours_, theirs_ = socket.socketpair()
+    with ours_, theirs_:
+        theirs_.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n0\r\n\r\n")
+        theirs_.shutdown(socket.SHUT_WR)
+        with pytest.raises(Malformed):
+            read_answer(ours_)
+
+
+def test_a_huge_chunk_size_reserves_no_memory_and_many_small_chunks_read_whole() -> None:
+    """A chunk of 1 TB promised, 10 bytes sent, the connection closed: not HTTP, without
+    asking the socket for a buffer of that size (MemoryError, or gigabytes reserved); and a
+    body in 5000 one-byte chunks is read whole."""
+    import tracemalloc
+
+    from ddbshard.catchup.wireexchange import Malformed, read_answer
+
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ours_, theirs_ = socket.socketpair()
+    tracemalloc.start()
+    try:
+        with ours_, theirs_:
+            theirs_.sendall(head + b"10000000000\r\n0123456789")
+            theirs_.shutdown(socket.SHUT_WR)
+            with pytest.raises(Malformed, match="closed in a chunked body"):
+                read_answer(ours_)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+    body = bytes(range(256)) * 20
+    ours_, theirs_ = socket.socketpair()
+    with ours_, theirs_:
+        chunks = b"".join(b"1\r\n%c\r\n" % b for b in body[:5000])
+        threading.Thread(target=theirs_.sendall, args=(head + chunks + b"0\r\n\r\n",)).start()
+        assert read_answer(ours_) == ((200, {"transfer-encoding": "chunked"}, body[:5000]), True)
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_an_answer_without_a_body_leaves_the_connection_for_the_next(status: int) -> None:
+    from ddbshard.catchup.wireexchange import read_answer
+
+    ours_, theirs_ = socket.socketpair()
+    with ours_, theirs_:
+        theirs_.sendall(b"HTTP/1.1 %d Nothing\r\nContent-Length: 0\r\n\r\n" % status + ok(BODY))
+        assert read_answer(ours_) == ((status, {"content-length": "0"}, b""), False)
+    ours_, theirs_ = socket.socketpair()
+    with ours_, theirs_:
+        theirs_.sendall(b"HTTP/1.1 %d Nothing\r\n\r\n" % status)
+        assert read_answer(ours_) == ((status, {}, b""), True)
+        theirs_.sendall(ok(BODY))
+        assert read_answer(ours_)[0][2] == BODY
+
+
+def test_a_kept_connection_closed_as_the_request_reaches_it_is_retried_once(
+    raw: RawEndpoint,
+) -> None:
+    """The keep-alive race: the server closes a kept connection just as the next request
+    arrives (too late for the pool's check). The call fails as botocore's own does
+    (ConnectionClosedError), `Dynamo` sends it again on a new connection, and the keys are
+    found once."""
+    ddb = wire_client()
+    raw.answer(ok(BODY))
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"]
+    raw.answer(CLOSE)
+    with pytest.raises(BotoCoreError) as spoken:
+        ddb.batch_get_item(RequestItems={})
+    assert type(spoken.value).__name__ == "ConnectionClosedError"
+    raw.answer(ok(BODY))
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"]
+    assert raw.connections == 2 and len(raw.requests) == 3
+
+
+def test_a_connection_reset_mid_request_is_a_failed_call_and_no_socket_is_left(
+    raw: RawEndpoint,
+) -> None:
+    """The server resets the connection while a 1 MB request is still being written (RST,
+    not FIN): a failed call, retried, and the socket closed."""
+    import struct
+
+    def reset(conn: socket.socket) -> None:
+        conn.recv(1024)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            reset(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        ddb = wire_client()
+        ddb._http._url = f"http://127.0.0.1:{port}/"  # the pool is resolved at the first call
+        before = open_sockets(port)
+        big = {"T": {"Keys": [{"pk": {"S": "x" * 1000}}] * 1000}}
+        for _ in range(3):
+            with pytest.raises(BotoCoreError) as spoken:
+                ddb.batch_get_item(RequestItems=big)
+            assert type(spoken.value).__name__ == "ConnectionClosedError"
+            assert ours(ddb)
+        assert open_sockets(port) == before == 0
+    finally:
+        server.close()
+
+
+def open_sockets(port: int) -> int:
+    """This process's TCP sockets connected to 127.0.0.1:`port` (from /proc/net/tcp)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            remote, inode = fields[2], fields[9]
+            if remote == f"0100007F:{port:04X}" and inode in inodes:
+                count += 1
+    return count

@@ -40,6 +40,11 @@ _MAX_HEAD = 1 << 16  # http.client's limit on one header line; a whole head this
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(r"\r?\n")
 _NO_BODY = frozenset({204, 304})
+# The most of a body reserved before it arrives: a Content-Length is the server's word, and a
+# wrong one (1 GB, then the connection closed) must not cost its size in memory, 16 calls
+# over. DynamoDB's answers are at most 16 MB; beyond this the buffer grows as bytes arrive.
+_RESERVE = 1 << 24
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Malformed(http.client.HTTPException):
@@ -111,7 +116,10 @@ def read_answer(sock: Any) -> tuple[Answer, bool]:
     again. 1xx interim answers are skipped, as http.client skips them."""
     buf = b""
     while True:
-        while (end := _HEAD_END.search(buf)) is None:
+        # Each search starts where the last could not have ended (3 bytes back for a split
+        # CRLFCRLF): a head arriving in many small segments is not searched again from the start.
+        searched = 0
+        while (end := _HEAD_END.search(buf, searched)) is None:
             if len(buf) > _MAX_HEAD:
                 raise Malformed("the answer's head is too long")
             more = sock.recv(_CHUNK)
@@ -121,6 +129,7 @@ def read_answer(sock: Any) -> tuple[Answer, bool]:
                     if not buf
                     else "the connection closed in the answer's head"
                 )
+            searched = max(0, len(buf) - 3)
             buf += more
         status, version, headers = _head(buf[: end.start()])
         buf = buf[end.end() :]
@@ -165,14 +174,17 @@ def _exactly(sock: Any, have: bytes, length: int) -> tuple[bytes, bool]:
     with nothing after it). A connection closed early gives what arrived."""
     if len(have) >= length:
         return have[:length], len(have) == length
-    body = bytearray(length)
+    body = bytearray(min(length, max(_RESERVE, len(have))))
     body[: len(have)] = have
-    view = memoryview(body)
     got = len(have)
     while got < length:
-        n = sock.recv_into(view[got:], length - got)
+        if got == len(body):  # more than reserved has come: twice the room, up to the length
+            body.extend(bytes(min(length, 2 * got) - got))
+        with memoryview(body) as view:
+            n = sock.recv_into(view[got:], len(body) - got)
         if n == 0:
-            return bytes(view[:got]), False
+            del body[got:]
+            return bytes(body), False
         got += n
     return bytes(body), True
 
@@ -186,35 +198,41 @@ def _to_close(sock: Any) -> bytes:
 
 def _chunked(sock: Any, buf: bytes) -> tuple[bytes, bytes]:
     """A chunked body (and any bytes after it); trailers are read and dropped, as http.client
-    drops them."""
+    drops them. `buf[pos:]` is what is unread: bytes are taken by position, not by slicing
+    the rest off after every chunk, and a chunk longer than what has arrived is read as a
+    body of that length (_exactly), so many small chunks or one large one cost their length."""
     parts: list[bytes] = []
+    pos = 0
 
     def line() -> bytes:
-        nonlocal buf
-        while (i := buf.find(b"\n")) < 0:
-            if len(buf) > _MAX_HEAD:
+        nonlocal buf, pos
+        while (i := buf.find(b"\n", pos)) < 0:
+            if len(buf) - pos > _MAX_HEAD:
                 raise Malformed("a chunk's size line is too long")
             more = sock.recv(_CHUNK)
             if not more:
                 raise Malformed("the connection closed in a chunked body")
-            buf += more
-        out, buf = buf[:i], buf[i + 1 :]
+            buf, pos = buf[pos:] + more, 0
+        out, pos = buf[pos:i], i + 1
         return out.rstrip(b"\r")
 
     while True:
         size_text = line().split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise Malformed(f"a chunk size {size_text[:20]!r}") from None
+        # Hex digits only: int(text, 16) also takes a sign (a negative size took bytes back
+        # out of the body), "0x" and underscores.
+        if not size_text or not _HEX.issuperset(size_text):
+            raise Malformed(f"a chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             while line():
                 pass  # trailers
-            return b"".join(parts), buf
-        while len(buf) < size + 2:
-            more = sock.recv(max(_CHUNK, size + 2 - len(buf)))
-            if not more:
-                raise Malformed("the connection closed in a chunked body")
-            buf += more
-        parts.append(buf[:size])
-        buf = buf[size + 2 :]
+            return b"".join(parts), buf[pos:]
+        if len(buf) - pos >= size + 2:
+            parts.append(buf[pos : pos + size])
+            pos += size + 2  # the chunk and its CRLF
+            continue
+        chunk, whole = _exactly(sock, buf[pos:], size + 2)
+        if not whole:
+            raise Malformed("the connection closed in a chunked body")
+        parts.append(chunk[:size])
+        buf, pos = b"", 0
