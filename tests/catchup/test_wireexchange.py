@@ -529,7 +529,7 @@ def test_a_kept_connection_closed_as_the_request_reaches_it_is_retried_once(
 
 
 def test_a_connection_reset_mid_request_is_a_failed_call_and_no_socket_is_left(
-    raw: RawEndpoint,
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server resets the connection while a 1 MB request is still being written (RST,
     not FIN): a failed call, retried, and the socket closed."""
@@ -552,9 +552,9 @@ def test_a_connection_reset_mid_request_is_a_failed_call_and_no_socket_is_left(
             reset(conn)
 
     threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     try:
         ddb = wire_client()
-        ddb._http._url = f"http://127.0.0.1:{port}/"  # the pool is resolved at the first call
         before = open_sockets(port)
         big = {"T": {"Keys": [{"pk": {"S": "x" * 1000}}] * 1000}}
         for _ in range(3):
@@ -587,3 +587,206 @@ def open_sockets(port: int) -> int:
             if remote == f"0100007F:{port:04X}" and inode in inodes:
                 count += 1
     return count
+
+
+class EchoEndpoint:
+    """Answers each request with the key it asked for; every 7th request is closed without
+    an answer and every 11th cut short, on whatever connection it came."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.count = 0
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    buf += more
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(buf) < length:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    buf += more
+                body, buf = buf[:length], buf[length:]
+                with self.lock:
+                    self.count += 1
+                    n = self.count
+                if n % 7 == 0:
+                    return
+                key = body.split(b'"S":"')[1].split(b'"')[0]
+                answer = ok(b'{"Responses":{"T":[{"pk":{"S":"%s"}}]}}' % key)
+                if n % 11 == 0:
+                    conn.sendall(answer[:-5])
+                    return
+                conn.sendall(answer)
+
+
+def test_sixteen_threads_share_the_pool_without_sharing_a_connection_or_leaking_one(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 threads, 40 calls each, one pool of 16, faults among the answers: every answer that
+    arrives is the answer to its own thread's request (two threads on one connection would
+    cross or garble them), every fault is a BotoCoreError, and after it all this process
+    holds no more sockets to the endpoint than the pool's size."""
+    e = EchoEndpoint()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
+    try:
+        ddb = wire_client(max_pool_connections=16)
+        failures: list[BaseException] = []
+        answered: list[str] = []
+        failed: list[str] = []
+
+        def calls(thread: int) -> None:
+            for i in range(40):
+                key = f"t{thread}-{i}"
+                try:
+                    got = ddb.batch_get_item(RequestItems={"T": {"Keys": [{"pk": {"S": key}}]}})
+                except BotoCoreError:
+                    failed.append(key)
+                    continue
+                except BaseException as error:
+                    failures.append(error)
+                    return
+                if got["Responses"] != {"T": [{"pk": {"S": key}}]}:
+                    failures.append(AssertionError(f"{key}: {got['Responses']}"))
+                answered.append(key)
+
+        threads = [threading.Thread(target=calls, args=(t,)) for t in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert ours(ddb) and len(answered) + len(failed) == 640 == e.count
+        assert len(failed) >= 640 // 7  # the faults were met and raised
+        assert open_sockets(e.port) <= 16
+        assert e.connections <= 16 + len(failed)  # a new connection only after a failure
+    finally:
+        e.sock.close()
+
+
+def test_over_tls_faults_fail_as_the_boto3_clients_own_calls_fail(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, certificate: tuple[Path, Path]
+) -> None:
+    """On a checked TLS connection: an answer in tiny TLS records is read, the connection
+    kept; closed without an answer (no close_notify) and cut short, the same BotoCoreError
+    classes as DescribeTable gets, and `Dynamo` retries both."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    e = RawEndpoint(tls=context)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    try:
+        ddb = wire_client()
+        e.pace = (5, 0.0005)
+        for _ in range(2):
+            e.answer(ok(BODY))
+            assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+        assert ours(ddb) and e.connections == 1
+        e.pace = None
+        for fault in (CLOSE, ok(BODY)[:-5]):
+            e.answer(fault, close=True)
+            with pytest.raises(BotoCoreError) as theirs:
+                ddb.describe_table(TableName="T")
+            e.answer(fault, close=True)
+            with pytest.raises(BotoCoreError) as spoken:
+                ddb.batch_get_item(RequestItems={})
+            if fault == CLOSE:  # a body cut short is botocore's to parse: it fails otherwise
+                assert type(spoken.value) is type(theirs.value)
+            e.answer(fault, close=True)
+            e.answer(ok(BODY))
+            found, failed = Dynamo(ddb, no_wait()).get([("T", {"pk": {"S": "k1"}})])
+            assert failed == [] and list(found.values()) == [{"pk": {"S": "k1"}}]
+    finally:
+        e.sock.close()
+
+
+@pytest.mark.parametrize(
+    "extra, read",
+    [
+        (["X-Big: " + "a" * 40_000, "X-Big2: " + "b" * 40_000], True),  # 80 KB of head
+        ([f"X-H{i}: {i}" for i in range(96)], True),  # 99 headers with ok()'s 3
+        ([f"X-H{i}: {i}" for i in range(97)], False),  # 100
+        (["X-Big: " + "a" * 70_000], False),  # one line longer than 64 KB
+    ],
+)
+def test_huge_heads_are_read_or_refused_as_http_client_reads_or_refuses_them(
+    raw: RawEndpoint, extra: list[str], read: bool
+) -> None:
+    ddb = wire_client()
+    raw.answer(ok(BODY, *extra), close=not read)
+    raw.answer(ok(BODY, *extra), close=not read)
+    if read:
+        assert ddb._boto.batch_get_item(RequestItems={})["Responses"]["T"]
+        assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+        return
+    with pytest.raises(BotoCoreError) as theirs:
+        ddb._boto.batch_get_item(RequestItems={})
+    with pytest.raises(BotoCoreError) as spoken:
+        ddb.batch_get_item(RequestItems={})
+    assert ours(ddb) and type(spoken.value) is type(theirs.value)
+
+
+def test_an_answer_before_the_request_is_written_whole_is_read(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answers (413, Connection: close) after the head of an 8 MB request, while
+    the body is still being written: the answer waits and is read once the write is done,
+    as urllib3 reads it: a ClientError with its status, and the connection not kept."""
+    from botocore.exceptions import ClientError
+
+    big = {"T": {"Keys": [{"pk": {"S": "x" * 1000}}] * 8000}}
+    answer = (
+        b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    early = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = early.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    buf += conn.recv(65536)
+                conn.sendall(answer)
+                # The rest of the request read and dropped, then closed: a close with it
+                # unread would be a reset, which may discard the answer on its way.
+                length = int(buf.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                left = length - len(buf.partition(b"\r\n\r\n")[2])
+                while left > 0 and (more := conn.recv(1 << 20)):
+                    left -= len(more)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{early.getsockname()[1]}")
+    try:
+        ddb = wire_client()
+        for call in (ddb._boto.batch_get_item, ddb.batch_get_item):
+            with pytest.raises(ClientError) as error:
+                call(RequestItems=big)
+            assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+        assert ours(ddb)
+    finally:
+        early.close()

@@ -36,7 +36,11 @@ __all__ = ["Answer", "Malformed", "exchange", "host_header", "read_answer", "req
 Answer = tuple[int, dict[str, str], bytes]  # status, headers (names lowercased), body
 
 _CHUNK = 1 << 16  # a DynamoDB answer of 100 items (tens of KB) arrives in one or two reads
-_MAX_HEAD = 1 << 16  # http.client's limit on one header line; a whole head this long is no answer
+# http.client's limits: a line of at most 64 KB (its line end included), at most 99 headers;
+# a head that has not ended within all of that is no answer.
+_MAX_LINE = 1 << 16
+_MAX_HEADERS = 100
+_MAX_HEAD = (_MAX_HEADERS + 1) * _MAX_LINE
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(r"\r?\n")
 _NO_BODY = frozenset({204, 304})
@@ -153,6 +157,10 @@ def read_answer(sock: Any) -> tuple[Answer, bool]:
 def _head(head: bytes) -> tuple[int, str, dict[str, str]]:
     # Split on line ends only: str.splitlines would also split at \x85 and the like.
     lines = _LINE_END.split(head.decode("iso-8859-1"))
+    if len(lines) > _MAX_HEADERS:  # the status line, and http.client counts the blank line
+        raise Malformed(f"more than {_MAX_HEADERS - 1} headers")
+    if max(map(len, lines)) + 2 > _MAX_LINE:
+        raise Malformed("a line of the answer's head is too long")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
     if not version.startswith("HTTP/1.") or not code.isdigit() or rest[3:4] not in ("", " "):
@@ -207,7 +215,7 @@ def _chunked(sock: Any, buf: bytes) -> tuple[bytes, bytes]:
     def line() -> bytes:
         nonlocal buf, pos
         while (i := buf.find(b"\n", pos)) < 0:
-            if len(buf) - pos > _MAX_HEAD:
+            if len(buf) - pos > _MAX_LINE:
                 raise Malformed("a chunk's size line is too long")
             more = sock.recv(_CHUNK)
             if not more:
