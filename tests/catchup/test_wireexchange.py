@@ -711,8 +711,7 @@ def test_over_tls_faults_fail_as_the_boto3_clients_own_calls_fail(
             e.answer(fault, close=True)
             with pytest.raises(BotoCoreError) as spoken:
                 ddb.batch_get_item(RequestItems={})
-            if fault == CLOSE:  # a body cut short is botocore's to parse: it fails otherwise
-                assert type(spoken.value) is type(theirs.value)
+            assert type(spoken.value) is type(theirs.value)
             e.answer(fault, close=True)
             e.answer(ok(BODY))
             found, failed = Dynamo(ddb, no_wait()).get([("T", {"pk": {"S": "k1"}})])
@@ -790,3 +789,23 @@ def test_an_answer_before_the_request_is_written_whole_is_read(
         assert ours(ddb)
     finally:
         early.close()
+
+
+@pytest.mark.parametrize("end", [b"0\r\n", b"0\r\nx-trailer: 1\r\n", b"0\r\nx-trai"])
+def test_a_connection_closed_after_the_last_chunk_ends_the_body_as_for_http_client(
+    raw: RawEndpoint, end: bytes
+) -> None:
+    """The last chunk came, then the connection closed in (or before) the trailers: the body
+    is whole to http.client, so to urllib3 and the boto3 client's own calls; read alike
+    here (it failed as not HTTP), the connection not kept."""
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (
+        len(BODY),
+        BODY,
+    )
+    ddb = wire_client()
+    raw.answer(answer + end, close=True)
+    assert ddb._boto.batch_get_item(RequestItems={})["Responses"]["T"]
+    for _ in range(2):
+        raw.answer(answer + end, close=True)
+        assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert ours(ddb) and raw.connections == 3

@@ -55,6 +55,10 @@ class Malformed(http.client.HTTPException):
     """An answer that is not HTTP/1.x, or the connection closed before its head ended."""
 
 
+class _Closed(Malformed):
+    """The connection closed in a chunked body."""
+
+
 def host_header(host: str, port: int | None, default_port: int) -> str:
     """The Host header `http.client` sends for a connection to host:port."""
     text = host.encode("ascii", "strict") if host.isascii() else host.encode("idna")
@@ -143,8 +147,8 @@ def read_answer(sock: Any) -> tuple[Answer, bool]:
     if status in _NO_BODY:
         return (status, headers, b""), keep and not buf
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        body, rest = _chunked(sock, buf)
-        return (status, headers, body), keep and not rest
+        body, clean = _chunked(sock, buf)
+        return (status, headers, body), keep and clean
     length = headers.get("content-length")
     if length is None:
         return (status, headers, buf + _to_close(sock)), False
@@ -204,11 +208,13 @@ def _to_close(sock: Any) -> bytes:
     return b"".join(parts)
 
 
-def _chunked(sock: Any, buf: bytes) -> tuple[bytes, bytes]:
-    """A chunked body (and any bytes after it); trailers are read and dropped, as http.client
-    drops them. `buf[pos:]` is what is unread: bytes are taken by position, not by slicing
-    the rest off after every chunk, and a chunk longer than what has arrived is read as a
-    body of that length (_exactly), so many small chunks or one large one cost their length."""
+def _chunked(sock: Any, buf: bytes) -> tuple[bytes, bool]:
+    """A chunked body, and whether it ended cleanly (its trailers ended, nothing after it).
+    Trailers are read and dropped, as http.client drops them; the connection closed in them
+    ends them, as for http.client (the last chunk has come). `buf[pos:]` is what is unread:
+    bytes are taken by position, not by slicing the rest off after every chunk, and a chunk
+    longer than what has arrived is read as a body of that length (_exactly), so many small
+    chunks or one large one cost their length."""
     parts: list[bytes] = []
     pos = 0
 
@@ -219,7 +225,7 @@ def _chunked(sock: Any, buf: bytes) -> tuple[bytes, bytes]:
                 raise Malformed("a chunk's size line is too long")
             more = sock.recv(_CHUNK)
             if not more:
-                raise Malformed("the connection closed in a chunked body")
+                raise _Closed("the connection closed in a chunked body")
             buf, pos = buf[pos:] + more, 0
         out, pos = buf[pos:i], i + 1
         return out.rstrip(b"\r")
@@ -232,9 +238,12 @@ def _chunked(sock: Any, buf: bytes) -> tuple[bytes, bytes]:
             raise Malformed(f"a chunk size {size_text[:20]!r}")
         size = int(size_text, 16)
         if size == 0:
-            while line():
-                pass  # trailers
-            return b"".join(parts), buf[pos:]
+            try:
+                while line():
+                    pass  # trailers
+            except _Closed:
+                return b"".join(parts), False  # the last chunk came: the body is whole
+            return b"".join(parts), pos == len(buf)
         if len(buf) - pos >= size + 2:
             parts.append(buf[pos : pos + size])
             pos += size + 2  # the chunk and its CRLF
