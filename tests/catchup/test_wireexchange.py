@@ -809,3 +809,27 @@ def test_a_connection_closed_after_the_last_chunk_ends_the_body_as_for_http_clie
         raw.answer(answer + end, close=True)
         assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
     assert ours(ddb) and raw.connections == 3
+
+
+@pytest.mark.parametrize(
+    "length, read",
+    [(b"%d, %d" % (len(BODY), len(BODY)), True), (b"%d, 2" % len(BODY), False), (b"\xb2", False)],
+)
+def test_a_repeated_content_length_is_read_as_urllib3_reads_it(
+    raw: RawEndpoint, length: bytes, read: bool
+) -> None:
+    """Content-Length twice (a proxy adding its own): the same value twice is read, as the
+    boto3 client's own calls read it; two values, or a digit that is not ASCII ("\xb2" is
+    "²", a digit to str.isdigit), are not HTTP, a failed call retried, not some other error."""
+    answer = ok(BODY).replace(b"Content-Length: %d" % len(BODY), b"Content-Length: " + length)
+    ddb = wire_client()
+    if read:
+        for _ in range(2):
+            raw.answer(answer)
+            assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+        assert raw.connections == 1
+        return
+    raw.answer(answer, close=True)
+    with pytest.raises(BotoCoreError) as spoken:
+        ddb.batch_get_item(RequestItems={})
+    assert type(spoken.value).__name__ == "ConnectionClosedError"

@@ -152,9 +152,12 @@ def read_answer(sock: Any) -> tuple[Answer, bool]:
     length = headers.get("content-length")
     if length is None:
         return (status, headers, buf + _to_close(sock)), False
-    if not length.strip().isdigit():
+    # A repeated header is joined ("60, 60", a proxy's doing): urllib3 takes it when every
+    # value is the same. ASCII digits only: str.isdigit takes "²", which int() refuses.
+    values = {v.strip() for v in length.split(",")}
+    if len(values) != 1 or not all(v.isascii() and v.isdigit() for v in values):
         raise Malformed(f"Content-Length {length!r}")
-    body, whole = _exactly(sock, buf, int(length))
+    body, whole = _exactly(sock, buf, int(values.pop()))
     return (status, headers, body), keep and whole
 
 
