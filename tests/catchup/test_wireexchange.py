@@ -43,6 +43,7 @@ class RawEndpoint:
         # Answers written `pace[0]` bytes at a time, `pace[1]` seconds apart (small TCP
         # segments, a slow trickle).
         self.pace: tuple[int, float] | None = None
+        self.cut: int | None = None  # or written in two parts, cut at this byte
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -93,15 +94,19 @@ class RawEndpoint:
             conn.close()
 
     def _send(self, conn: socket.socket, raw: bytes) -> None:
-        if self.pace is None:
+        if self.pace is not None:
+            size, pause = self.pace
+            parts = [raw[i : i + size] for i in range(0, len(raw), size)]
+        elif self.cut is not None:
+            parts, pause = [raw[: self.cut], raw[self.cut :]], 0.05
+        else:
             conn.sendall(raw)
             return
-        size, pause = self.pace
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in range(0, len(raw), size):
+        for i, part in enumerate(parts):
             if i:
                 time.sleep(pause)  # the server's pacing, not a wait for something
-            conn.sendall(raw[i : i + size])
+            conn.sendall(part)
 
 
 def ok(body: bytes, *extra: str, version: str = "HTTP/1.1") -> bytes:
@@ -833,3 +838,30 @@ def test_a_repeated_content_length_is_read_as_urllib3_reads_it(
     with pytest.raises(BotoCoreError) as spoken:
         ddb.batch_get_item(RequestItems={})
     assert type(spoken.value).__name__ == "ConnectionClosedError"
+
+
+def test_over_tls_bytes_past_the_answer_in_its_last_record_do_not_answer_the_next_call(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, certificate: tuple[Path, Path]
+) -> None:
+    """A server that sends a second answer in the TLS record that ends the first: its bytes
+    wait decrypted in the TLS layer, where the pool's check for a dropped connection (the
+    socket readable) does not see them. The connection is not used again, so the next call
+    gets its own answer, not that one (it got that one: another request's answer)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    e = RawEndpoint(tls=context)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", e.url)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    stale = b'{"Responses":{"T":[{"pk":{"S":"stale"}}]}}'
+    head = len(ok(BODY)) - len(BODY)
+    try:
+        ddb = wire_client()
+        e.cut = head  # the head in one record, the body and the stale answer in the next
+        e.answer(ok(BODY) + ok(stale))
+        assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+        e.cut = None
+        e.answer(ok(BODY))
+        assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+        assert ours(ddb) and e.connections == 2
+    finally:
+        e.sock.close()

@@ -103,7 +103,13 @@ def exchange(
         sending = False
         if sock.gettimeout() != read_timeout:
             sock.settimeout(read_timeout)
-        return read_answer(sock)
+        answer, keep = read_answer(sock)
+        # Bytes past the answer that TLS has already decrypted (the rest of the record that
+        # ended it) are not seen by the pool's check for a dropped connection, which asks
+        # whether the socket is readable: the next request would take them for its answer.
+        if keep and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            keep = False
+        return answer, keep
     except u3.HTTPError:
         raise  # connect's own, as urlopen raises it
     except (TimeoutError, BlockingIOError) as e:
