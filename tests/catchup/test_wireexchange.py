@@ -865,3 +865,30 @@ def test_over_tls_bytes_past_the_answer_in_its_last_record_do_not_answer_the_nex
         assert ours(ddb) and e.connections == 2
     finally:
         e.sock.close()
+
+
+def test_a_connection_made_again_waits_the_connect_timeout_not_the_read_timeout(
+    raw: RawEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urlopen leaves a connection's timeout at the read timeout after its request (the boto3
+    client's DescribeTable shares the pool); when that connection is dropped and made again
+    here, the connect timeout applies, as urlopen sets it before connecting."""
+    import urllib3.connection
+
+    made: list[float | None] = []
+    real = urllib3.connection.connection.create_connection
+
+    def recording(address: Any, timeout: Any = None, *args: Any, **kwargs: Any) -> Any:
+        made.append(timeout)
+        return real(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.connection.connection, "create_connection", recording)
+    ddb = wire_client(connect_timeout=2, read_timeout=30)
+    raw.answer(ok(b"{}"), close=True)  # then closed by the server: dropped at the next get
+    ddb.describe_table(TableName="T")
+    (kept,) = [c for c in ddb._boto._endpoint.http_session._manager.connection_from_url(
+        raw.url).pool.queue if c is not None and c.sock]  # fmt: skip
+    raw.answer(ok(BODY))
+    assert kept.sock.recv(1, socket.MSG_PEEK) == b""  # the server's close has arrived
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert ours(ddb) and made == [2, 2]

@@ -92,6 +92,9 @@ def exchange(
     sending = False
     try:
         if conn.is_closed:
+            # urlopen leaves a connection's timeout at the read timeout (the boto3 client's
+            # other calls share the pool), and sets it back before it connects.
+            conn.timeout = connect_timeout
             conn.connect()
         sock = conn.sock
         sending = True
