@@ -519,7 +519,7 @@ def test_a_kept_connection_closed_as_the_request_reaches_it_is_retried_once(
 ) -> None:
     """The keep-alive race: the server closes a kept connection just as the next request
     arrives (too late for the pool's check). The call fails as botocore's own does
-    (ConnectionClosedError), `Dynamo` sends it again on a new connection, and the keys are
+    (ConnectionClosedError), `Dynamo` sends it again on a new connection, and the key is
     found once."""
     ddb = wire_client()
     raw.answer(ok(BODY))
@@ -530,7 +530,13 @@ def test_a_kept_connection_closed_as_the_request_reaches_it_is_retried_once(
     assert type(spoken.value).__name__ == "ConnectionClosedError"
     raw.answer(ok(BODY))
     assert ddb.batch_get_item(RequestItems={})["Responses"]["T"]
-    assert raw.connections == 2 and len(raw.requests) == 3
+    raw.answer(CLOSE)
+    raw.answer(ok(BODY))
+    dynamo = Dynamo(ddb, no_wait())
+    found, failed = dynamo.get([("T", {"pk": {"S": "k1"}})])
+    assert failed == [] and list(found.values()) == [{"pk": {"S": "k1"}}]
+    assert dynamo.stats.calls == 2 and "Connection was closed" in dynamo.retry_reason()
+    assert raw.connections == 3 and len(raw.requests) == 5
 
 
 def test_a_connection_reset_mid_request_is_a_failed_call_and_no_socket_is_left(
