@@ -898,3 +898,18 @@ def test_a_connection_made_again_waits_the_connect_timeout_not_the_read_timeout(
     assert kept.sock.recv(1, socket.MSG_PEEK) == b""  # the server's close has arrived
     assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
     assert ours(ddb) and made == [2, 2]
+
+
+def test_an_endpoint_the_proxy_settings_exempt_is_spoken_to_here(
+    raw: RawEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY set, the endpoint in NO_PROXY: botocore sends it straight, so it is spoken
+    here, not through the proxy (a closed port, which would fail every call)."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    raw.answer(ok(BODY))
+    ddb = wire_client()
+    assert ddb.batch_get_item(RequestItems={})["Responses"]["T"] == [{"pk": {"S": "k1"}}]
+    assert ours(ddb) and ddb._http._proxy_url is None
