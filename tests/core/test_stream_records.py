@@ -871,6 +871,16 @@ def test_bad_records_of_a_large_event_are_refused_or_listed_in_order() -> None:
     assert assert_reads_like_oracle(ev, _large_text(ev)) == 150
 
 
+def test_a_map_holding_a_map_of_its_own_names_in_a_large_event() -> None:
+    # The inner map is made first and its names become a shape the outer map, of the same
+    # names, must not take again: maps of new shapes come after it (this once raised a
+    # PanicException, "shapes numbered in order").
+    nested = {"a": {"M": {"a": {"M": {"a": {"S": "x"}}}}}}
+    records = [record(new=nested, seq=str(i)) for i in range(2)] + _large_records()
+    ev = event(*records)
+    assert assert_reads_like_oracle(ev, _large_text(ev)) == len(records)
+
+
 def test_json_that_cannot_be_read_past_ends_a_large_event() -> None:
     # Late (the builder has most records made by then) or early (the reader stops at once): the
     # call raises for that record, records before it built or not, with or without problems=.

@@ -232,11 +232,19 @@ impl<'a> Plan<'a> {
                 named: false,
             },
             // The shape is numbered only now, after the values: a map nested in this one
-            // cannot be built from it before it exists.
+            // cannot be built from it before it exists. A nested map with the same names
+            // (`{"a": {"M": {"a": ...}}}`) was built first and numbered the shape already;
+            // this map then has its names made for it and numbers nothing, as `build` keeps
+            // one list of names per number.
             None if shaped => {
-                let shape = u32::try_from(self.shapes.len()).unwrap_or(NO_SHAPE);
+                let names = &self.shaping[start..end];
+                let shape = if self.shapes.contains_key(names) {
+                    NO_SHAPE
+                } else {
+                    u32::try_from(self.shapes.len()).unwrap_or(NO_SHAPE)
+                };
                 if shape != NO_SHAPE {
-                    self.shapes.insert(self.shaping[start..end].to_vec(), shape);
+                    self.shapes.insert(names.to_vec(), shape);
                 }
                 Op::Map {
                     len,
