@@ -984,3 +984,22 @@ def test_a_large_event_on_one_cpu_is_read_on_the_calling_thread() -> None:
     assert records == expected and seen
     records, seen = _reader_thread_seen("one", 40)
     assert records == expected and not seen
+
+
+def test_a_large_event_is_read_on_the_calling_thread_when_no_thread_can_start() -> None:
+    # A stack larger than any address space (Rust's threads take theirs from RUST_MIN_STACK):
+    # the reader thread cannot start, as under a limit on threads or on memory, and the call
+    # reads the records on its own thread instead of failing with "cannot start a thread".
+    text = _large_text(event(*_large_records()))
+    expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+    child = subprocess.run(
+        [sys.executable, "-c", _READ_IN_A_LOOP, "all", "0"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUST_MIN_STACK": str(2**60)},
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    assert child.stdout.strip() == expected

@@ -20,7 +20,7 @@ use ddbshard_core::model::binary;
 use ddbshard_core::output::serialize;
 use ddbshard_core::parse::{read_stream_records, RecordError, StreamRecord as CoreRecord};
 use ddbshard_core::{Map, ParseError, Reason};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -188,7 +188,12 @@ pub fn stream_records<'py>(
         read_inline(py, &json, skip_bad, &mut each)?
     } else {
         let mut builder = Builder::new(py, json.len())?;
-        read_overlapped(&json, skip_bad, &mut builder, &mut each)?
+        match read_overlapped(&json, skip_bad, &mut builder, &mut each)? {
+            Some(parsed) => parsed,
+            // No thread to be had (a limit on threads or on memory): the second thread only
+            // saves time, so the records are read on this one, none of them built yet.
+            None => read_inline(py, &json, skip_bad, &mut each)?,
+        }
     };
     let skipped = parsed.map_err(|e| match record_error(py, &e, written) {
         Ok(obj) => PyErr::from_value(obj),
@@ -293,18 +298,19 @@ fn record_to_py<'m, 'py>(
 /// of the records already planned. The outcome is the inline one: records are built in order,
 /// a failure to build stops the reading (the reader's next hand-over fails) and is the error,
 /// and otherwise the reader's result (its first fatal error, or the records it skipped) is.
-/// The event's bytes outlive the scope, so the steps can borrow them across threads.
+/// The event's bytes outlive the scope, so the steps can borrow them across threads. `None`
+/// when the thread cannot be started, before anything is read.
 fn read_overlapped<'a, 'py>(
     json: &'a [u8],
     skip_bad: bool,
     builder: &mut Builder<'py>,
     each: &mut Each<'_, 'py>,
-) -> PyResult<Parsed> {
+) -> PyResult<Option<Parsed>> {
     thread::scope(|scope| {
         let (planned, batches) = mpsc::sync_channel::<Vec<Op<'a>>>(BATCHES_AHEAD);
         // Used batches go back to the reader, which frees what they hold and refills them.
         let (used, spent) = mpsc::channel::<Vec<Op<'a>>>();
-        let reader = thread::Builder::new()
+        let started = thread::Builder::new()
             .name("ddbshard-records".into())
             .spawn_scoped(scope, move || {
                 let mut plan = Plan::new(json.len());
@@ -332,8 +338,10 @@ fn read_overlapped<'a, 'py>(
                     let _ = planned.send(ops);
                 }
                 parsed
-            })
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+            });
+        let Ok(reader) = started else {
+            return Ok(None);
+        };
         let mut failed = None;
         for ops in &batches {
             if let Err(e) = builder.run(&ops, each) {
@@ -349,7 +357,7 @@ fn read_overlapped<'a, 'py>(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match failed {
             Some(e) => Err(e),
-            None => Ok(parsed),
+            None => Ok(Some(parsed)),
         }
     })
 }
