@@ -856,6 +856,40 @@ def test_a_large_event_gives_what_its_records_give_alone() -> None:
             assert _order(fields[image]) == _order(expected[image])
 
 
+def test_the_real_records_in_one_large_event_read_as_each_alone(realdata: Path) -> None:
+    # Every real DynamoDB record, in one event large enough to be read on a second thread
+    # (repeated as need be), against each read alone on the calling thread.
+    real = []
+    for param in REAL_EVENTS:
+        doc = param.values[0]
+        if doc is not None:
+            real += [r for r in _records_of(doc)[1] if isinstance(r, dict) and "dynamodb" in r]
+    assert len(real) > 20
+    records = real * (1 + LARGE // len(json.dumps(real)))
+    text = json.dumps(event(*records))
+    assert len(text) > LARGE
+    assert assert_reads_like_oracle(event(*records), text) == len(records)
+    problems: list[ddbshard.StreamRecordError] = []
+    got = {r.index: r for r in ddbshard.stream_records(text, problems=problems)}
+    refused = {p.index: p for p in problems}
+    for i, alone in enumerate(records):
+        one: list[ddbshard.StreamRecordError] = []
+        want = ddbshard.stream_records(json.dumps(event(alone)), problems=one)
+        if one:
+            assert (refused[i].reason, refused[i].path) == (
+                one[0].reason,
+                one[0].path.replace("Records[0]", f"Records[{i}]"),
+            )
+            continue
+        fields, expected = got[i].as_dict(), want[0].as_dict()
+        assert fields.pop("index") == i and expected.pop("index") == 0
+        assert {k: _expect_any(v) for k, v in fields.items()} == {
+            k: _expect_any(v) for k, v in expected.items()
+        }
+        for image in ("keys", "new", "old"):
+            assert _order(fields[image]) == _order(expected[image])
+
+
 def _expect_any(value: Any) -> Any:
     return exact(value) if isinstance(value, dict) else value
 
