@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -1037,3 +1038,73 @@ def test_a_large_event_is_read_on_the_calling_thread_when_no_thread_can_start() 
     )
     assert (child.returncode, child.stderr) == (0, "")
     assert child.stdout.strip() == expected
+
+
+_READ_UNTIL_INTERRUPTED = """
+import signal, sys
+from pathlib import Path
+import ddbshard
+
+def reader_threads():
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # a thread may end between the listing and the read
+            pass
+    return names.count("ddbshard-record")
+
+def interrupted(signum, frame):
+    # Within a call the reader thread is still there; between calls the handler lets it be.
+    if reader_threads() == 0:
+        print("between calls", flush=True)
+        return
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGINT, interrupted)
+text = sys.stdin.read()
+print("ready", flush=True)
+try:
+    while True:
+        ddbshard.stream_records(text)
+except KeyboardInterrupt:
+    print("interrupted; reader threads left:", reader_threads(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs /proc and affinity")
+def test_ctrl_c_during_a_large_event_interrupts_the_call_and_stops_the_reader() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this machine runs the tests on one CPU: no reader thread")
+    # The child reads a ~30 MB event in a loop; once its reader thread shows, it gets SIGINT,
+    # whose handler must run within the call (Python runs handlers only between its own
+    # steps, so the call asks for them), end it with KeyboardInterrupt and stop the reader.
+    text = json.dumps(event(*(_large_records() * 400)))
+    with subprocess.Popen(
+        [sys.executable, "-c", _READ_UNTIL_INTERRUPTED],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(text)
+            child.stdin.close()
+            assert child.stdout.readline() == "ready\n"
+            tasks = Path(f"/proc/{child.pid}/task")
+            answer = ""
+            for _ in range(20):  # a signal that came just as a call ended is sent again
+                seen = False
+                while not seen and child.poll() is None:
+                    for task in list(tasks.glob("*")):
+                        with contextlib.suppress(OSError):
+                            seen |= (task / "comm").read_text().strip() == "ddbshard-record"
+                child.send_signal(signal.SIGINT)
+                answer = child.stdout.readline()
+                if answer != "between calls\n":
+                    break
+            assert answer == "interrupted; reader threads left: 0\n"
+            assert child.wait(timeout=60) == 0
+        finally:
+            if child.poll() is None:  # it loops until interrupted
+                child.kill()

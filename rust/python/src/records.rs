@@ -188,7 +188,7 @@ pub fn stream_records<'py>(
         read_inline(py, &json, skip_bad, &mut each)?
     } else {
         let mut builder = Builder::new(py, json.len())?;
-        match read_overlapped(&json, skip_bad, &mut builder, &mut each)? {
+        match read_overlapped(py, &json, skip_bad, &mut builder, &mut each)? {
             Some(parsed) => parsed,
             // No thread to be had (a limit on threads or on memory): the second thread only
             // saves time, so the records are read on this one, none of them built yet.
@@ -231,6 +231,12 @@ fn second_core() -> bool {
 const BATCH_RECORDS: usize = 8;
 const BATCHES_AHEAD: usize = 32;
 
+/// Python runs a signal's handler only between its own steps, so a call as long as a large
+/// event's (seconds for 200 MB) asks for it every this many records: Ctrl-C then raises
+/// KeyboardInterrupt within the call, which stops the reading (and the reader thread), as a
+/// handler's exception does. Asking costs a read of one flag.
+const SIGNALS_EVERY: usize = 512;
+
 /// Each record is made into Python objects as soon as it is read, while its text and parsed
 /// values are still in the CPU's cache, by the `ToPy` that `loads` uses. A failure to build
 /// stops the reading.
@@ -243,17 +249,25 @@ fn read_inline<'py>(
     // A small event's records share their attribute names and some values.
     let mut to_py = ToPy::new(py, 256)?;
     let mut failed = None;
-    let parsed = read_stream_records(
-        json,
-        skip_bad,
-        &mut |r| match record_to_py(py, &mut to_py, &r).and_then(&mut *each) {
+    let mut count = 0;
+    let parsed = read_stream_records(json, skip_bad, &mut |r| {
+        count += 1;
+        let signals = if count % SIGNALS_EVERY == 0 {
+            py.check_signals()
+        } else {
+            Ok(())
+        };
+        match signals
+            .and_then(|()| record_to_py(py, &mut to_py, &r))
+            .and_then(&mut *each)
+        {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
                 false
             }
-        },
-    );
+        }
+    });
     match failed {
         Some(e) => Err(e),
         None => Ok(parsed),
@@ -301,6 +315,7 @@ fn record_to_py<'m, 'py>(
 /// The event's bytes outlive the scope, so the steps can borrow them across threads. `None`
 /// when the thread cannot be started, before anything is read.
 fn read_overlapped<'a, 'py>(
+    py: Python<'py>,
     json: &'a [u8],
     skip_bad: bool,
     builder: &mut Builder<'py>,
@@ -343,8 +358,13 @@ fn read_overlapped<'a, 'py>(
             return Ok(None);
         };
         let mut failed = None;
-        for ops in &batches {
-            if let Err(e) = builder.run(&ops, each) {
+        for (n, ops) in batches.iter().enumerate() {
+            let signals = if (n + 1) % (SIGNALS_EVERY / BATCH_RECORDS) == 0 {
+                py.check_signals()
+            } else {
+                Ok(())
+            };
+            if let Err(e) = signals.and_then(|()| builder.run(&ops, each)) {
                 failed = Some(e);
                 break;
             }
