@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -1108,3 +1109,59 @@ def test_ctrl_c_during_a_large_event_interrupts_the_call_and_stops_the_reader() 
         finally:
             if child.poll() is None:  # it loops until interrupted
                 child.kill()
+
+
+def test_large_events_read_from_many_threads_at_once_are_each_whole() -> None:
+    texts = [_large_text(event(*_large_records(150 + i))) for i in range(4)]
+    expected = [_canonical([r.as_dict() for r in ddbshard.stream_records(t)]) for t in texts]
+    wrong: list[int] = []
+
+    def read(n: int) -> None:
+        for k in range(10):
+            i = (n + k) % len(texts)
+            if _canonical([r.as_dict() for r in ddbshard.stream_records(texts[i])]) != expected[i]:
+                wrong.append(i)
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+_FORK_WHILE_READING = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
+import ddbshard
+text = sys.stdin.read()
+expected = [r.as_dict() for r in ddbshard.stream_records(text)]
+stop = threading.Event()
+def loop():
+    while not stop.is_set():
+        assert [r.as_dict() for r in ddbshard.stream_records(text)] == expected
+reading = threading.Thread(target=loop)
+reading.start()
+failed = 0
+for _ in range(10):
+    pid = os.fork()
+    if pid == 0:  # the reading thread is not in the child; its calls start their own
+        os._exit(0 if [r.as_dict() for r in ddbshard.stream_records(text)] == expected else 3)
+    failed += os.waitpid(pid, 0)[1] != 0
+stop.set()
+reading.join()
+print("children failed:", failed)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_another_thread_reads_reads_large_events() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", _FORK_WHILE_READING],
+        input=_large_text(event(*_large_records())),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (child.returncode, child.stderr, child.stdout) == (0, "", "children failed: 0\n")
