@@ -1165,3 +1165,27 @@ def test_a_process_forked_while_another_thread_reads_reads_large_events() -> Non
         check=False,
     )
     assert (child.returncode, child.stderr, child.stdout) == (0, "", "children failed: 0\n")
+
+
+def test_a_small_rust_min_stack_does_not_overflow_the_reader_thread() -> None:
+    # RUST_MIN_STACK sets the stack of a Rust program's threads; set small (16 KiB) for some
+    # other program, it must not let the reader overflow its stack, which aborts the process,
+    # on an event as deep as is read: images 32 levels deep, 250 levels of JSON around them.
+    deep: dict[str, Any] = {"S": "x"}
+    for level in range(31):
+        deep = {"M": {f"d{level}": deep}}
+    text = json.dumps(event(*[record(new={"pk": {"S": "a"}, "d": deep})] * 300))
+    text = text[:-1] + ', "around": ' + "[" * 250 + "]" * 250 + "}"
+    assert len(text) > LARGE
+    expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+    child = subprocess.run(
+        [sys.executable, "-c", _READ_IN_A_LOOP, "all", "0"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUST_MIN_STACK": str(16 * 1024)},
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    assert child.stdout.strip() == expected

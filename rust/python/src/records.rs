@@ -224,6 +224,24 @@ fn second_core() -> bool {
     *MORE_THAN_ONE.get_or_init(|| thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
+/// The reader's stack: what Rust gives its threads (2 MiB, or `RUST_MIN_STACK` bytes), but no
+/// less than the floor. The reader recurses into the event's nesting (up to 256 levels around
+/// the records and 32 in an image: 32 KiB of stack measured), and overflowing a stack aborts
+/// the process; a small `RUST_MIN_STACK` set for other programs must not do that. Found once
+/// per process, as Rust finds its own.
+fn reader_stack() -> usize {
+    const RUST_DEFAULT: usize = 2 << 20;
+    const FLOOR: usize = 256 << 10;
+    static STACK: OnceLock<usize> = OnceLock::new();
+    *STACK.get_or_init(|| {
+        std::env::var("RUST_MIN_STACK")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(RUST_DEFAULT)
+            .max(FLOOR)
+    })
+}
+
 /// Records handed over at a time, and batches the reader may be ahead of the builder: enough
 /// that the reader, which is the faster, seldom has to wait for room (each such wait costs the
 /// builder a wake-up call to the kernel), few enough that the planned steps (which hold
@@ -327,6 +345,7 @@ fn read_overlapped<'a, 'py>(
         let (used, spent) = mpsc::channel::<Vec<Op<'a>>>();
         let started = thread::Builder::new()
             .name("ddbshard-records".into())
+            .stack_size(reader_stack())
             .spawn_scoped(scope, move || {
                 let mut plan = Plan::new(json.len());
                 let fresh = || {
