@@ -1189,3 +1189,43 @@ def test_a_small_rust_min_stack_does_not_overflow_the_reader_thread() -> None:
     )
     assert (child.returncode, child.stderr) == (0, "")
     assert child.stdout.strip() == expected
+
+
+_DECIMAL_FAILS = """
+import decimal, os, sys
+
+class Failing(decimal.Decimal):
+    made = 0
+
+    def __new__(cls, *args):
+        Failing.made += 1
+        if Failing.made == 30:
+            raise MemoryError("no memory for this Decimal")
+        return super().__new__(cls, *args)
+
+decimal.Decimal = Failing  # before ddbshard takes the type, on its first call
+import ddbshard
+text = sys.stdin.read()
+for _ in range(2):
+    try:
+        print(len(ddbshard.stream_records(text)))
+    except MemoryError as e:
+        print(e)
+print("threads:", len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_failure_to_build_a_large_event_ends_the_call_and_the_reader() -> None:
+    # The builder fails part way (the reader has records planned ahead, maybe waiting for
+    # room): the call raises that error, the reader stops and is gone, and the next call works.
+    child = subprocess.run(
+        [sys.executable, "-c", _DECIMAL_FAILS],
+        input=_large_text(event(*_large_records())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    assert child.stdout == "no memory for this Decimal\n150\nthreads: 1\n"
