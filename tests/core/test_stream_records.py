@@ -13,8 +13,10 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -856,6 +858,40 @@ def test_a_large_event_gives_what_its_records_give_alone() -> None:
             assert _order(fields[image]) == _order(expected[image])
 
 
+def test_the_real_records_in_one_large_event_read_as_each_alone(realdata: Path) -> None:
+    # Every real DynamoDB record, in one event large enough to be read on a second thread
+    # (repeated as need be), against each read alone on the calling thread.
+    real = []
+    for param in REAL_EVENTS:
+        doc = param.values[0]
+        if doc is not None:
+            real += [r for r in _records_of(doc)[1] if isinstance(r, dict) and "dynamodb" in r]
+    assert len(real) > 20
+    records = real * (1 + LARGE // len(json.dumps(real)))
+    text = json.dumps(event(*records))
+    assert len(text) > LARGE
+    assert assert_reads_like_oracle(event(*records), text) == len(records)
+    problems: list[ddbshard.StreamRecordError] = []
+    got = {r.index: r for r in ddbshard.stream_records(text, problems=problems)}
+    refused = {p.index: p for p in problems}
+    for i, alone in enumerate(records):
+        one: list[ddbshard.StreamRecordError] = []
+        want = ddbshard.stream_records(json.dumps(event(alone)), problems=one)
+        if one:
+            assert (refused[i].reason, refused[i].path) == (
+                one[0].reason,
+                one[0].path.replace("Records[0]", f"Records[{i}]"),
+            )
+            continue
+        fields, expected = got[i].as_dict(), want[0].as_dict()
+        assert fields.pop("index") == i and expected.pop("index") == 0
+        assert {k: _expect_any(v) for k, v in fields.items()} == {
+            k: _expect_any(v) for k, v in expected.items()
+        }
+        for image in ("keys", "new", "old"):
+            assert _order(fields[image]) == _order(expected[image])
+
+
 def _expect_any(value: Any) -> Any:
     return exact(value) if isinstance(value, dict) else value
 
@@ -869,6 +905,16 @@ def test_bad_records_of_a_large_event_are_refused_or_listed_in_order() -> None:
     records[5], records[90], records[149] = bad_number, no_body, bad_binary
     ev = event(*records)
     assert assert_reads_like_oracle(ev, _large_text(ev)) == 150
+
+
+def test_a_map_holding_a_map_of_its_own_names_in_a_large_event() -> None:
+    # The inner map is made first and its names become a shape the outer map, of the same
+    # names, must not take again: maps of new shapes come after it (this once raised a
+    # PanicException, "shapes numbered in order").
+    nested = {"a": {"M": {"a": {"M": {"a": {"S": "x"}}}}}}
+    records = [record(new=nested, seq=str(i)) for i in range(2)] + _large_records()
+    ev = event(*records)
+    assert assert_reads_like_oracle(ev, _large_text(ev)) == len(records)
 
 
 def test_json_that_cannot_be_read_past_ends_a_large_event() -> None:
@@ -974,3 +1020,212 @@ def test_a_large_event_on_one_cpu_is_read_on_the_calling_thread() -> None:
     assert records == expected and seen
     records, seen = _reader_thread_seen("one", 40)
     assert records == expected and not seen
+
+
+def test_a_large_event_is_read_on_the_calling_thread_when_no_thread_can_start() -> None:
+    # A stack larger than any address space (Rust's threads take theirs from RUST_MIN_STACK):
+    # the reader thread cannot start, as under a limit on threads or on memory, and the call
+    # reads the records on its own thread instead of failing with "cannot start a thread".
+    text = _large_text(event(*_large_records()))
+    expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+    child = subprocess.run(
+        [sys.executable, "-c", _READ_IN_A_LOOP, "all", "0"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUST_MIN_STACK": str(2**60)},
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    assert child.stdout.strip() == expected
+
+
+_READ_UNTIL_INTERRUPTED = """
+import signal, sys
+from pathlib import Path
+import ddbshard
+
+def reader_threads():
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # a thread may end between the listing and the read
+            pass
+    return names.count("ddbshard-record")
+
+def interrupted(signum, frame):
+    # Within a call the reader thread is still there; between calls the handler lets it be.
+    if reader_threads() == 0:
+        print("between calls", flush=True)
+        return
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGINT, interrupted)
+text = sys.stdin.read()
+print("ready", flush=True)
+try:
+    while True:
+        ddbshard.stream_records(text)
+except KeyboardInterrupt:
+    print("interrupted; reader threads left:", reader_threads(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs /proc and affinity")
+def test_ctrl_c_during_a_large_event_interrupts_the_call_and_stops_the_reader() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this machine runs the tests on one CPU: no reader thread")
+    # The child reads a ~30 MB event in a loop; once its reader thread shows, it gets SIGINT,
+    # whose handler must run within the call (Python runs handlers only between its own
+    # steps, so the call asks for them), end it with KeyboardInterrupt and stop the reader.
+    text = json.dumps(event(*(_large_records() * 400)))
+    with subprocess.Popen(
+        [sys.executable, "-c", _READ_UNTIL_INTERRUPTED],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(text)
+            child.stdin.close()
+            assert child.stdout.readline() == "ready\n"
+            tasks = Path(f"/proc/{child.pid}/task")
+            answer = ""
+            for _ in range(20):  # a signal that came just as a call ended is sent again
+                seen = False
+                while not seen and child.poll() is None:
+                    for task in list(tasks.glob("*")):
+                        with contextlib.suppress(OSError):
+                            seen |= (task / "comm").read_text().strip() == "ddbshard-record"
+                child.send_signal(signal.SIGINT)
+                answer = child.stdout.readline()
+                if answer != "between calls\n":
+                    break
+            assert answer == "interrupted; reader threads left: 0\n"
+            assert child.wait(timeout=60) == 0
+        finally:
+            if child.poll() is None:  # it loops until interrupted
+                child.kill()
+
+
+def test_large_events_read_from_many_threads_at_once_are_each_whole() -> None:
+    texts = [_large_text(event(*_large_records(150 + i))) for i in range(4)]
+    expected = [_canonical([r.as_dict() for r in ddbshard.stream_records(t)]) for t in texts]
+    wrong: list[int] = []
+
+    def read(n: int) -> None:
+        for k in range(10):
+            i = (n + k) % len(texts)
+            if _canonical([r.as_dict() for r in ddbshard.stream_records(texts[i])]) != expected[i]:
+                wrong.append(i)
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+_FORK_WHILE_READING = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
+import ddbshard
+text = sys.stdin.read()
+expected = [r.as_dict() for r in ddbshard.stream_records(text)]
+stop = threading.Event()
+def loop():
+    while not stop.is_set():
+        assert [r.as_dict() for r in ddbshard.stream_records(text)] == expected
+reading = threading.Thread(target=loop)
+reading.start()
+failed = 0
+for _ in range(10):
+    pid = os.fork()
+    if pid == 0:  # the reading thread is not in the child; its calls start their own
+        os._exit(0 if [r.as_dict() for r in ddbshard.stream_records(text)] == expected else 3)
+    failed += os.waitpid(pid, 0)[1] != 0
+stop.set()
+reading.join()
+print("children failed:", failed)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_another_thread_reads_reads_large_events() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", _FORK_WHILE_READING],
+        input=_large_text(event(*_large_records())),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (child.returncode, child.stderr, child.stdout) == (0, "", "children failed: 0\n")
+
+
+def test_a_small_rust_min_stack_does_not_overflow_the_reader_thread() -> None:
+    # RUST_MIN_STACK sets the stack of a Rust program's threads; set small (16 KiB) for some
+    # other program, it must not let the reader overflow its stack, which aborts the process,
+    # on an event as deep as is read: images 32 levels deep, 250 levels of JSON around them.
+    deep: dict[str, Any] = {"S": "x"}
+    for level in range(31):
+        deep = {"M": {f"d{level}": deep}}
+    text = json.dumps(event(*[record(new={"pk": {"S": "a"}, "d": deep})] * 300))
+    text = text[:-1] + ', "around": ' + "[" * 250 + "]" * 250 + "}"
+    assert len(text) > LARGE
+    expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
+    child = subprocess.run(
+        [sys.executable, "-c", _READ_IN_A_LOOP, "all", "0"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUST_MIN_STACK": str(16 * 1024)},
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    assert child.stdout.strip() == expected
+
+
+_DECIMAL_FAILS = """
+import decimal, os, sys
+
+class Failing(decimal.Decimal):
+    made = 0
+
+    def __new__(cls, *args):
+        Failing.made += 1
+        if Failing.made == 30:
+            raise MemoryError("no memory for this Decimal")
+        return super().__new__(cls, *args)
+
+decimal.Decimal = Failing  # before ddbshard takes the type, on its first call
+import ddbshard
+text = sys.stdin.read()
+for _ in range(2):
+    try:
+        print(len(ddbshard.stream_records(text)))
+    except MemoryError as e:
+        print(e)
+print("threads:", len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_failure_to_build_a_large_event_ends_the_call_and_the_reader() -> None:
+    # The builder fails part way (the reader has records planned ahead, maybe waiting for
+    # room): the call raises that error, the reader stops and is gone, and the next call works.
+    child = subprocess.run(
+        [sys.executable, "-c", _DECIMAL_FAILS],
+        input=_large_text(event(*_large_records())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    assert child.stdout == "no memory for this Decimal\n150\nthreads: 1\n"

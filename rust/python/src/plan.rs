@@ -232,11 +232,19 @@ impl<'a> Plan<'a> {
                 named: false,
             },
             // The shape is numbered only now, after the values: a map nested in this one
-            // cannot be built from it before it exists.
+            // cannot be built from it before it exists. A nested map with the same names
+            // (`{"a": {"M": {"a": ...}}}`) was built first and numbered the shape already;
+            // this map then has its names made for it and numbers nothing, as `build` keeps
+            // one list of names per number.
             None if shaped => {
-                let shape = u32::try_from(self.shapes.len()).unwrap_or(NO_SHAPE);
+                let names = &self.shaping[start..end];
+                let shape = if self.shapes.contains_key(names) {
+                    NO_SHAPE
+                } else {
+                    u32::try_from(self.shapes.len()).unwrap_or(NO_SHAPE)
+                };
                 if shape != NO_SHAPE {
-                    self.shapes.insert(self.shaping[start..end].to_vec(), shape);
+                    self.shapes.insert(names.to_vec(), shape);
                 }
                 Op::Map {
                     len,
@@ -295,13 +303,20 @@ impl<'a> Plan<'a> {
 #[derive(Default)]
 struct ShapeHasher(u64);
 
+const FX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
 impl Hasher for ShapeHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0 = self.0.rotate_left(5) ^ fx_hash(bytes);
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // A multiply leaves the low bits of its product, which pick the map's bucket, made of
+        // the low bits of its input alone; a name number in the high half of the last word
+        // (the last of an even count) would not move them, and every shape differing only in
+        // that name would land in one bucket, each lookup probing them all. Folding the high
+        // half into the low one before a last multiply lets every name move them.
+        (self.0 ^ (self.0 >> 32)).wrapping_mul(FX_K)
     }
 }
 
@@ -367,7 +382,7 @@ impl<'a> Numbered<'a> {
 /// with overlapping loads (no copy into a buffer, no call to memcpy).
 #[inline]
 fn hash_and_head(bytes: &[u8]) -> (u64, [u64; 2]) {
-    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    const K: u64 = FX_K;
     let len = bytes.len();
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let half = |at: usize| {

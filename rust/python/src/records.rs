@@ -20,7 +20,7 @@ use ddbshard_core::model::binary;
 use ddbshard_core::output::serialize;
 use ddbshard_core::parse::{read_stream_records, RecordError, StreamRecord as CoreRecord};
 use ddbshard_core::{Map, ParseError, Reason};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -188,7 +188,12 @@ pub fn stream_records<'py>(
         read_inline(py, &json, skip_bad, &mut each)?
     } else {
         let mut builder = Builder::new(py, json.len())?;
-        read_overlapped(&json, skip_bad, &mut builder, &mut each)?
+        match read_overlapped(py, &json, skip_bad, &mut builder, &mut each)? {
+            Some(parsed) => parsed,
+            // No thread to be had (a limit on threads or on memory): the second thread only
+            // saves time, so the records are read on this one, none of them built yet.
+            None => read_inline(py, &json, skip_bad, &mut each)?,
+        }
     };
     let skipped = parsed.map_err(|e| match record_error(py, &e, written) {
         Ok(obj) => PyErr::from_value(obj),
@@ -219,12 +224,36 @@ fn second_core() -> bool {
     *MORE_THAN_ONE.get_or_init(|| thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
+/// The reader's stack: what Rust gives its threads (2 MiB, or `RUST_MIN_STACK` bytes), but no
+/// less than the floor. The reader recurses into the event's nesting (up to 256 levels around
+/// the records and 32 in an image: 32 KiB of stack measured), and overflowing a stack aborts
+/// the process; a small `RUST_MIN_STACK` set for other programs must not do that. Found once
+/// per process, as Rust finds its own.
+fn reader_stack() -> usize {
+    const RUST_DEFAULT: usize = 2 << 20;
+    const FLOOR: usize = 256 << 10;
+    static STACK: OnceLock<usize> = OnceLock::new();
+    *STACK.get_or_init(|| {
+        std::env::var("RUST_MIN_STACK")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(RUST_DEFAULT)
+            .max(FLOOR)
+    })
+}
+
 /// Records handed over at a time, and batches the reader may be ahead of the builder: enough
 /// that the reader, which is the faster, seldom has to wait for room (each such wait costs the
 /// builder a wake-up call to the kernel), few enough that the planned steps (which hold
 /// decoded binaries and unescaped texts) stay a few hundred records' worth at most.
 const BATCH_RECORDS: usize = 8;
 const BATCHES_AHEAD: usize = 32;
+
+/// Python runs a signal's handler only between its own steps, so a call as long as a large
+/// event's (seconds for 200 MB) asks for it every this many records: Ctrl-C then raises
+/// KeyboardInterrupt within the call, which stops the reading (and the reader thread), as a
+/// handler's exception does. Asking costs a read of one flag.
+const SIGNALS_EVERY: usize = 512;
 
 /// Each record is made into Python objects as soon as it is read, while its text and parsed
 /// values are still in the CPU's cache, by the `ToPy` that `loads` uses. A failure to build
@@ -238,17 +267,25 @@ fn read_inline<'py>(
     // A small event's records share their attribute names and some values.
     let mut to_py = ToPy::new(py, 256)?;
     let mut failed = None;
-    let parsed = read_stream_records(
-        json,
-        skip_bad,
-        &mut |r| match record_to_py(py, &mut to_py, &r).and_then(&mut *each) {
+    let mut count = 0;
+    let parsed = read_stream_records(json, skip_bad, &mut |r| {
+        count += 1;
+        let signals = if count % SIGNALS_EVERY == 0 {
+            py.check_signals()
+        } else {
+            Ok(())
+        };
+        match signals
+            .and_then(|()| record_to_py(py, &mut to_py, &r))
+            .and_then(&mut *each)
+        {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
                 false
             }
-        },
-    );
+        }
+    });
     match failed {
         Some(e) => Err(e),
         None => Ok(parsed),
@@ -293,19 +330,22 @@ fn record_to_py<'m, 'py>(
 /// of the records already planned. The outcome is the inline one: records are built in order,
 /// a failure to build stops the reading (the reader's next hand-over fails) and is the error,
 /// and otherwise the reader's result (its first fatal error, or the records it skipped) is.
-/// The event's bytes outlive the scope, so the steps can borrow them across threads.
+/// The event's bytes outlive the scope, so the steps can borrow them across threads. `None`
+/// when the thread cannot be started, before anything is read.
 fn read_overlapped<'a, 'py>(
+    py: Python<'py>,
     json: &'a [u8],
     skip_bad: bool,
     builder: &mut Builder<'py>,
     each: &mut Each<'_, 'py>,
-) -> PyResult<Parsed> {
+) -> PyResult<Option<Parsed>> {
     thread::scope(|scope| {
         let (planned, batches) = mpsc::sync_channel::<Vec<Op<'a>>>(BATCHES_AHEAD);
         // Used batches go back to the reader, which frees what they hold and refills them.
         let (used, spent) = mpsc::channel::<Vec<Op<'a>>>();
-        let reader = thread::Builder::new()
+        let started = thread::Builder::new()
             .name("ddbshard-records".into())
+            .stack_size(reader_stack())
             .spawn_scoped(scope, move || {
                 let mut plan = Plan::new(json.len());
                 let fresh = || {
@@ -332,11 +372,18 @@ fn read_overlapped<'a, 'py>(
                     let _ = planned.send(ops);
                 }
                 parsed
-            })
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+            });
+        let Ok(reader) = started else {
+            return Ok(None);
+        };
         let mut failed = None;
-        for ops in &batches {
-            if let Err(e) = builder.run(&ops, each) {
+        for (n, ops) in batches.iter().enumerate() {
+            let signals = if (n + 1) % (SIGNALS_EVERY / BATCH_RECORDS) == 0 {
+                py.check_signals()
+            } else {
+                Ok(())
+            };
+            if let Err(e) = signals.and_then(|()| builder.run(&ops, each)) {
                 failed = Some(e);
                 break;
             }
@@ -349,7 +396,7 @@ fn read_overlapped<'a, 'py>(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match failed {
             Some(e) => Err(e),
-            None => Ok(parsed),
+            None => Ok(Some(parsed)),
         }
     })
 }
