@@ -49,18 +49,21 @@ def stream_event(count: int = RECORDS, seed: int = 0) -> dict[str, Any]:
             "SizeBytes": len(json.dumps(item)),
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         }
-        records.append(
-            {
-                "eventID": f"{i:032x}",
-                "eventName": name,
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "eu-west-1",
-                "dynamodb": body,
-                "eventSourceARN": ARN,
-            }
-        )
+        records.append(stream_record(i, name, body))
     return {"Records": records}
+
+
+def stream_record(i: int, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Record `i` of an event, as Lambda hands it: `name` and the `dynamodb` object `body`."""
+    return {
+        "eventID": f"{i:032x}",
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": body,
+        "eventSourceARN": ARN,
+    }
 
 
 def boto3_records(event: dict[str, Any]) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_stream_records import ARN, stream_event
+from bench_stream_records import stream_event, stream_record
 
 # Peak memory from Linux's VmHWM, reset just before the call (reading the file peaks above
 # what the call adds to it, so ru_maxrss would not move).
@@ -69,17 +69,7 @@ def sparse_event(count: int) -> dict[str, Any]:
             "SizeBytes": 60,
             "StreamViewType": "NEW_IMAGE",
         }
-        records.append(
-            {
-                "eventID": f"{i:032x}",
-                "eventName": "INSERT",
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "eu-west-1",
-                "dynamodb": body,
-                "eventSourceARN": ARN,
-            }
-        )
+        records.append(stream_record(i, "INSERT", body))
     return {"Records": records}
 
 

@@ -849,13 +849,7 @@ def test_a_large_event_gives_what_its_records_give_alone() -> None:
     for i, (r, alone) in enumerate(zip(got, records, strict=True)):
         # One record: read and built inline, by the converter loads uses.
         (want,) = ddbshard.stream_records(_escaped(json.dumps(event(alone))))
-        fields, expected = r.as_dict(), want.as_dict()
-        assert fields.pop("index") == i and expected.pop("index") == 0
-        assert {k: _expect_any(v) for k, v in fields.items()} == {
-            k: _expect_any(v) for k, v in expected.items()
-        }
-        for image in ("keys", "new", "old"):
-            assert _order(fields[image]) == _order(expected[image])
+        _assert_same_record(r, i, want)
 
 
 def test_the_real_records_in_one_large_event_read_as_each_alone(realdata: Path) -> None:
@@ -883,13 +877,19 @@ def test_the_real_records_in_one_large_event_read_as_each_alone(realdata: Path) 
                 one[0].path.replace("Records[0]", f"Records[{i}]"),
             )
             continue
-        fields, expected = got[i].as_dict(), want[0].as_dict()
-        assert fields.pop("index") == i and expected.pop("index") == 0
-        assert {k: _expect_any(v) for k, v in fields.items()} == {
-            k: _expect_any(v) for k, v in expected.items()
-        }
-        for image in ("keys", "new", "old"):
-            assert _order(fields[image]) == _order(expected[image])
+        _assert_same_record(got[i], i, want[0])
+
+
+def _assert_same_record(got: ddbshard.StreamRecord, i: int, alone: ddbshard.StreamRecord) -> None:
+    """Record `i` of a large event equals the same record read alone (index 0), its images'
+    key order included."""
+    fields, expected = got.as_dict(), alone.as_dict()
+    assert fields.pop("index") == i and expected.pop("index") == 0
+    assert {k: _expect_any(v) for k, v in fields.items()} == {
+        k: _expect_any(v) for k, v in expected.items()
+    }
+    for image in ("keys", "new", "old"):
+        assert _order(fields[image]) == _order(expected[image])
 
 
 def _expect_any(value: Any) -> Any:
