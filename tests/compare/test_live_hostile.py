@@ -28,7 +28,7 @@ from ddbshard.compare.livescan import LiveScan
 from ddbshard.compare.parquetcopy import CopyOutput, is_parquet_copy, make_copies
 from ddbshard.exceptions import InputError
 from support.ddb_faults import Fault, FaultyDynamo
-from support.ddb_tables import load, signal_cli
+from support.ddb_tables import create_typed_table, load, signal_cli
 from support.s3_server import reset
 
 pytestmark = pytest.mark.server
@@ -38,18 +38,6 @@ pytestmark = pytest.mark.server
 def endpoint(moto_endpoint: str) -> Iterator[str]:
     reset(moto_endpoint)
     yield moto_endpoint
-
-
-def _table(ddb: Any, name: str, *key: tuple[str, str]) -> None:
-    kinds = ("HASH", "RANGE")
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": a, "KeyType": k} for (a, _), k in zip(key, kinds, strict=False)
-        ],
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in key],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def _client(endpoint: str) -> Any:
@@ -78,7 +66,7 @@ def test_a_copy_cut_short_by_a_failing_segment_leaves_no_parts(
     monkeypatch.setattr(parquetcopy, "BATCH_ROWS", 100)
     with FaultyDynamo() as server:
         ddb = _client(server.endpoint)
-        _table(ddb, "Cut", ("pk", "S"))
+        create_typed_table(ddb, "Cut", ("pk", "S"))
         load(ddb, "Cut", [{"pk": {"S": f"k{i}"}, "v": {"S": "x" * 3000}} for i in range(1500)])
         dest = tmp_path / "copy"
 
@@ -104,7 +92,7 @@ def test_a_routed_copy_of_a_live_table_keeps_the_table_s_key_as_source_key(
     """Every target's key is a template, so the config cannot say what the source key is;
     the live table can (DescribeTable), as it does for diff --source dynamodb://."""
     ddb = _client(endpoint)
-    _table(ddb, "TplSource", ("pk", "S"), ("sk", "N"))
+    create_typed_table(ddb, "TplSource", ("pk", "S"), ("sk", "N"))
     load(
         ddb,
         "TplSource",
@@ -143,8 +131,8 @@ def test_a_live_source_is_not_described_when_every_target_has_its_expected_copy(
     """With --expected for every target the source is not read: no estimate of a scan that
     does not happen, and a source table since deleted does not stop the diff."""
     ddb = _client(endpoint)
-    _table(ddb, "GoneSource", ("pk", "S"))
-    _table(ddb, "KeptTarget", ("pk", "S"))
+    create_typed_table(ddb, "GoneSource", ("pk", "S"))
+    create_typed_table(ddb, "KeptTarget", ("pk", "S"))
     items = [{"pk": {"S": f"p{i}"}, "v": {"N": str(i)}} for i in range(8)]
     load(ddb, "GoneSource", items)
     load(ddb, "KeptTarget", items)
@@ -233,8 +221,8 @@ def test_ctrl_c_stops_a_diff_s_live_scan_at_once(tmp_path: Path) -> None:
     worker happens to end: before, diff read the whole table first (a real one: hours)."""
     with FaultyDynamo() as server:
         ddb = _client(server.endpoint)
-        _table(ddb, "Slow", ("pk", "S"))
-        _table(ddb, "SlowT", ("pk", "S"))
+        create_typed_table(ddb, "Slow", ("pk", "S"))
+        create_typed_table(ddb, "SlowT", ("pk", "S"))
         load(ddb, "Slow", [{"pk": {"S": f"k{i}"}} for i in range(200)])
         (tmp_path / "src").mkdir()
         cfg = tmp_path / "c.toml"
@@ -271,8 +259,8 @@ def test_an_s3_output_whose_bucket_is_missing_is_refused_before_the_scan(tmp_pat
 
     with FaultyDynamo() as server:
         ddb = _client(server.endpoint)
-        _table(ddb, "Src", ("pk", "S"))
-        _table(ddb, "Tgt", ("pk", "S"))
+        create_typed_table(ddb, "Src", ("pk", "S"))
+        create_typed_table(ddb, "Tgt", ("pk", "S"))
         load(ddb, "Src", [{"pk": {"S": f"k{i}"}} for i in range(10)])
         (tmp_path / "src").mkdir()
         cfg = tmp_path / "c.toml"

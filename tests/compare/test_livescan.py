@@ -24,7 +24,7 @@ from ddbshard.compare.parquetcopy import CopyOutput, make_copies
 from ddbshard.compare.readbudget import ReadBudget
 from ddbshard.exceptions import InputError
 from support.ddb_faults import Fault, FaultyDynamo
-from support.ddb_tables import load, write_full_export
+from support.ddb_tables import create_typed_table, load, write_full_export
 from support.diff_scenario import KEYS, build_world, check_report, text_lines
 from support.s3_server import reset
 
@@ -47,18 +47,6 @@ def _client(endpoint: str) -> Any:
         endpoint_url=endpoint,
         region_name="us-east-1",
         config=Config(retries={"total_max_attempts": 1}),
-    )
-
-
-def _table(ddb: Any, name: str, *key: tuple[str, str]) -> None:
-    kinds = ("HASH", "RANGE")
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": a, "KeyType": k} for (a, _), k in zip(key, kinds, strict=False)
-        ],
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in key],
-        BillingMode="PAY_PER_REQUEST",
     )
 
 
@@ -102,7 +90,7 @@ def test_a_live_copy_is_the_copy_of_an_export_of_the_same_items(
     endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ddb = _client(endpoint)
-    _table(ddb, "EveryType", ("h", "N"), ("r", "B"))
+    create_typed_table(ddb, "EveryType", ("h", "N"), ("r", "B"))
     items = _unique_binary_ranges([_every_type(i) for i in range(120)])
     assert len(items) == 51  # 17 hash values x 3 binary ranges
     load(ddb, "EveryType", items)
@@ -144,7 +132,7 @@ def test_segments_one_and_four_give_the_same_copy(
     endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ddb = _client(endpoint)
-    _table(ddb, "Segmented", ("pk", "S"), ("sk", "N"))
+    create_typed_table(ddb, "Segmented", ("pk", "S"), ("sk", "N"))
     items = [
         {"pk": {"S": f"p{i % 13}"}, "sk": {"N": str(i)}, "v": {"S": "x" * (i % 50)}}
         for i in range(400)
@@ -169,7 +157,7 @@ def test_a_binary_hash_key_table_scans_in_one_segment(
 ) -> None:
     """One segment is a plain Scan (moto's parallel Scan fails on a binary hash key)."""
     ddb = _client(endpoint)
-    _table(ddb, "BinaryHash", ("id", "B"))
+    create_typed_table(ddb, "BinaryHash", ("id", "B"))
     items = [{"id": {"B": f"{i:04d}AA=="}, "v": {"N": str(i)}} for i in range(30)]
     load(ddb, "BinaryHash", items)
     dest = tmp_path / "bin"
@@ -183,7 +171,7 @@ def test_a_binary_hash_key_table_scans_in_one_segment(
 def test_throttled_pages_are_asked_again_and_no_item_is_lost(tmp_path: Path) -> None:
     with FaultyDynamo() as server:
         ddb = _client(server.endpoint)
-        _table(ddb, "Throttled", ("pk", "S"))
+        create_typed_table(ddb, "Throttled", ("pk", "S"))
         load(ddb, "Throttled", [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(300)])
         server.clear_faults()
         server.fail(Fault.THROTTLE, op="Scan", nth=2, times=3)
@@ -410,11 +398,11 @@ def test_diff_of_live_tables_reports_what_the_file_diff_reports(
     ddb = _client(endpoint)
     # The source table, from the export's items; each target's table from its lines, planted
     # differences and all ("after split and load").
-    _table(ddb, "LiveSource", ("pk", "S"), ("sk", "S"))
+    create_typed_table(ddb, "LiveSource", ("pk", "S"), ("sk", "S"))
     load(ddb, "LiveSource", _source_items(world["export"]))
     live_actual = []
     for target, key in KEYS.items():
-        _table(ddb, f"Live{target}", *[(k, "S") for k in key])
+        create_typed_table(ddb, f"Live{target}", *[(k, "S") for k in key])
         load(ddb, f"Live{target}", _lines_of(tmp_path / "actual" / target))
         live_actual += ["--actual", f"{target}=dynamodb://Live{target}"]
 
@@ -459,7 +447,7 @@ def test_source_key_must_agree_with_a_live_source(
     endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ddb = _client(endpoint)
-    _table(ddb, "KeyedSource", ("pk", "S"), ("sk", "S"))
+    create_typed_table(ddb, "KeyedSource", ("pk", "S"), ("sk", "S"))
     cfg = _config(tmp_path)
     src = str(tmp_path / "src")
     args = ["diff", str(cfg), "--source", "dynamodb://KeyedSource", "--actual", f"Tgt={src}"]
@@ -472,7 +460,7 @@ def test_a_live_side_with_another_key_and_scan_options_without_a_live_side_are_r
     endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ddb = _client(endpoint)
-    _table(ddb, "TwoPartKey", ("pk", "S"), ("sk", "S"))
+    create_typed_table(ddb, "TwoPartKey", ("pk", "S"), ("sk", "S"))
     cfg = str(_config(tmp_path))
     src = str(tmp_path / "src")
     (tmp_path / "src" / "a.json").write_text('{"Item": {"pk": {"S": "a"}}}\n')

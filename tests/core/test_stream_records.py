@@ -880,6 +880,22 @@ def test_the_real_records_in_one_large_event_read_as_each_alone(realdata: Path) 
         _assert_same_record(got[i], i, want[0])
 
 
+def _python(
+    *args: str, stdin: str, env: dict[str, str] | None = None, timeout: int = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -c` with `args` in a process of its own, `stdin` its input, `env` added to
+    this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _assert_same_record(got: ddbshard.StreamRecord, i: int, alone: ddbshard.StreamRecord) -> None:
     """Record `i` of a large event equals the same record read alone (index 0), its images'
     key order included."""
@@ -1028,15 +1044,7 @@ def test_a_large_event_is_read_on_the_calling_thread_when_no_thread_can_start() 
     # reads the records on its own thread instead of failing with "cannot start a thread".
     text = _large_text(event(*_large_records()))
     expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
-    child = subprocess.run(
-        [sys.executable, "-c", _READ_IN_A_LOOP, "all", "0"],
-        input=text,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RUST_MIN_STACK": str(2**60)},
-        timeout=60,
-        check=False,
-    )
+    child = _python(_READ_IN_A_LOOP, "all", "0", stdin=text, env={"RUST_MIN_STACK": str(2**60)})
     assert (child.returncode, child.stderr) == (0, "")
     assert child.stdout.strip() == expected
 
@@ -1156,14 +1164,7 @@ print("children failed:", failed)
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_process_forked_while_another_thread_reads_reads_large_events() -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", _FORK_WHILE_READING],
-        input=_large_text(event(*_large_records())),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    child = _python(_FORK_WHILE_READING, stdin=_large_text(event(*_large_records())), timeout=120)
     assert (child.returncode, child.stderr, child.stdout) == (0, "", "children failed: 0\n")
 
 
@@ -1178,15 +1179,7 @@ def test_a_small_rust_min_stack_does_not_overflow_the_reader_thread() -> None:
     text = text[:-1] + ', "around": ' + "[" * 250 + "]" * 250 + "}"
     assert len(text) > LARGE
     expected = _canonical([r.as_dict() for r in ddbshard.stream_records(text)])
-    child = subprocess.run(
-        [sys.executable, "-c", _READ_IN_A_LOOP, "all", "0"],
-        input=text,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RUST_MIN_STACK": str(16 * 1024)},
-        timeout=60,
-        check=False,
-    )
+    child = _python(_READ_IN_A_LOOP, "all", "0", stdin=text, env={"RUST_MIN_STACK": str(16 * 1024)})
     assert (child.returncode, child.stderr) == (0, "")
     assert child.stdout.strip() == expected
 
@@ -1219,13 +1212,6 @@ print("threads:", len(os.listdir("/proc/self/task")))
 def test_a_failure_to_build_a_large_event_ends_the_call_and_the_reader() -> None:
     # The builder fails part way (the reader has records planned ahead, maybe waiting for
     # room): the call raises that error, the reader stops and is gone, and the next call works.
-    child = subprocess.run(
-        [sys.executable, "-c", _DECIMAL_FAILS],
-        input=_large_text(event(*_large_records())),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    child = _python(_DECIMAL_FAILS, stdin=_large_text(event(*_large_records())))
     assert (child.returncode, child.stderr) == (0, "")
     assert child.stdout == "no memory for this Decimal\n150\nthreads: 1\n"

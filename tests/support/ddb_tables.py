@@ -28,11 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def create_table(
     ddb: Any, name: str, hash_key: str, range_key: str | None = None, *, stream: bool = False
 ) -> None:
-    schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
-    attrs = [{"AttributeName": hash_key, "AttributeType": "S"}]
-    if range_key:
-        schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-        attrs.append({"AttributeName": range_key, "AttributeType": "S"})
+    """A table keyed by strings."""
+    key = [(hash_key, "S")] + ([(range_key, "S")] if range_key else [])
+    create_typed_table(ddb, name, *key, stream=stream)
+
+
+def create_typed_table(ddb: Any, name: str, *key: tuple[str, str], stream: bool = False) -> None:
+    """A table keyed by (attribute, type) pairs: the hash key, then the range key if any."""
+    kinds = ("HASH", "RANGE")
     extra: dict[str, Any] = {}
     if stream:
         extra["StreamSpecification"] = {
@@ -41,8 +44,10 @@ def create_table(
         }
     ddb.create_table(
         TableName=name,
-        KeySchema=schema,
-        AttributeDefinitions=attrs,
+        KeySchema=[
+            {"AttributeName": a, "KeyType": k} for (a, _), k in zip(key, kinds, strict=False)
+        ],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in key],
         BillingMode="PAY_PER_REQUEST",
         **extra,
     )
